@@ -1,0 +1,68 @@
+//! The kernel's main path, read top to bottom: each step needs the ones
+//! before it.
+
+use crate::arch::{cpu, lapic, legacy};
+use crate::boot_info::BootInfo;
+use crate::fault::exit_vm;
+use crate::{console, interrupts, mem, println, time};
+use core::fmt::Write;
+use ringos_proto::{cmdline, exit, marker};
+
+/// Entered from the boot stage on the boot stack, interrupts masked, with the
+/// early identity map of the first 4 GiB.
+pub fn main(boot: &'static BootInfo) -> ! {
+    let tsc_entry = cpu::rdtsc();
+    cpu::enable_sse();
+    console::init();
+    let line = boot.cmdline();
+    console::init_log(console::parse_level(cmdline::get(line, cmdline::LOG)));
+    let mut brand = [0u8; 48];
+    println!(
+        "{}{} - WebAssembly components on bare metal ({})",
+        marker::BANNER,
+        env!("CARGO_PKG_VERSION"),
+        cpu::brand(&mut brand)
+    );
+    log::debug!("command line: {line:?}");
+
+    interrupts::init();
+    let stats = mem::init(boot);
+    println!(
+        "{}{} MiB usable, {} regions, heap {} MiB",
+        marker::MEMORY,
+        stats.usable_bytes >> 20,
+        stats.regions,
+        stats.heap_bytes >> 20
+    );
+    for r in boot.memory_map() {
+        log::debug!("  {:#012x}..{:#012x} {:?}", r.start, r.end(), r.kind);
+    }
+    log::debug!("{} frames free", stats.free_frames);
+
+    legacy::pic_disable();
+    mem::map_mmio(lapic::phys_base(), 4096).expect("mapping the LAPIC");
+    lapic::init();
+    let clock = time::init(tsc_entry);
+    log::info!(
+        "clock: TSC {}.{:03} MHz ({}), LAPIC timer {}.{:03} MHz",
+        clock.tsc.hz() / 1_000_000,
+        (clock.tsc.hz() / 1000) % 1000,
+        clock.source,
+        clock.lapic.hz() / 1_000_000,
+        (clock.lapic.hz() / 1000) % 1000
+    );
+    cpu::interrupts_enable();
+    println!("{}{} ns", marker::READY, time::now_ns());
+
+    if let Some(test) = cmdline::get(line, cmdline::TEST) {
+        crate::selftest::run(test);
+    }
+    exit_vm(exit::SUCCESS)
+}
+
+/// For the boot stage when it cannot even build a BootInfo.
+pub fn early_fail(why: &str) -> ! {
+    console::init();
+    let _ = writeln!(console::emergency(), "{}{why}", marker::PANIC);
+    exit_vm(exit::PANIC)
+}

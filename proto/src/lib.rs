@@ -1,0 +1,151 @@
+//! The contract between the host CLI (`ringos`) and the guest kernel.
+//!
+//! Both sides depend on this crate so the numbers and strings below exist in
+//! one place only: the guest's exit statuses (carried by QEMU's
+//! `isa-debug-exit`), the kernel command-line keys the CLI passes, and the
+//! console lines the CLI and the tests look for.
+#![no_std]
+
+/// I/O port of QEMU's `isa-debug-exit` device (`-device isa-debug-exit,iobase=0xf4,iosize=4`).
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Guest exit statuses. A guest value `v` written to [`DEBUG_EXIT_PORT`]
+/// makes QEMU exit with `(v << 1) | 1`; the CLI maps it back to `v`.
+pub mod exit {
+    /// Everything ran and finished.
+    pub const SUCCESS: u8 = 0;
+    /// Generic failure (a test mode's check failed, a bad argument).
+    pub const FAILURE: u8 = 1;
+    /// The kernel panicked (Rust convention for a panic status).
+    pub const PANIC: u8 = 101;
+    /// A CPU exception the kernel could not recover from.
+    pub const CPU_EXCEPTION: u8 = 102;
+    /// Out of physical memory or heap.
+    pub const OUT_OF_MEMORY: u8 = 103;
+
+    /// Host-side statuses of `ringos` itself (never written by the guest).
+    pub mod host {
+        /// `--timeout` elapsed; QEMU was killed (same as coreutils `timeout`).
+        pub const TIMEOUT: i32 = 124;
+        /// QEMU, qboot or the toolchain could not be found or started.
+        pub const CANNOT_START: i32 = 125;
+        /// QEMU exited without the guest writing an exit status
+        /// (triple fault with `-no-reboot`, killed by a signal, ...).
+        pub const NO_GUEST_STATUS: i32 = 126;
+    }
+
+    /// Decodes QEMU's process exit code into the guest's value, if the guest
+    /// set one through `isa-debug-exit`.
+    pub fn from_qemu_status(code: i32) -> Option<u8> {
+        if code & 1 == 1 && (1..=511).contains(&code) {
+            Some((code >> 1) as u8)
+        } else {
+            None
+        }
+    }
+
+    /// A one-line description of a guest status for the CLI's messages.
+    pub fn describe(v: u8) -> &'static str {
+        match v {
+            SUCCESS => "success",
+            FAILURE => "failure",
+            PANIC => "kernel panic",
+            CPU_EXCEPTION => "CPU exception",
+            OUT_OF_MEMORY => "out of memory",
+            _ => "exit status",
+        }
+    }
+}
+
+/// Keys of the kernel command line (`key=value` words separated by spaces).
+pub mod cmdline {
+    /// Log level: `error`, `warn`, `info`, `debug`, `trace` (default `info`).
+    pub const LOG: &str = "log";
+    /// A self-test to run instead of the normal job (see [`crate::selftest`]).
+    pub const TEST: &str = "test";
+
+    /// Iterates over the `key=value` (or bare `key`) words of a command line.
+    pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
+        line.split_ascii_whitespace()
+            .map(|w| w.split_once('=').unwrap_or((w, "")))
+    }
+
+    /// The value of `key`, the last one if it is given more than once.
+    pub fn get<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        words(line)
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .last()
+    }
+}
+
+/// Self-test modes selected with `test=<name>` on the kernel command line.
+pub mod selftest {
+    /// Sleep 100 ms on the LAPIC timer, printing a start and an end marker.
+    pub const SLEEP: &str = "sleep";
+    /// Read the unmapped null page: a page fault.
+    pub const PAGE_FAULT: &str = "fault-pf";
+    /// Execute `ud2`: an invalid opcode.
+    pub const INVALID_OPCODE: &str = "fault-ud";
+    /// Divide by zero with `div`: a divide error.
+    pub const DIVIDE_ERROR: &str = "fault-de";
+    /// Overflow the kernel stack into its guard page.
+    pub const STACK_OVERFLOW: &str = "fault-stack";
+    /// `panic!` on purpose.
+    pub const PANIC: &str = "panic";
+    /// Every mode, for `--help` texts.
+    pub const ALL: &[&str] = &[
+        SLEEP,
+        PAGE_FAULT,
+        INVALID_OPCODE,
+        DIVIDE_ERROR,
+        STACK_OVERFLOW,
+        PANIC,
+    ];
+}
+
+/// Lines the kernel prints that the host looks for. Each starts a line.
+pub mod marker {
+    /// First line of the banner: `ringos <version>`.
+    pub const BANNER: &str = "ringos ";
+    /// `memory: <usable MiB> MiB usable, <regions> regions`
+    pub const MEMORY: &str = "memory: ";
+    /// The kernel is up (printed after interrupts and the clock are ready):
+    /// `ready: <ns since boot> ns`. `ringos probe boot` times up to this line.
+    pub const READY: &str = "ready: ";
+    /// `sleep: start` / `sleep: done <measured ns> ns` in the sleep self-test.
+    pub const SLEEP_START: &str = "sleep: start";
+    pub const SLEEP_DONE: &str = "sleep: done ";
+    /// `EXCEPTION: <name> (#<mnemonic>, vector <n>) ...` for a CPU exception.
+    pub const EXCEPTION: &str = "EXCEPTION: ";
+    /// `PANIC: <message> at <file>:<line>`.
+    pub const PANIC: &str = "PANIC: ";
+    /// `EXIT: <status>`: the last line before the guest writes its status to
+    /// `isa-debug-exit`. It tells a guest status 0 (QEMU exit code 1) from
+    /// QEMU failing by itself (also exit code 1).
+    pub const EXIT: &str = "EXIT: ";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_status_decoding() {
+        assert_eq!(exit::from_qemu_status(1), Some(0));
+        assert_eq!(exit::from_qemu_status(3), Some(1));
+        assert_eq!(exit::from_qemu_status((101 << 1) | 1), Some(101));
+        assert_eq!(exit::from_qemu_status(511), Some(255));
+        assert_eq!(exit::from_qemu_status(0), None);
+        assert_eq!(exit::from_qemu_status(2), None);
+    }
+
+    #[test]
+    fn cmdline_lookup() {
+        let l = "log=debug test=sleep quiet log=warn";
+        assert_eq!(cmdline::get(l, "log"), Some("warn"));
+        assert_eq!(cmdline::get(l, "test"), Some("sleep"));
+        assert_eq!(cmdline::get(l, "quiet"), Some(""));
+        assert_eq!(cmdline::get(l, "nope"), None);
+    }
+}
