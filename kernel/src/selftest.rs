@@ -47,6 +47,10 @@ pub fn run(name: &str) -> ! {
             println!("recursed {} levels", recurse(core::hint::black_box(0)));
         }
         selftest::PANIC => panic!("panic requested by test=panic"),
+        selftest::HANG => {
+            println!("hanging on purpose (interrupts masked)");
+            crate::arch::cpu::halt_forever();
+        }
         other => {
             println!("unknown test mode {other:?}; known: {:?}", selftest::ALL);
             exit_vm(exit::FAILURE);

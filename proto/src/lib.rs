@@ -93,6 +93,8 @@ pub mod selftest {
     pub const STACK_OVERFLOW: &str = "fault-stack";
     /// `panic!` on purpose.
     pub const PANIC: &str = "panic";
+    /// Stop forever with interrupts masked (for the host's `--timeout`).
+    pub const HANG: &str = "hang";
     /// Every mode, for `--help` texts.
     pub const ALL: &[&str] = &[
         SLEEP,
@@ -101,6 +103,7 @@ pub mod selftest {
         DIVIDE_ERROR,
         STACK_OVERFLOW,
         PANIC,
+        HANG,
     ];
 }
 

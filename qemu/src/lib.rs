@@ -1,0 +1,16 @@
+//! Host side of ringos: builds the guest image, boots it under QEMU and maps
+//! how the VM ended to an exit status. The numbers and console markers come
+//! from `ringos_proto`, the contract shared with the kernel.
+
+pub mod error;
+pub mod kernel_image;
+pub mod outcome;
+pub mod probe;
+pub mod qemu;
+pub mod stats;
+pub mod vm;
+
+pub use error::{Error, Result};
+pub use outcome::Outcome;
+pub use qemu::{qemu_command, Accel, Machine, VmConfig};
+pub use vm::{run, Console, VmRun};

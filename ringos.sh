@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The one entry point: installs what is missing, then runs ringos.
+#
+#   ./ringos.sh              the main job: boot ringos in QEMU (the demo)
+#   ./ringos.sh test         every test: lint, unit, conformance, QEMU end-to-end
+#   ./ringos.sh ARGS...      any `ringos` command, e.g. ./ringos.sh boot --machine q35
+#
+# It installs only what is absent, and says so: QEMU (apt-get, as root or via
+# sudo) and the Rust target x86_64-unknown-none (rustup). Rust itself must be
+# there (rustup, https://rustup.rs).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { echo "ringos.sh: $*" >&2; }
+
+ensure_apt() {
+    local missing=()
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+    [ -f /usr/share/qemu/qboot.rom ] || missing+=(qemu-system-data)
+    [ ${#missing[@]} -eq 0 ] && return
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { say "need root to run: apt-get install -y ${missing[*]}"; exit 125; }
+        sudo=(sudo)
+    fi
+    say "installing ${missing[*]} with apt-get (QEMU, to boot the ringos image)"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || { say "Rust is missing: install it with rustup (https://rustup.rs), then run this again"; exit 125; }
+    local targets
+    targets=$(rustup target list --installed 2>/dev/null || true)
+    for t in x86_64-unknown-none; do
+        if ! grep -qx "$t" <<<"$targets"; then
+            say "installing the Rust target $t with rustup (the guest kernel is built for it)"
+            rustup target add "$t" >&2
+        fi
+    done
+    if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+        say "installing rustfmt and clippy with rustup (the test command checks formatting and lints)"
+        rustup component add rustfmt clippy >&2
+    fi
+}
+
+run_tests() {
+    local t0=$SECONDS
+    say "1/3 formatting and lints"
+    cargo fmt --all -- --check
+    cargo clippy -q --workspace --all-targets -- -D warnings
+    cargo clippy -q -p ringos-boot -p ringos-kernel --target x86_64-unknown-none -- -D warnings
+    say "2/3 building the guest kernel and the CLI (release)"
+    cargo build -q --release -p ringos-boot --target x86_64-unknown-none
+    cargo build -q --release -p ringos
+    say "3/3 unit tests and QEMU end-to-end tests"
+    local status=0
+    cargo test -q --workspace 2>&1 | tee target/test.log || status=$?
+    local passed failed
+    passed=$(grep -oE '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
+    failed=$(grep -oE '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')
+    say "done in $((SECONDS - t0)) s"
+    echo "tests: ${passed} passed, ${failed} failed"
+    [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
+}
+
+ensure_apt
+ensure_rust
+case "${1:-}" in
+    test) run_tests ;;
+    "") exec cargo run -q --release -p ringos -- boot ;;
+    *) exec cargo run -q --release -p ringos -- "$@" ;;
+esac
