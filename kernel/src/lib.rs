@@ -5,6 +5,8 @@
 //! frame bitmap, clock arithmetic) are unit-tested on the host.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod boot_info;
 pub mod mem;
 pub mod time;
@@ -17,6 +19,8 @@ pub mod console;
 pub mod fault;
 #[cfg(target_os = "none")]
 pub mod interrupts;
+#[cfg(target_os = "none")]
+pub mod io;
 #[cfg(target_os = "none")]
 mod selftest;
 #[cfg(target_os = "none")]

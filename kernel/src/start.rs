@@ -4,9 +4,10 @@
 use crate::arch::{cpu, lapic, legacy};
 use crate::boot_info::BootInfo;
 use crate::fault::exit_vm;
-use crate::{console, interrupts, mem, println, time};
+use crate::io::reactor::{IoMode, Reactor};
+use crate::{console, interrupts, io, mem, println, time};
 use core::fmt::Write;
-use ringos_proto::{cmdline, exit, marker};
+use ringos_proto::{cmdline, exit, marker, probe, selftest, service};
 
 /// Entered from the boot stage on the boot stack, interrupts masked, with the
 /// early identity map of the first 4 GiB.
@@ -54,10 +55,44 @@ pub fn main(boot: &'static BootInfo) -> ! {
     cpu::interrupts_enable();
     println!("{}{} ns", marker::READY, time::now_ns());
 
-    if let Some(test) = cmdline::get(line, cmdline::TEST) {
-        crate::selftest::run(test);
+    let test = cmdline::get(line, cmdline::TEST);
+    if let Some(t) = test.filter(|&t| t != selftest::BLK) {
+        crate::selftest::run(t);
     }
-    exit_vm(exit::SUCCESS)
+
+    let devs = io::devices::discover(line);
+    let mut reactor = Reactor::new(devs, IoMode::from_cmdline(cmdline::get(line, cmdline::IO)));
+    log::info!(
+        "devices: blk {}, net {} ({}, io={})",
+        if reactor.blk.is_some() { "yes" } else { "no" },
+        if reactor.net.is_some() { "yes" } else { "no" },
+        reactor.transport(),
+        reactor.mode().name()
+    );
+    let num = |key: &str, default: usize| {
+        cmdline::get(line, key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let ok = if test == Some(selftest::BLK) {
+        io::probe::blk_selftest(&mut reactor)
+    } else if cmdline::get(line, cmdline::PROBE) == Some(probe::BLK) {
+        let write = cmdline::get(line, cmdline::WRITE).is_some_and(|v| v == "1" || v.is_empty());
+        io::probe::blk_probe(
+            &mut reactor,
+            num(cmdline::OPS, 2000),
+            num(cmdline::QD, 16),
+            write,
+        )
+    } else if cmdline::get(line, cmdline::SERVICE) == Some(service::UDP_ECHO) {
+        io::probe::udp_echo(
+            &mut reactor,
+            num(cmdline::PORT, service::DEFAULT_PORT as usize) as u16,
+        )
+    } else {
+        true
+    };
+    exit_vm(if ok { exit::SUCCESS } else { exit::FAILURE })
 }
 
 /// For the boot stage when it cannot even build a BootInfo.

@@ -63,6 +63,18 @@ pub mod cmdline {
     pub const LOG: &str = "log";
     /// A self-test to run instead of the normal job (see [`crate::selftest`]).
     pub const TEST: &str = "test";
+    /// How the reactor waits: `irq` (default, `hlt` when idle) or `poll`.
+    pub const IO: &str = "io";
+    /// A probe to run: `blk` (see [`crate::probe`]).
+    pub const PROBE: &str = "probe";
+    /// Probe parameters: operations, queue depth, write-and-verify (`1`).
+    pub const OPS: &str = "ops";
+    pub const QD: &str = "qd";
+    pub const WRITE: &str = "write";
+    /// A service to run until told to stop: `udp-echo`.
+    pub const SERVICE: &str = "service";
+    /// The UDP port of the echo service (default 7).
+    pub const PORT: &str = "port";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -95,6 +107,10 @@ pub mod selftest {
     pub const PANIC: &str = "panic";
     /// Stop forever with interrupts masked (for the host's `--timeout`).
     pub const HANG: &str = "hang";
+    /// Block device: patterned writes, flush, read-back at queue depth 16
+    /// with completions matched to tags, and the errors for a request past
+    /// the end or not sector-aligned. The host checks the image file after.
+    pub const BLK: &str = "blk";
     /// Every mode, for `--help` texts.
     pub const ALL: &[&str] = &[
         SLEEP,
@@ -104,7 +120,43 @@ pub mod selftest {
         STACK_OVERFLOW,
         PANIC,
         HANG,
+        BLK,
     ];
+
+    /// Where the blk self-test writes, for a device of `capacity` sectors:
+    /// (first sector, sectors) of each write.
+    pub fn blk_writes(capacity: u64) -> [(u64, u64); 5] {
+        let mid = capacity / 2 / 8 * 8;
+        [
+            (0, 8),
+            (16, 8),
+            (mid, 8),
+            (capacity - 16, 8),
+            (capacity - 1, 1),
+        ]
+    }
+}
+
+/// The bytes the block self-test and probe write: a function of the sector
+/// and the offset in it, so the host can check any sector of the image.
+pub fn disk_pattern(sector: u64, offset: usize) -> u8 {
+    let x = sector.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+    (x as u8) ^ (offset as u8).wrapping_mul(31) ^ ((offset >> 8) as u8).wrapping_mul(97) ^ 0xa5
+}
+
+/// Probes selected with `probe=<name>`; each prints `key=value` lines.
+pub mod probe {
+    /// Block latency and throughput: lines start with [`BLK_LINE`].
+    pub const BLK: &str = "blk";
+    pub const BLK_LINE: &str = "probe-blk: ";
+}
+
+/// Services selected with `service=<name>`, run until the host says stop.
+pub mod service {
+    /// UDP echo on `port=` (default 7); the datagram [`QUIT`] ends it.
+    pub const UDP_ECHO: &str = "udp-echo";
+    pub const QUIT: &[u8] = b"ringos:quit";
+    pub const DEFAULT_PORT: u16 = 7;
 }
 
 /// Lines the kernel prints that the host looks for. Each starts a line.
@@ -123,6 +175,10 @@ pub mod marker {
     pub const EXCEPTION: &str = "EXCEPTION: ";
     /// `PANIC: <message> at <file>:<line>`.
     pub const PANIC: &str = "PANIC: ";
+    /// `service: ready ...`: a service listens; the host may start.
+    pub const SERVICE_READY: &str = "service: ready";
+    /// `net-stats: rx=.. tx=.. echoed=.. dropped=.. truncated=.. ...`
+    pub const NET_STATS: &str = "net-stats: ";
     /// `EXIT: <status>`: the last line before the guest writes its status to
     /// `isa-debug-exit`. It tells a guest status 0 (QEMU exit code 1) from
     /// QEMU failing by itself (also exit code 1).

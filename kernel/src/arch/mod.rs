@@ -3,6 +3,7 @@
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod lapic;
 pub mod legacy;
 pub mod port;

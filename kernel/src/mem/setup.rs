@@ -214,3 +214,9 @@ pub fn is_stack_guard(addr: u64) -> bool {
     let guard = unsafe { sym(&__stack_guard) };
     (guard..guard + PAGE_4K).contains(&addr)
 }
+
+/// The physical address behind a kernel virtual address. Kernel memory is
+/// identity-mapped, so this is the address itself.
+pub fn virt_to_phys(va: u64) -> u64 {
+    va
+}

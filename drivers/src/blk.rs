@@ -1,0 +1,348 @@
+//! virtio-blk, non-blocking: read, write and flush are submitted with a
+//! caller's tag and come back as completions in used-ring order.
+//!
+//! Written on virtio-drivers' `VirtQueue` rather than its `VirtIOBlk`,
+//! whose flush only exists as a blocking call. Each request takes three
+//! descriptors (header, data, status); no indirect tables, so the hot path
+//! allocates nothing.
+
+use crate::VirtioTransport;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use bitflags::bitflags;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::Hal;
+
+pub const SECTOR_SIZE: usize = 512;
+const QUEUE: u16 = 0;
+const QUEUE_SIZE: usize = 64;
+/// Requests in flight at once: three descriptors each.
+pub const MAX_IN_FLIGHT: usize = QUEUE_SIZE / 3;
+
+bitflags! {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Features: u64 {
+        const RO = 1 << 5;
+        const FLUSH = 1 << 9;
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const S_OK: u8 = 0;
+const S_UNSUPP: u8 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlkError {
+    /// `[sector, sector + sectors)` is not inside the device.
+    OutOfRange {
+        sector: u64,
+        sectors: u64,
+        capacity: u64,
+    },
+    /// The buffer is empty or not a whole number of sectors.
+    Unaligned {
+        len: usize,
+    },
+    ReadOnly,
+    /// Every request slot is in flight; reap completions first.
+    QueueFull,
+    /// The device answered with an error status.
+    Io,
+    Unsupported,
+    /// The transport or queue failed (a driver bug or a broken device).
+    Virtio(virtio_drivers::Error),
+}
+
+impl core::fmt::Display for BlkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfRange {
+                sector,
+                sectors,
+                capacity,
+            } => write!(
+                f,
+                "sectors {sector}..{} are past the end of the device ({capacity} sectors)",
+                sector.saturating_add(*sectors)
+            ),
+            Self::Unaligned { len } => write!(
+                f,
+                "length {len} is not a non-zero multiple of {SECTOR_SIZE} bytes"
+            ),
+            Self::ReadOnly => f.write_str("the device is read-only"),
+            Self::QueueFull => f.write_str("the request queue is full"),
+            Self::Io => f.write_str("the device reported an I/O error"),
+            Self::Unsupported => f.write_str("the device does not support this request"),
+            Self::Virtio(e) => write!(f, "virtio: {e}"),
+        }
+    }
+}
+
+/// What to do. The data buffer is raw: it is DMA'd while in flight, so the
+/// caller owns it (pinned, unaliased) until the completion comes back.
+#[derive(Clone, Copy, Debug)]
+pub enum Request {
+    Read {
+        sector: u64,
+        buf: *mut u8,
+        len: usize,
+    },
+    Write {
+        sector: u64,
+        buf: *const u8,
+        len: usize,
+    },
+    Flush,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub tag: u64,
+    /// Bytes transferred (0 for a flush).
+    pub result: Result<usize, BlkError>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Header {
+    kind: u32,
+    reserved: u32,
+    sector: u64,
+}
+
+/// Per-slot memory the device reads and writes; boxed, so its address is
+/// stable while requests are in flight.
+#[derive(Clone, Copy, Default)]
+struct SlotMem {
+    header: Header,
+    status: u8,
+}
+
+#[derive(Clone, Copy)]
+struct InFlight {
+    tag: u64,
+    slot: usize,
+    request: Request,
+}
+
+pub struct BlkDevice<H: Hal> {
+    transport: VirtioTransport,
+    queue: VirtQueue<H, QUEUE_SIZE>,
+    capacity: u64,
+    features: Features,
+    mem: Box<[SlotMem; MAX_IN_FLIGHT]>,
+    free_slots: Vec<usize>,
+    /// Indexed by token (head descriptor).
+    in_flight: Box<[Option<InFlight>; QUEUE_SIZE]>,
+}
+
+// SAFETY: the raw buffer pointers in the in-flight table are owned by the
+// caller per `submit`'s contract; the device is used by one CPU at a time.
+unsafe impl<H: Hal> Send for BlkDevice<H> {}
+
+impl<H: Hal> BlkDevice<H> {
+    pub fn new(mut transport: VirtioTransport) -> Result<Self, virtio_drivers::Error> {
+        if transport.device_type() != DeviceType::Block {
+            return Err(virtio_drivers::Error::InvalidParam);
+        }
+        let features = transport.begin_init(Features::RO | Features::FLUSH | Features::VERSION_1);
+        // capacity: le64 at offset 0 of the config space, read as two u32
+        // (virtio-mmio config space takes 32-bit accesses).
+        let lo: u32 = transport.read_config_space(0)?;
+        let hi: u32 = transport.read_config_space(4)?;
+        let queue = VirtQueue::new(&mut transport, QUEUE, false, false)?;
+        transport.finish_init();
+        Ok(Self {
+            transport,
+            queue,
+            capacity: (hi as u64) << 32 | lo as u64,
+            features,
+            mem: Box::new([SlotMem::default(); MAX_IN_FLIGHT]),
+            free_slots: (0..MAX_IN_FLIGHT).rev().collect(),
+            in_flight: Box::new([None; QUEUE_SIZE]),
+        })
+    }
+
+    /// Size in sectors.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.features.contains(Features::RO)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        MAX_IN_FLIGHT - self.free_slots.len()
+    }
+
+    fn check(&self, sector: u64, len: usize) -> Result<(), BlkError> {
+        if len == 0 || !len.is_multiple_of(SECTOR_SIZE) {
+            return Err(BlkError::Unaligned { len });
+        }
+        let sectors = (len / SECTOR_SIZE) as u64;
+        if sector
+            .checked_add(sectors)
+            .is_none_or(|end| end > self.capacity)
+        {
+            return Err(BlkError::OutOfRange {
+                sector,
+                sectors,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues `request`; its completion carries `tag`. Never blocks.
+    ///
+    /// # Safety
+    /// The buffer of a read or write must stay valid, unmoved and untouched
+    /// by anyone else until [`poll`](Self::poll) returns its completion.
+    pub unsafe fn submit(&mut self, tag: u64, request: Request) -> Result<(), BlkError> {
+        let header = match request {
+            Request::Read { sector, len, .. } => {
+                self.check(sector, len)?;
+                Header {
+                    kind: T_IN,
+                    reserved: 0,
+                    sector,
+                }
+            }
+            Request::Write { sector, len, .. } => {
+                if self.readonly() {
+                    return Err(BlkError::ReadOnly);
+                }
+                self.check(sector, len)?;
+                Header {
+                    kind: T_OUT,
+                    reserved: 0,
+                    sector,
+                }
+            }
+            Request::Flush => Header {
+                kind: T_FLUSH,
+                reserved: 0,
+                sector: 0,
+            },
+        };
+        let slot = self.free_slots.pop().ok_or(BlkError::QueueFull)?;
+        self.mem[slot] = SlotMem {
+            header,
+            status: 0xff,
+        };
+        // SAFETY: the slot memory is boxed and stays put while in flight; the
+        // data buffer is the caller's per this function's contract.
+        let added = unsafe {
+            let (hdr, status, data) = self.buffers(slot, &request);
+            match (request, data) {
+                (Request::Read { .. }, Some(d)) => self.queue.add(&[hdr], &mut [d, status]),
+                (Request::Write { .. }, Some(d)) => self.queue.add(&[hdr, d], &mut [status]),
+                _ => self.queue.add(&[hdr], &mut [status]),
+            }
+        };
+        let token = match added {
+            Ok(t) => t,
+            Err(e) => {
+                self.free_slots.push(slot);
+                return Err(match e {
+                    virtio_drivers::Error::QueueFull => BlkError::QueueFull,
+                    e => BlkError::Virtio(e),
+                });
+            }
+        };
+        self.in_flight[token as usize] = Some(InFlight { tag, slot, request });
+        if self.queue.should_notify() {
+            self.transport.notify(QUEUE);
+        }
+        Ok(())
+    }
+
+    /// The slices of a request exactly as they were queued (pop_used needs
+    /// the same ones back).
+    ///
+    /// # Safety
+    /// As `submit`: the request's buffer is valid for its length.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn buffers(
+        &self,
+        slot: usize,
+        request: &Request,
+    ) -> (&'static [u8], &'static mut [u8], Option<&'static mut [u8]>) {
+        let m = &self.mem[slot] as *const SlotMem as *mut SlotMem;
+        // SAFETY: slot memory is boxed and only the device and this driver
+        // touch it; the data buffer is the caller's (see submit).
+        unsafe {
+            let hdr = core::slice::from_raw_parts(
+                (&raw const (*m).header).cast::<u8>(),
+                core::mem::size_of::<Header>(),
+            );
+            let status = core::slice::from_raw_parts_mut(&raw mut (*m).status, 1);
+            let data = match *request {
+                Request::Read { buf, len, .. } => Some(core::slice::from_raw_parts_mut(buf, len)),
+                Request::Write { buf, len, .. } => {
+                    Some(core::slice::from_raw_parts_mut(buf as *mut u8, len))
+                }
+                Request::Flush => None,
+            };
+            (hdr, status, data)
+        }
+    }
+
+    /// The next completion, in used-ring order, if the device has one.
+    pub fn poll(&mut self) -> Option<Completion> {
+        let token = self.queue.peek_used()?;
+        let Some(f) = self.in_flight[token as usize].take() else {
+            // A token we never queued: the device is broken. Stop here
+            // rather than recycle descriptors we do not own.
+            log::error!("virtio-blk: completion for unknown token {token}");
+            return None;
+        };
+        // SAFETY: the same buffers that were queued under this token.
+        let popped = unsafe {
+            let (hdr, status, data) = self.buffers(f.slot, &f.request);
+            match (f.request, data) {
+                (Request::Read { .. }, Some(d)) => {
+                    self.queue.pop_used(token, &[hdr], &mut [d, status])
+                }
+                (Request::Write { .. }, Some(d)) => {
+                    self.queue.pop_used(token, &[hdr, d], &mut [status])
+                }
+                _ => self.queue.pop_used(token, &[hdr], &mut [status]),
+            }
+        };
+        self.free_slots.push(f.slot);
+        let result = match popped {
+            Err(e) => Err(BlkError::Virtio(e)),
+            Ok(_) => match self.mem[f.slot].status {
+                S_OK => Ok(match f.request {
+                    Request::Read { len, .. } | Request::Write { len, .. } => len,
+                    Request::Flush => 0,
+                }),
+                S_UNSUPP => Err(BlkError::Unsupported),
+                _ => Err(BlkError::Io), // S_IOERR or a status the spec does not define
+            },
+        };
+        Some(Completion { tag: f.tag, result })
+    }
+
+    /// Device-side interrupt suppression (for busy-poll mode).
+    pub fn set_interrupts(&mut self, enabled: bool) {
+        self.queue.set_dev_notify(enabled);
+    }
+
+    /// Acknowledges the device's interrupt (virtio-mmio needs it to lower
+    /// the line).
+    pub fn ack_interrupt(&mut self) {
+        self.transport.ack_interrupt();
+    }
+
+    /// True when a completion is waiting.
+    pub fn has_completion(&self) -> bool {
+        self.queue.can_pop()
+    }
+}
