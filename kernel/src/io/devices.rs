@@ -21,7 +21,7 @@ fn on_io_interrupt() {
 }
 
 /// True if a device interrupt came in and was not taken yet.
-pub fn take_io_pending_peek() -> bool {
+pub fn io_pending() -> bool {
     IO_PENDING.load(Ordering::Acquire)
 }
 

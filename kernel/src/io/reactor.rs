@@ -164,8 +164,7 @@ impl Reactor {
         self.stats.completions += (events.len() - before) as u64;
     }
 
-    /// Runs turns until at least one event is in `events` (or, with only a
-    /// network stack to serve, until `until` says stop).
+    /// Runs turns until at least one event is in `events`.
     pub fn wait(&mut self, events: &mut Vec<Event>) {
         loop {
             self.poll(events);
@@ -176,12 +175,16 @@ impl Reactor {
         }
     }
 
-    /// Serves the network (and timers) until `done` returns true.
+    /// Serves the network (and timers) until `done` returns true. `done` is
+    /// asked after every turn, before any halt: a turn may have made it true.
     pub fn run_until(&mut self, mut done: impl FnMut(&mut Self) -> bool) {
         let mut events = Vec::new();
-        while !done(self) {
+        loop {
             events.clear();
             self.poll(&mut events);
+            if done(self) {
+                return;
+            }
             if events.is_empty() {
                 self.idle();
             }
@@ -203,7 +206,7 @@ impl Reactor {
             }
             // Re-check with interrupts masked: a completion that landed
             // after the last poll must not be slept through.
-            let ready = devices::take_io_pending_peek()
+            let ready = devices::io_pending()
                 || self.blk.as_ref().is_some_and(|b| b.has_completion())
                 || self.net.as_ref().is_some_and(|n| n.has_rx());
             if !ready {

@@ -1,0 +1,707 @@
+//! Modules, stores and instances: linking, instantiation (globals, tables,
+//! memory, segments, start) and calls from the embedder into Wasm.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use wasmparser::{ExternalKind, GlobalType, MemoryType, TableType, ValType};
+
+use crate::compile::{self, CompiledCode};
+use crate::libcalls;
+use crate::module::{self, ConstExpr, ElemMode, FuncType, ImportKind, ModuleInfo};
+use crate::platform::Platform;
+use crate::trap::{self, JmpBuf, Trap, TrapKind};
+use crate::vmctx::{FuncRef, MemoryDef, StoreCtx, TableDef, VmCtx};
+use crate::Error;
+
+const PAGE: u64 = 65536;
+/// Largest table the runtime will grow to.
+const MAX_TABLE: u64 = 10_000_000;
+
+/// A compiled module.
+pub struct Module {
+    pub info: ModuleInfo,
+    code: CompiledCode,
+}
+
+impl Module {
+    /// Validates, translates and compiles `bytes`.
+    pub fn new(platform: &'static dyn Platform, bytes: &[u8]) -> Result<Rc<Module>, Error> {
+        let info = module::parse(bytes)?;
+        let code = compile::compile(&info, bytes, platform)?;
+        Ok(Rc::new(Module { info, code }))
+    }
+
+    /// Only validates `bytes`.
+    pub fn validate(bytes: &[u8]) -> Result<(), Error> {
+        module::parse(bytes).map(|_| ())
+    }
+}
+
+/// A Wasm value; references are raw (0 = null): a funcref is the address
+/// of its `FuncRef`, an externref is whatever the host put there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Val {
+    I32(i32),
+    I64(i64),
+    /// Bits, so NaN payloads survive.
+    F32(u32),
+    F64(u64),
+    FuncRef(usize),
+    ExternRef(u64),
+}
+
+impl Val {
+    fn to_raw(self) -> u64 {
+        match self {
+            Val::I32(v) => v as u32 as u64,
+            Val::I64(v) => v as u64,
+            Val::F32(v) => v as u64,
+            Val::F64(v) => v,
+            Val::FuncRef(v) => v as u64,
+            Val::ExternRef(v) => v,
+        }
+    }
+
+    fn from_raw(ty: ValType, raw: u64) -> Val {
+        match ty {
+            ValType::I32 => Val::I32(raw as u32 as i32),
+            ValType::I64 => Val::I64(raw as i64),
+            ValType::F32 => Val::F32(raw as u32),
+            ValType::F64 => Val::F64(raw),
+            ValType::Ref(r) if r.is_func_ref() => Val::FuncRef(raw as usize),
+            _ => Val::ExternRef(raw),
+        }
+    }
+
+    fn ty_matches(self, ty: ValType) -> bool {
+        matches!(
+            (self, ty),
+            (Val::I32(_), ValType::I32)
+                | (Val::I64(_), ValType::I64)
+                | (Val::F32(_), ValType::F32)
+                | (Val::F64(_), ValType::F64)
+        ) || matches!((self, ty), (Val::FuncRef(_), ValType::Ref(r)) if r.is_func_ref())
+            || matches!((self, ty), (Val::ExternRef(_), ValType::Ref(r)) if r.is_extern_ref())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncId(usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableId(usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryId(usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GlobalId(usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceId(usize);
+
+/// Something an instance exports or imports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extern {
+    Func(FuncId),
+    Table(TableId),
+    Memory(MemoryId),
+    Global(GlobalId),
+}
+
+pub type HostFn = dyn Fn(&[Val]) -> Result<Vec<Val>, Trap>;
+
+/// What a host-call stub finds through its vmctx.
+#[repr(C)]
+pub(crate) struct HostFuncCtx {
+    /// `extern "C" fn(*mut HostFuncCtx, *mut u64)`; must stay first.
+    dispatch: usize,
+    store: *mut StoreCtx,
+    ty: FuncType,
+    f: Box<HostFn>,
+}
+
+enum FuncKind {
+    Wasm {
+        funcref: *const FuncRef,
+        trampoline: usize,
+    },
+    Host(usize),
+}
+
+struct FuncEntry {
+    ty: FuncType,
+    kind: FuncKind,
+}
+
+#[repr(C)]
+pub(crate) struct MemoryInner {
+    /// Must stay first: generated code holds `*mut MemoryDef`.
+    pub(crate) def: MemoryDef,
+    reserved: usize,
+    pub(crate) max_pages: u64,
+    platform: &'static dyn Platform,
+}
+
+impl MemoryInner {
+    /// Grows by `delta` pages; the old size in pages, or `None`.
+    pub(crate) fn grow(&mut self, delta: u64) -> Option<u64> {
+        let old = self.def.len / PAGE;
+        let new = old.checked_add(delta)?;
+        if new > self.max_pages {
+            return None;
+        }
+        if delta > 0
+            && !self.platform.commit(
+                // SAFETY: within the reservation since new <= max_pages.
+                unsafe { self.def.base.add(self.def.len as usize) },
+                (delta * PAGE) as usize,
+            )
+        {
+            return None;
+        }
+        self.def.len = new * PAGE;
+        Some(old)
+    }
+}
+
+impl Drop for MemoryInner {
+    fn drop(&mut self) {
+        self.platform.release(self.def.base, self.reserved);
+    }
+}
+
+#[repr(C)]
+pub(crate) struct TableInner {
+    /// Must stay first: generated code holds `*mut TableDef`.
+    pub(crate) def: TableDef,
+    pub(crate) elems: Vec<u64>,
+    pub(crate) max: u64,
+    ty: TableType,
+}
+
+impl TableInner {
+    pub(crate) fn grow(&mut self, delta: u64, init: u64) -> Option<u64> {
+        let old = self.elems.len() as u64;
+        let new = old.checked_add(delta)?;
+        if new > self.max {
+            return None;
+        }
+        self.elems.resize(new as usize, init);
+        self.def = TableDef {
+            base: self.elems.as_mut_ptr(),
+            len: new,
+        };
+        Some(old)
+    }
+}
+
+#[repr(C)]
+struct GlobalInner {
+    /// Must stay first: generated code holds a `*mut u64` to it.
+    value: u64,
+    ty: GlobalType,
+}
+
+/// Per-instance data; `vmctx.instance` points back here.
+pub(crate) struct InstanceData {
+    pub(crate) vmctx: VmCtx,
+    pub(crate) module: Rc<Module>,
+    funcs: Box<[FuncRef]>,
+    globals: Box<[*mut u64]>,
+    pub(crate) tables: Box<[*mut TableDef]>,
+    type_ids: Box<[u64]>,
+    libcalls: Box<[usize]>,
+    /// Evaluated element segments (emptied when dropped).
+    pub(crate) elems: Vec<Vec<u64>>,
+    pub(crate) data_dropped: Vec<bool>,
+    global_ids: Vec<usize>,
+    table_ids: Vec<usize>,
+    memory_id: Option<usize>,
+}
+
+/// Owns everything instances create; nothing is freed before the store.
+// Boxes keep addresses stable: generated code holds pointers into them.
+#[allow(clippy::vec_box)]
+pub struct Store {
+    platform: &'static dyn Platform,
+    ctx: Box<StoreCtx>,
+    /// Canonical function types; a type's id is its index + 1.
+    types: Vec<FuncType>,
+    funcs: Vec<FuncEntry>,
+    host_funcs: Vec<Box<HostFuncCtx>>,
+    memories: Vec<Box<MemoryInner>>,
+    tables: Vec<Box<TableInner>>,
+    globals: Vec<Box<GlobalInner>>,
+    instances: Vec<Box<InstanceData>>,
+    stack_budget: usize,
+}
+
+impl Store {
+    pub fn new(platform: &'static dyn Platform) -> Store {
+        platform.install_trap_handler();
+        Store {
+            platform,
+            ctx: Box::new(StoreCtx {
+                stack_limit: 0,
+                jmpbuf: core::ptr::null_mut(),
+            }),
+            types: Vec::new(),
+            funcs: Vec::new(),
+            host_funcs: Vec::new(),
+            memories: Vec::new(),
+            tables: Vec::new(),
+            globals: Vec::new(),
+            instances: Vec::new(),
+            stack_budget: 512 * 1024,
+        }
+    }
+
+    /// Stack Wasm may use below the outermost entry (the host thread's
+    /// stack must have this plus room for host calls and fault handling).
+    pub fn set_stack_budget(&mut self, bytes: usize) {
+        self.stack_budget = bytes;
+    }
+
+    fn type_id(&mut self, ty: &FuncType) -> u64 {
+        if let Some(i) = self.types.iter().position(|t| t == ty) {
+            return i as u64 + 1;
+        }
+        self.types.push(ty.clone());
+        self.types.len() as u64
+    }
+
+    /// Defines a host function.
+    pub fn host_func(&mut self, params: &[ValType], results: &[ValType], f: Box<HostFn>) -> FuncId {
+        let ty = FuncType {
+            params: params.to_vec(),
+            results: results.to_vec(),
+        };
+        self.host_funcs.push(Box::new(HostFuncCtx {
+            dispatch: host_dispatch as *const () as usize,
+            store: &mut *self.ctx,
+            ty: ty.clone(),
+            f,
+        }));
+        self.funcs.push(FuncEntry {
+            ty,
+            kind: FuncKind::Host(self.host_funcs.len() - 1),
+        });
+        FuncId(self.funcs.len() - 1)
+    }
+
+    pub fn global(&mut self, ty: GlobalType, v: Val) -> GlobalId {
+        self.globals.push(Box::new(GlobalInner {
+            value: v.to_raw(),
+            ty,
+        }));
+        GlobalId(self.globals.len() - 1)
+    }
+
+    pub fn table(&mut self, ty: TableType) -> Result<TableId, Error> {
+        let mut t = Box::new(TableInner {
+            def: TableDef {
+                base: core::ptr::null_mut(),
+                len: 0,
+            },
+            elems: Vec::new(),
+            max: ty.maximum.unwrap_or(MAX_TABLE).min(MAX_TABLE),
+            ty,
+        });
+        t.grow(ty.initial, 0)
+            .ok_or_else(|| Error::Resource("table too large".into()))?;
+        self.tables.push(t);
+        Ok(TableId(self.tables.len() - 1))
+    }
+
+    pub fn memory(&mut self, ty: MemoryType) -> Result<MemoryId, Error> {
+        let max_pages = ty.maximum.unwrap_or(65536).min(65536);
+        let reserved = ((max_pages * PAGE) as usize).max(self.platform.page_size());
+        let base = self
+            .platform
+            .reserve(reserved)
+            .ok_or_else(|| Error::Resource("linear memory reservation".into()))?;
+        let mut m = Box::new(MemoryInner {
+            def: MemoryDef { base, len: 0 },
+            reserved,
+            max_pages,
+            platform: self.platform,
+        });
+        m.grow(ty.initial)
+            .ok_or_else(|| Error::Resource("initial linear memory".into()))?;
+        self.memories.push(m);
+        Ok(MemoryId(self.memories.len() - 1))
+    }
+
+    pub fn global_get(&self, g: GlobalId) -> Val {
+        let g = &self.globals[g.0];
+        Val::from_raw(g.ty.content_type, g.value)
+    }
+
+    pub fn memory_data(&self, m: MemoryId) -> &[u8] {
+        let def = &self.memories[m.0].def;
+        // SAFETY: `len` bytes from `base` are committed while the store lives.
+        unsafe { core::slice::from_raw_parts(def.base, def.len as usize) }
+    }
+
+    pub fn func_type(&self, f: FuncId) -> (&[ValType], &[ValType]) {
+        let t = &self.funcs[f.0].ty;
+        (&t.params, &t.results)
+    }
+
+    /// Looks up an export of an instance.
+    pub fn export(&mut self, inst: InstanceId, name: &str) -> Option<Extern> {
+        let data = &self.instances[inst.0];
+        let e = data
+            .module
+            .info
+            .exports
+            .iter()
+            .find(|e| e.name == name)?
+            .clone();
+        let i = e.index as usize;
+        Some(match e.kind {
+            ExternalKind::Func => {
+                let m = &data.module;
+                let ty = m.info.funcs[i];
+                let entry = FuncEntry {
+                    ty: m.info.types[ty as usize].clone(),
+                    kind: FuncKind::Wasm {
+                        funcref: &data.funcs[i],
+                        trampoline: m.code.code.addr(m.code.trampolines[ty as usize]),
+                    },
+                };
+                self.funcs.push(entry);
+                Extern::Func(FuncId(self.funcs.len() - 1))
+            }
+            ExternalKind::Table => Extern::Table(TableId(data.table_ids[i])),
+            ExternalKind::Memory => Extern::Memory(MemoryId(data.memory_id?)),
+            ExternalKind::Global => Extern::Global(GlobalId(data.global_ids[i])),
+            ExternalKind::Tag | ExternalKind::FuncExact => return None,
+        })
+    }
+
+    /// Calls a function; traps come back as `Err(Error::Trap)`.
+    pub fn call(&mut self, f: FuncId, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let entry = &self.funcs[f.0];
+        if args.len() != entry.ty.params.len()
+            || !args
+                .iter()
+                .zip(&entry.ty.params)
+                .all(|(a, t)| a.ty_matches(*t))
+        {
+            return Err(Error::Usage("argument types do not match".into()));
+        }
+        match entry.kind {
+            FuncKind::Host(h) => (self.host_funcs[h].f)(args).map_err(Error::Trap),
+            FuncKind::Wasm {
+                funcref,
+                trampoline,
+            } => {
+                let ty = entry.ty.clone();
+                let mut slots = vec![0u64; ty.params.len().max(ty.results.len())];
+                for (s, a) in slots.iter_mut().zip(args) {
+                    *s = a.to_raw();
+                }
+                // SAFETY: `funcref` points into a live instance of this store.
+                let fr = unsafe { *funcref };
+                self.enter(trampoline, fr.vmctx, fr.code, &mut slots)?;
+                Ok(ty
+                    .results
+                    .iter()
+                    .zip(slots)
+                    .map(|(t, s)| Val::from_raw(*t, s))
+                    .collect())
+            }
+        }
+    }
+
+    fn enter(
+        &mut self,
+        tramp: usize,
+        vmctx: usize,
+        code: usize,
+        slots: &mut [u64],
+    ) -> Result<(), Trap> {
+        let mut jb = JmpBuf::default();
+        let prev = self.ctx.jmpbuf;
+        if prev.is_null() {
+            let here = &jb as *const JmpBuf as usize;
+            self.ctx.stack_limit = here.saturating_sub(self.stack_budget);
+        }
+        self.ctx.jmpbuf = &mut jb;
+        let ctx: *mut StoreCtx = &mut *self.ctx;
+        let prev_current = self.platform.swap_current(ctx);
+        // SAFETY: the trampoline matches `code`'s type (both come from the
+        // function's type), `slots` is large enough for params and results,
+        // and the jump buffer is published in the StoreCtx and the platform.
+        let r = unsafe { trap::enter(&mut jb, tramp, vmctx, code, slots.as_mut_ptr()) };
+        self.platform.swap_current(prev_current);
+        self.ctx.jmpbuf = prev;
+        r
+    }
+
+    /// Instantiates `module` with `imports` in the module's import order.
+    pub fn instantiate(
+        &mut self,
+        module: &Rc<Module>,
+        imports: &[Extern],
+    ) -> Result<InstanceId, Error> {
+        let info = &module.info;
+        if imports.len() != info.imports.len() {
+            return Err(Error::Link(format!(
+                "expected {} imports, got {}",
+                info.imports.len(),
+                imports.len()
+            )));
+        }
+        let type_ids: Box<[u64]> = info.types.iter().map(|t| self.type_id(t)).collect();
+        let mut funcs = Vec::with_capacity(info.funcs.len());
+        let mut global_ids = Vec::new();
+        let mut table_ids = Vec::new();
+        let mut memory_id = None;
+        for (imp, ext) in info.imports.iter().zip(imports) {
+            let what = || format!("{}::{}", imp.module, imp.name);
+            match (&imp.kind, *ext) {
+                (ImportKind::Func(t), Extern::Func(f)) => {
+                    let entry = &self.funcs[f.0];
+                    if entry.ty != info.types[*t as usize] {
+                        return Err(Error::Link(format!("{}: function type", what())));
+                    }
+                    funcs.push(match entry.kind {
+                        // SAFETY: points into a live instance of this store.
+                        FuncKind::Wasm { funcref, .. } => unsafe { *funcref },
+                        FuncKind::Host(h) => FuncRef {
+                            code: module.code.code.addr(module.code.host_stubs[*t as usize]),
+                            vmctx: &*self.host_funcs[h] as *const HostFuncCtx as usize,
+                            type_id: type_ids[*t as usize],
+                        },
+                    });
+                }
+                (ImportKind::Global(t), Extern::Global(g)) => {
+                    if self.globals[g.0].ty != *t {
+                        return Err(Error::Link(format!("{}: global type", what())));
+                    }
+                    global_ids.push(g.0);
+                }
+                (ImportKind::Table(t), Extern::Table(id)) => {
+                    let tab = &self.tables[id.0];
+                    if tab.ty.element_type != t.element_type
+                        || !limits_match(
+                            tab.elems.len() as u64,
+                            tab.ty.maximum,
+                            t.initial,
+                            t.maximum,
+                        )
+                    {
+                        return Err(Error::Link(format!("{}: table type", what())));
+                    }
+                    table_ids.push(id.0);
+                }
+                (ImportKind::Memory(t), Extern::Memory(id)) => {
+                    let mem = &self.memories[id.0];
+                    let max = (mem.max_pages < 65536).then_some(mem.max_pages);
+                    if !limits_match(mem.def.len / PAGE, max, t.initial, t.maximum) {
+                        return Err(Error::Link(format!("{}: memory type", what())));
+                    }
+                    memory_id = Some(id.0);
+                }
+                _ => return Err(Error::Link(format!("{}: kind of import", what()))),
+            }
+        }
+        // Local functions; their vmctx is filled in once the data is boxed.
+        for (i, off) in module.code.funcs.iter().enumerate() {
+            let ty = info.funcs[info.num_imported_funcs as usize + i];
+            funcs.push(FuncRef {
+                code: module.code.code.addr(*off),
+                vmctx: 0,
+                type_id: type_ids[ty as usize],
+            });
+        }
+        for t in &info.tables[info.num_imported_tables as usize..] {
+            table_ids.push(self.table(*t)?.0);
+        }
+        for t in &info.memories[info.num_imported_memories as usize..] {
+            memory_id = Some(self.memory(*t)?.0);
+        }
+        let mut data = Box::new(InstanceData {
+            vmctx: VmCtx {
+                store: &mut *self.ctx,
+                memory: core::ptr::null_mut(),
+                globals: core::ptr::null(),
+                funcs: core::ptr::null(),
+                tables: core::ptr::null(),
+                type_ids: core::ptr::null(),
+                libcalls: core::ptr::null(),
+                instance: core::ptr::null_mut(),
+            },
+            module: module.clone(),
+            funcs: funcs.into_boxed_slice(),
+            globals: Box::new([]),
+            tables: table_ids
+                .iter()
+                .map(|t| &mut self.tables[*t].def as *mut TableDef)
+                .collect(),
+            type_ids,
+            libcalls: libcalls::table(),
+            elems: Vec::new(),
+            data_dropped: vec![false; info.datas.len()],
+            global_ids: Vec::new(),
+            table_ids,
+            memory_id,
+        });
+        let vmctx_addr = &data.vmctx as *const VmCtx as usize;
+        for f in &mut data.funcs[info.num_imported_funcs as usize..] {
+            f.vmctx = vmctx_addr;
+        }
+        // Globals, in order (an initializer may read an imported global).
+        for (i, init) in info.global_inits.iter().enumerate() {
+            let v = eval(init, &data, &self.globals, &global_ids);
+            let ty = info.globals[info.num_imported_globals as usize + i];
+            self.globals.push(Box::new(GlobalInner { value: v, ty }));
+            global_ids.push(self.globals.len() - 1);
+        }
+        data.globals = global_ids
+            .iter()
+            .map(|g| &mut self.globals[*g].value as *mut u64)
+            .collect();
+        data.global_ids = global_ids;
+        for (i, init) in info.table_inits.iter().enumerate() {
+            let v = eval(init, &data, &self.globals, &data.global_ids);
+            let t = data.table_ids[info.num_imported_tables as usize + i];
+            self.tables[t].elems.fill(v);
+        }
+        data.elems = info
+            .elems
+            .iter()
+            .map(|s| {
+                s.items
+                    .iter()
+                    .map(|c| eval(c, &data, &self.globals, &data.global_ids))
+                    .collect()
+            })
+            .collect();
+        data.vmctx.memory = match data.memory_id {
+            Some(m) => &mut self.memories[m].def,
+            None => core::ptr::null_mut(),
+        };
+        data.vmctx.globals = data.globals.as_ptr();
+        data.vmctx.funcs = data.funcs.as_ptr();
+        data.vmctx.tables = data.tables.as_ptr();
+        data.vmctx.type_ids = data.type_ids.as_ptr();
+        data.vmctx.libcalls = data.libcalls.as_ptr();
+        data.vmctx.instance = &mut *data as *mut InstanceData as *mut u8;
+        let id = InstanceId(self.instances.len());
+        self.instances.push(data);
+        self.init_segments(id)?;
+        if let Some(start) = info.start {
+            let data = &self.instances[id.0];
+            let fr = data.funcs[start as usize];
+            let ty = info.funcs[start as usize] as usize;
+            let tramp = module.code.code.addr(module.code.trampolines[ty]);
+            self.enter(tramp, fr.vmctx, fr.code, &mut [0u64; 1])?;
+        }
+        Ok(id)
+    }
+
+    /// Active element and data segments, in order; a trap keeps what was
+    /// written before it (Wasm 2.0).
+    fn init_segments(&mut self, id: InstanceId) -> Result<(), Error> {
+        let data = &mut self.instances[id.0];
+        let module = data.module.clone();
+        for (i, seg) in module.info.elems.iter().enumerate() {
+            match &seg.mode {
+                ElemMode::Active { table, offset } => {
+                    let off = eval(offset, data, &self.globals, &data.global_ids) as u32 as usize;
+                    let t = &mut self.tables[data.table_ids[*table as usize]];
+                    let items = core::mem::take(&mut data.elems[i]);
+                    let end = off.checked_add(items.len());
+                    match end {
+                        Some(end) if end <= t.elems.len() => {
+                            t.elems[off..end].copy_from_slice(&items)
+                        }
+                        _ => return Err(Trap(TrapKind::TableOutOfBounds).into()),
+                    }
+                }
+                ElemMode::Declared => data.elems[i].clear(),
+                ElemMode::Passive => {}
+            }
+        }
+        for (i, seg) in module.info.datas.iter().enumerate() {
+            if let Some(offset) = &seg.offset {
+                let off = eval(offset, data, &self.globals, &data.global_ids) as u32 as usize;
+                let mem = data
+                    .memory_id
+                    .map(|m| &mut self.memories[m])
+                    .ok_or_else(|| Error::Invalid("data segment without memory".into()))?;
+                let end = off + seg.bytes.len();
+                if end as u64 > mem.def.len {
+                    return Err(Trap(TrapKind::MemoryOutOfBounds).into());
+                }
+                // SAFETY: [off, end) is within the committed memory.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        seg.bytes.as_ptr(),
+                        mem.def.base.add(off),
+                        seg.bytes.len(),
+                    )
+                };
+                data.data_dropped[i] = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn limits_match(cur: u64, cur_max: Option<u64>, min: u64, max: Option<u64>) -> bool {
+    cur >= min
+        && match max {
+            None => true,
+            Some(m) => cur_max.is_some_and(|c| c <= m),
+        }
+}
+
+fn eval(c: &ConstExpr, data: &InstanceData, globals: &[Box<GlobalInner>], ids: &[usize]) -> u64 {
+    match *c {
+        ConstExpr::I32(v) => v as u32 as u64,
+        ConstExpr::I64(v) => v as u64,
+        ConstExpr::F32(v) => v as u64,
+        ConstExpr::F64(v) => v,
+        ConstExpr::RefNull => 0,
+        ConstExpr::RefFunc(i) => &data.funcs[i as usize] as *const FuncRef as u64,
+        ConstExpr::GlobalGet(i) => globals[ids[i as usize]].value,
+    }
+}
+
+/// Entry of every host-call stub.
+unsafe extern "C" fn host_dispatch(ctx: *mut HostFuncCtx, slots: *mut u64) {
+    // SAFETY: the stub passes its vmctx, a live HostFuncCtx.
+    let ctx = unsafe { &*ctx };
+    let r = call_host(ctx, slots);
+    if let Err(k) = r {
+        // SAFETY: called from Wasm inside an `enter` whose jump buffer the
+        // store published; nothing on this frame needs dropping.
+        unsafe { trap::raise((*ctx.store).jmpbuf, k) }
+    }
+}
+
+fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
+    let n = ctx.ty.params.len().max(ctx.ty.results.len());
+    // SAFETY: the stub's slot buffer holds max(params, results, 1) slots.
+    let slots = unsafe { core::slice::from_raw_parts_mut(slots, n) };
+    let args: Vec<Val> = ctx
+        .ty
+        .params
+        .iter()
+        .zip(slots.iter())
+        .map(|(t, s)| Val::from_raw(*t, *s))
+        .collect();
+    let results = (ctx.f)(&args).map_err(|t| t.0)?;
+    if results.len() != ctx.ty.results.len() {
+        return Err(TrapKind::Host);
+    }
+    for (s, r) in slots.iter_mut().zip(results) {
+        *s = r.to_raw();
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Translator tests on small hand-written modules (hosted platform).
+
+use crate::hosted::HOSTED;
+use crate::{Error, Extern, Module, Store, Trap, TrapKind, Val};
+
+fn run(wat: &str, name: &str, args: &[Val]) -> Result<Vec<Val>, Error> {
+    let bytes = wat::parse_str(wat).expect("wat");
+    let module = Module::new(&HOSTED, &bytes)?;
+    let mut store = Store::new(&HOSTED);
+    let inst = store.instantiate(&module, &[])?;
+    let Some(Extern::Func(f)) = store.export(inst, name) else {
+        panic!("no export {name}")
+    };
+    store.call(f, args)
+}
+
+fn trap(wat: &str, args: &[Val]) -> TrapKind {
+    match run(wat, "f", args) {
+        Err(Error::Trap(Trap(k))) => k,
+        r => panic!("expected a trap, got {r:?}"),
+    }
+}
+
+#[test]
+fn arithmetic_and_control() {
+    let wat = r#"(module (func (export "fac") (param i64) (result i64)
+        (if (result i64) (i64.eqz (local.get 0)) (then (i64.const 1))
+          (else (i64.mul (local.get 0) (call 0 (i64.sub (local.get 0) (i64.const 1))))))))"#;
+    assert_eq!(
+        run(wat, "fac", &[Val::I64(20)]),
+        Ok(vec![Val::I64(2432902008176640000)])
+    );
+}
+
+#[test]
+fn memory_data_and_grow() {
+    let wat = r#"(module (memory 1 2) (data (i32.const 8) "\2a")
+        (func (export "f") (result i32 i32) (i32.load8_u (i32.const 8)) (memory.grow (i32.const 1))))"#;
+    assert_eq!(run(wat, "f", &[]), Ok(vec![Val::I32(42), Val::I32(1)]));
+}
+
+#[test]
+fn floats_cross_as_bits() {
+    let wat = r#"(module (func (export "f") (param f64 f64) (result f64) (f64.min (local.get 0) (local.get 1))))"#;
+    let r = run(
+        wat,
+        "f",
+        &[Val::F64((-0.0f64).to_bits()), Val::F64(0.0f64.to_bits())],
+    );
+    assert_eq!(r, Ok(vec![Val::F64((-0.0f64).to_bits())]));
+}
+
+#[test]
+fn trap_kinds() {
+    let f = |body: &str| {
+        format!(
+            r#"(module (memory 1) (table 2 funcref) (type $t (func))
+        (func $g (param i32)) (elem (i32.const 1) $g)
+        (func (export "f") (param i32) {body}))"#
+        )
+    };
+    assert_eq!(
+        trap(&f("unreachable"), &[Val::I32(0)]),
+        TrapKind::Unreachable
+    );
+    assert_eq!(
+        trap(
+            &f("(drop (i32.div_u (i32.const 1) (local.get 0)))"),
+            &[Val::I32(0)]
+        ),
+        TrapKind::IntegerDivideByZero
+    );
+    assert_eq!(
+        trap(
+            &f("(drop (i32.div_s (i32.const 0x80000000) (local.get 0)))"),
+            &[Val::I32(-1)]
+        ),
+        TrapKind::IntegerOverflow
+    );
+    assert_eq!(
+        trap(
+            &f("(drop (i32.trunc_f32_s (f32.const nan)))"),
+            &[Val::I32(0)]
+        ),
+        TrapKind::InvalidConversionToInteger
+    );
+    assert_eq!(
+        trap(&f("(drop (i32.load (local.get 0)))"), &[Val::I32(65534)]),
+        TrapKind::MemoryOutOfBounds
+    );
+    assert_eq!(
+        trap(
+            &f("(call_indirect (type $t) (local.get 0))"),
+            &[Val::I32(5)]
+        ),
+        TrapKind::TableOutOfBounds
+    );
+    assert_eq!(
+        trap(
+            &f("(call_indirect (type $t) (local.get 0))"),
+            &[Val::I32(1)]
+        ),
+        TrapKind::IndirectCallTypeMismatch
+    );
+    assert_eq!(
+        trap(
+            &f("(call_indirect (type $t) (local.get 0))"),
+            &[Val::I32(0)]
+        ),
+        TrapKind::IndirectCallNull
+    );
+    assert_eq!(
+        trap(&f("(call 1 (local.get 0))"), &[Val::I32(0)]),
+        TrapKind::StackExhausted
+    );
+}

@@ -1,0 +1,103 @@
+//! Layouts shared by generated code and the runtime. Generated code reaches
+//! everything through the vmctx pointer passed as the first argument, so the
+//! code itself holds no addresses (no relocations).
+
+use core::mem::offset_of;
+
+/// Per-instance context; the first argument of every generated function.
+#[repr(C)]
+pub struct VmCtx {
+    pub store: *mut StoreCtx,
+    /// The instance's memory (null without one).
+    pub memory: *mut MemoryDef,
+    /// `[global index] -> *mut u64` cell.
+    pub globals: *const *mut u64,
+    /// `[function index] -> FuncRef` (imports first).
+    pub funcs: *const FuncRef,
+    /// `[table index] -> *mut TableDef`.
+    pub tables: *const *mut TableDef,
+    /// `[module type index] -> canonical type id` for call_indirect.
+    pub type_ids: *const u64,
+    /// `[Libcall] -> extern "C" fn` pointer.
+    pub libcalls: *const usize,
+    /// Back pointer to the runtime's instance data (for libcalls).
+    pub instance: *mut u8,
+}
+
+/// Per-store state shared by all instances of a store.
+#[repr(C)]
+pub struct StoreCtx {
+    /// Lowest stack address generated code may use (Cranelift stack_limit).
+    pub stack_limit: usize,
+    /// The innermost active entry's jump buffer (null outside wasm).
+    pub jmpbuf: *mut crate::trap::JmpBuf,
+}
+
+#[repr(C)]
+pub struct MemoryDef {
+    pub base: *mut u8,
+    pub len: u64,
+}
+
+/// Table elements are u64: a `*const FuncRef` or an externref (0 = null).
+#[repr(C)]
+pub struct TableDef {
+    pub base: *mut u64,
+    pub len: u64,
+}
+
+/// A callable function: code plus the vmctx it expects; `type_id` is the
+/// store-wide canonical signature id checked by call_indirect.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FuncRef {
+    pub code: usize,
+    pub vmctx: usize,
+    pub type_id: u64,
+}
+
+pub const VMCTX_STORE: i32 = offset_of!(VmCtx, store) as i32;
+pub const VMCTX_MEMORY: i32 = offset_of!(VmCtx, memory) as i32;
+pub const VMCTX_GLOBALS: i32 = offset_of!(VmCtx, globals) as i32;
+pub const VMCTX_FUNCS: i32 = offset_of!(VmCtx, funcs) as i32;
+pub const VMCTX_TABLES: i32 = offset_of!(VmCtx, tables) as i32;
+pub const VMCTX_TYPE_IDS: i32 = offset_of!(VmCtx, type_ids) as i32;
+pub const VMCTX_LIBCALLS: i32 = offset_of!(VmCtx, libcalls) as i32;
+pub const STORE_STACK_LIMIT: i32 = offset_of!(StoreCtx, stack_limit) as i32;
+pub const MEMORY_BASE: i32 = offset_of!(MemoryDef, base) as i32;
+pub const MEMORY_LEN: i32 = offset_of!(MemoryDef, len) as i32;
+pub const TABLE_BASE: i32 = offset_of!(TableDef, base) as i32;
+pub const TABLE_LEN: i32 = offset_of!(TableDef, len) as i32;
+pub const FUNCREF_CODE: i32 = offset_of!(FuncRef, code) as i32;
+pub const FUNCREF_VMCTX: i32 = offset_of!(FuncRef, vmctx) as i32;
+pub const FUNCREF_TYPE_ID: i32 = offset_of!(FuncRef, type_id) as i32;
+pub const FUNCREF_SIZE: i64 = core::mem::size_of::<FuncRef>() as i64;
+
+/// Runtime entry points reached through `VmCtx::libcalls`; all take the
+/// caller's vmctx first and only integer arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Libcall {
+    /// (vmctx, delta: i32) -> i32
+    MemoryGrow,
+    /// (vmctx, dst: i32, val: i32, len: i32)
+    MemoryFill,
+    /// (vmctx, dst: i32, src: i32, len: i32)
+    MemoryCopy,
+    /// (vmctx, seg: i32, dst: i32, src: i32, len: i32)
+    MemoryInit,
+    /// (vmctx, seg: i32)
+    DataDrop,
+    /// (vmctx, table: i32, init: i64, delta: i32) -> i32
+    TableGrow,
+    /// (vmctx, table: i32, dst: i32, val: i64, len: i32)
+    TableFill,
+    /// (vmctx, dst_table: i32, src_table: i32, dst: i32, src: i32, len: i32)
+    TableCopy,
+    /// (vmctx, table: i32, seg: i32, dst: i32, src: i32, len: i32)
+    TableInit,
+    /// (vmctx, seg: i32)
+    ElemDrop,
+}
+
+pub const LIBCALL_COUNT: usize = Libcall::ElemDrop as usize + 1;
