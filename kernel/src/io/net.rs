@@ -92,22 +92,24 @@ impl Device for Phy {
         if !dev.can_transmit() {
             return None;
         }
-        let mut stats = self.stats.get();
         let frame = loop {
             let frame = dev.receive()?;
+            let mut stats = self.stats.get();
             stats.rx_frames += 1;
             // SAFETY: the frame is ours until recycled; read right here.
             let bytes = unsafe { &*dev.frame(&frame) };
-            match frame_check::check(bytes, MAX_FRAME) {
+            let verdict = frame_check::check(bytes, MAX_FRAME);
+            if let Err(why) = verdict {
+                stats.dropped[why as usize] += 1;
+                log::debug!("net: dropped a {}-byte frame: {}", bytes.len(), why.name());
+            }
+            // Stored every time: the loop may end at the `?` above.
+            self.stats.set(stats);
+            match verdict {
                 Ok(()) => break frame,
-                Err(why) => {
-                    stats.dropped[why as usize] += 1;
-                    log::debug!("net: dropped a {}-byte frame: {}", bytes.len(), why.name());
-                    dev.recycle(frame);
-                }
+                Err(_) => dev.recycle(frame),
             }
         };
-        self.stats.set(stats);
         Some((RxTok { phy: self, frame }, TxTok { phy: self }))
     }
 
