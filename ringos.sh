@@ -49,22 +49,30 @@ ensure_rust() {
 
 run_tests() {
     local t0=$SECONDS
-    say "1/3 formatting and lints"
+    say "1/4 formatting and lints"
     cargo fmt --all -- --check
     cargo clippy -q --workspace --all-targets -- -D warnings
     cargo clippy -q -p ringos-boot -p ringos-kernel --target x86_64-unknown-none -- -D warnings
-    say "2/3 building the guest kernel and the CLI (release)"
+    say "2/4 building the guest kernel and the CLI (release)"
     cargo build -q --release -p ringos-boot --target x86_64-unknown-none
     cargo build -q --release -p ringos
-    say "3/3 unit tests and QEMU end-to-end tests"
+    say "3/4 Wasm spec conformance (hosted JIT): ../shared/conformance/core"
+    local corpus=../shared/conformance/core
+    [ -d "$corpus" ] || { say "missing $corpus (the conformance corpus lives in shared/ beside this repo)"; exit 1; }
+    local wast_status=0
+    ./target/release/ringos wast "$corpus"/*.wast > target/conformance-core.log || wast_status=$?
+    grep -v ' 0 failed$' target/conformance-core.log || true   # the files with failures
+    echo "conformance core: $(tail -n 1 target/conformance-core.log)"
+    say "4/4 unit tests and QEMU end-to-end tests"
     local status=0
     cargo test -q --workspace 2>&1 | tee target/test.log || status=$?
     local passed failed
-    passed=$(grep -oE '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
-    failed=$(grep -oE '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')
+    # Totals: cargo's test results plus the conformance assertions.
+    passed=$( (grep -oE '[0-9]+ passed' target/test.log; tail -n 1 target/conformance-core.log | grep -oE '[0-9]+ passed') | awk '{s+=$1} END {print s+0}')
+    failed=$( (grep -oE '[0-9]+ failed' target/test.log; tail -n 1 target/conformance-core.log | grep -oE '[0-9]+ failed') | awk '{s+=$1} END {print s+0}')
     say "done in $((SECONDS - t0)) s"
     echo "tests: ${passed} passed, ${failed} failed"
-    [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
+    [ "$status" -eq 0 ] && [ "$wast_status" -eq 0 ] && [ "$failed" -eq 0 ]
 }
 
 ensure_apt

@@ -111,6 +111,10 @@ pub mod selftest {
     /// with completions matched to tags, and the errors for a request past
     /// the end or not sector-aligned. The host checks the image file after.
     pub const BLK: &str = "blk";
+    /// Run the Wasm spec bundles of the image's payload
+    /// ([`crate::payload::SPEC_BUNDLE`]) on the in-guest JIT; one
+    /// [`crate::marker::WASM_SPEC`] line per file and a total line.
+    pub const WASM_SPEC: &str = "wasm-spec";
     /// Every mode, for `--help` texts.
     pub const ALL: &[&str] = &[
         SLEEP,
@@ -121,6 +125,7 @@ pub mod selftest {
         PANIC,
         HANG,
         BLK,
+        WASM_SPEC,
     ];
 
     /// Where the blk self-test writes, for a device of `capacity` sectors:
@@ -183,6 +188,128 @@ pub mod marker {
     /// `isa-debug-exit`. It tells a guest status 0 (QEMU exit code 1) from
     /// QEMU failing by itself (also exit code 1).
     pub const EXIT: &str = "EXIT: ";
+    /// `wasm-spec: <file>: <N> passed, <N> failed` per spec file, then
+    /// `wasm-spec: total: <N> passed, <N> failed` (test=wasm-spec).
+    pub const WASM_SPEC: &str = "wasm-spec: ";
+    /// The name the total line uses in place of a file.
+    pub const WASM_SPEC_TOTAL: &str = "total";
+}
+
+/// What the CLI embeds in the kernel image (no kernel rebuild): a payload
+/// in its own PT_LOAD segment, found through [`Descriptor`], holding a
+/// tagged container of entries.
+///
+/// The container: [`MAGIC`] (8 bytes), then entries of
+/// `kind: u32 LE, len: u64 LE, bytes[len]`, packed, to the end.
+pub mod payload {
+    /// Name of the descriptor static in the kernel's `.data`; the CLI finds
+    /// it through the ELF symbol table and patches it.
+    pub const DESCRIPTOR_SYMBOL: &str = "RINGOS_PAYLOAD";
+    /// `Descriptor::magic`.
+    pub const DESCRIPTOR_MAGIC: u64 = u64::from_le_bytes(*b"RNGPAYLD");
+    pub const DESCRIPTOR_VERSION: u32 = 1;
+    /// Container magic.
+    pub const MAGIC: [u8; 8] = *b"RNGOSPL1";
+
+    /// A component (a Wasm binary).
+    pub const COMPONENT: u32 = 1;
+    /// Program arguments: NUL-separated UTF-8 strings.
+    pub const ARGS: u32 = 2;
+    /// Environment: NUL-separated `KEY=VALUE` strings.
+    pub const ENV: u32 = 3;
+    /// A spec-test bundle: `name_len: u32 LE, name (UTF-8), bundle bytes`
+    /// (the bundle format is `ringos_runtime::script`'s).
+    pub const SPEC_BUNDLE: u32 = 4;
+
+    /// The kernel's `#[no_mangle] static RINGOS_PAYLOAD` (in `.data`);
+    /// `paddr`/`len` are 0 when the image carries no payload.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Descriptor {
+        pub magic: u64,
+        pub version: u32,
+        pub reserved: u32,
+        /// Physical (= load) address of the container.
+        pub paddr: u64,
+        pub len: u64,
+    }
+
+    impl Descriptor {
+        pub const SIZE: usize = 32;
+        pub const EMPTY: Descriptor = Descriptor {
+            magic: DESCRIPTOR_MAGIC,
+            version: DESCRIPTOR_VERSION,
+            reserved: 0,
+            paddr: 0,
+            len: 0,
+        };
+
+        pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+            let mut b = [0u8; Self::SIZE];
+            b[0..8].copy_from_slice(&self.magic.to_le_bytes());
+            b[8..12].copy_from_slice(&self.version.to_le_bytes());
+            b[12..16].copy_from_slice(&self.reserved.to_le_bytes());
+            b[16..24].copy_from_slice(&self.paddr.to_le_bytes());
+            b[24..32].copy_from_slice(&self.len.to_le_bytes());
+            b
+        }
+
+        pub fn from_bytes(b: &[u8]) -> Option<Descriptor> {
+            let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+            let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+            Some(Descriptor {
+                magic: u64_at(0)?,
+                version: u32_at(8)?,
+                reserved: u32_at(12)?,
+                paddr: u64_at(16)?,
+                len: u64_at(24)?,
+            })
+        }
+    }
+
+    /// One entry of a container.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Entry<'a> {
+        pub kind: u32,
+        pub bytes: &'a [u8],
+    }
+
+    /// The entries of a container, or `None` if it is not one (bad magic
+    /// or a truncated entry).
+    pub fn entries(container: &[u8]) -> Option<impl Iterator<Item = Entry<'_>>> {
+        let mut rest = container.strip_prefix(&MAGIC[..])?;
+        let mut all_ok = true;
+        let mut check = rest;
+        while !check.is_empty() {
+            match split_entry(check) {
+                Some((_, tail)) => check = tail,
+                None => {
+                    all_ok = false;
+                    break;
+                }
+            }
+        }
+        all_ok.then_some(core::iter::from_fn(move || {
+            let (e, tail) = split_entry(rest)?;
+            rest = tail;
+            Some(e)
+        }))
+    }
+
+    fn split_entry(b: &[u8]) -> Option<(Entry<'_>, &[u8])> {
+        let kind = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?);
+        let len = u64::from_le_bytes(b.get(4..12)?.try_into().ok()?);
+        let len = usize::try_from(len).ok()?;
+        let bytes = b.get(12..12usize.checked_add(len)?)?;
+        Some((Entry { kind, bytes }, &b[12 + len..]))
+    }
+
+    /// Splits a [`SPEC_BUNDLE`] entry into (file name, bundle bytes).
+    pub fn split_spec_bundle(b: &[u8]) -> Option<(&str, &[u8])> {
+        let n = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
+        let name = core::str::from_utf8(b.get(4..4usize.checked_add(n)?)?).ok()?;
+        Some((name, &b[4 + n..]))
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +324,37 @@ mod tests {
         assert_eq!(exit::from_qemu_status(511), Some(255));
         assert_eq!(exit::from_qemu_status(0), None);
         assert_eq!(exit::from_qemu_status(2), None);
+    }
+
+    #[test]
+    fn payload_container_parses() {
+        let mut c = payload::MAGIC.to_vec();
+        for (kind, bytes) in [
+            (payload::ARGS, &b"a\0b"[..]),
+            (payload::COMPONENT, &b""[..]),
+        ] {
+            c.extend_from_slice(&kind.to_le_bytes());
+            c.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            c.extend_from_slice(bytes);
+        }
+        let e: [_; 2] = core::array::from_fn({
+            let mut it = payload::entries(&c).unwrap();
+            move |_| it.next().unwrap()
+        });
+        assert_eq!(e[0].kind, payload::ARGS);
+        assert_eq!(e[0].bytes, b"a\0b");
+        assert_eq!(e[1].kind, payload::COMPONENT);
+        assert!(payload::entries(&c[..c.len() - 1]).is_none());
+        assert!(payload::entries(b"nope").is_none());
+        let d = payload::Descriptor {
+            paddr: 0x80_0000,
+            len: 5,
+            ..payload::Descriptor::EMPTY
+        };
+        assert_eq!(payload::Descriptor::from_bytes(&d.to_bytes()), Some(d));
+        let mut sb = 3u32.to_le_bytes().to_vec();
+        sb.extend_from_slice(b"i32xyz");
+        assert_eq!(payload::split_spec_bundle(&sb), Some(("i32", &b"xyz"[..])));
     }
 
     #[test]

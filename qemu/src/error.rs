@@ -29,6 +29,18 @@ impl Error {
             Error::Io(_) => 1,
         }
     }
+
+    /// The same error (and exit status) with its message rewritten by `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::CannotStart(m) => Error::CannotStart(f(m)),
+            Error::Failed { message, exit_code } => Error::Failed {
+                message: f(message),
+                exit_code,
+            },
+            Error::Io(m) => Error::Io(f(m)),
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -12,5 +12,5 @@ pub mod vm;
 
 pub use error::{Error, Result};
 pub use outcome::Outcome;
-pub use qemu::{qemu_command, Accel, Machine, VmConfig};
-pub use vm::{run, Console, VmRun};
+pub use qemu::{qemu_command, Accel, IoMode, Machine, Net, PortForward, Protocol, VmConfig};
+pub use vm::{run, spawn, Console, RunningVm, VmRun};

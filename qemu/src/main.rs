@@ -1,13 +1,20 @@
 //! `ringos`: builds, boots and measures the ringos unikernel under QEMU.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringos::probe::blk::{ProbeBlk, TempDisk, BLOCK_BYTES, TEMP_DISK_BYTES};
+use ringos::probe::net::{ProbeNet, MAX_SIZE, MIN_SIZE};
 use ringos::probe::{self, ProbeBoot};
 use ringos::qemu::DEFAULT_MEM_MIB;
-use ringos::{kernel_image, vm, Accel, Console, Error, Machine, VmConfig};
+use ringos::{
+    kernel_image, vm, Accel, Console, Error, IoMode, Machine, Net, PortForward, VmConfig,
+};
 use ringos_proto::{cmdline, exit, selftest};
+
+mod wast;
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +28,7 @@ struct Cli {
     command: Command,
 }
 
-// Planned: run, image, wast, bench (and probe blk, probe net below).
+// Planned: run, image, bench.
 #[derive(Subcommand)]
 enum Command {
     /// Boot the kernel and stream its serial console; exit with the guest's status
@@ -35,6 +42,23 @@ enum Command {
     /// Measure the kernel
     #[command(subcommand)]
     Probe(Probe),
+    /// Run spec-format .wast scripts in the hosted runtime (JIT on the host)
+    #[command(
+        long_about = "Runs each script's modules and assertions with the ringos runtime in \
+                      this process. Prints `FILE: N passed, N failed` per file and the \
+                      totals last; exits 1 if any assertion or command failed."
+    )]
+    Wast(WastArgs),
+}
+
+#[derive(Args)]
+struct WastArgs {
+    /// Script files
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<std::path::PathBuf>,
+    /// Print why each failure failed
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +72,31 @@ enum Probe {
                             stops the probe with that boot's exit status."
     )]
     Boot(ProbeBootArgs),
+    /// Block I/O through virtio-blk: QD1 4 KiB random-read latency, IOPS at a queue depth
+    #[command(
+        long_about = "Boots the kernel with `probe=blk` and a raw disk image attached as \
+                      virtio-blk, once per machine. The kernel times --ops random 4 KiB \
+                      reads one at a time (QD1 latency percentiles), then --ops more with \
+                      --qd in flight (IOPS); with --write it first writes --ops patterned \
+                      blocks, flushes and reads them back. Prints a table, the host wall \
+                      time, and writes target/bench/blk.json. Without --disk a temporary \
+                      64 MiB sparse image is created under target/bench/ and deleted after. \
+                      Exits non-zero if the guest fails, reports `done ok=0`, or a written \
+                      block reads back wrong."
+    )]
+    Blk(ProbeBlkArgs),
+    /// UDP echo round trips through virtio-net and QEMU user networking
+    #[command(
+        long_about = "Boots the kernel with `service=udp-echo port=7` and --net user \
+                      forwarding a free UDP port on 127.0.0.1 to guest port 7, once per \
+                      machine. After the `service: ready` line, sends 20 warm-up datagrams, \
+                      then --count datagrams of --size bytes one at a time, each numbered \
+                      and timed until its echo (1 s without one counts as lost; late \
+                      replies are ignored). Then sends `ringos:quit` and reads the guest's \
+                      `net-stats:` line. Prints RTT p50/p99/max, losses and guest drops, \
+                      and writes target/bench/net.json."
+    )]
+    Net(ProbeNetArgs),
 }
 
 /// Options every VM takes.
@@ -65,6 +114,74 @@ struct VmArgs {
     timeout: Duration,
 }
 
+/// How the guest's I/O reactor waits (`io=` on the kernel command line).
+#[derive(Args)]
+struct IoArgs {
+    /// Reactor busy-polls the devices (kernel command line io=poll)
+    #[arg(long, conflicts_with = "irq")]
+    poll: bool,
+    /// Reactor halts until a device interrupt (io=irq, the kernel's default)
+    #[arg(long)]
+    irq: bool,
+}
+
+impl IoArgs {
+    fn mode(&self) -> Option<IoMode> {
+        match (self.poll, self.irq) {
+            (true, _) => Some(IoMode::Poll),
+            (_, true) => Some(IoMode::Irq),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args)]
+struct DiskArg {
+    /// Raw disk image attached as virtio-blk (the file must exist)
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    disk: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NetKind {
+    /// QEMU user networking: the guest is 10.0.2.15, ports forwarded with --port
+    User,
+    /// No NIC
+    None,
+}
+
+/// The guest's devices.
+#[derive(Args)]
+struct DeviceArgs {
+    #[command(flatten)]
+    disk: DiskArg,
+    /// Attach a virtio-net NIC to this network [default: none; user with --port]
+    #[arg(long, value_enum)]
+    net: Option<NetKind>,
+    /// Forward 127.0.0.1:HOST on the host to port GUEST in the VM, e.g. 5555:7/udp
+    /// (repeatable; implies --net user)
+    #[arg(long = "port", value_name = "HOST:GUEST/udp|tcp")]
+    ports: Vec<PortForward>,
+    #[command(flatten)]
+    io: IoArgs,
+}
+
+impl DeviceArgs {
+    fn net(&self) -> Result<Option<Net>, Error> {
+        match (self.net, self.ports.is_empty()) {
+            (Some(NetKind::None), false) => Err(Error::Failed {
+                message: "--port needs a network: leave out --net none (--port implies --net user)"
+                    .into(),
+                exit_code: 2,
+            }),
+            (Some(NetKind::None), true) | (None, true) => Ok(None),
+            _ => Ok(Some(Net::User {
+                ports: self.ports.clone(),
+            })),
+        }
+    }
+}
+
 #[derive(Args)]
 struct BootArgs {
     /// QEMU machine type
@@ -72,6 +189,8 @@ struct BootArgs {
     machine: Machine,
     #[command(flatten)]
     vm: VmArgs,
+    #[command(flatten)]
+    devices: DeviceArgs,
     /// Kernel command line words (key=value), e.g. `test=sleep`
     #[arg(long, value_name = "CMDLINE", default_value = "")]
     append: String,
@@ -89,6 +208,50 @@ struct ProbeBootArgs {
     /// Machine(s) to probe
     #[arg(long, value_enum, default_value_t = Machines::Both)]
     machine: Machines,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[derive(Args)]
+struct ProbeBlkArgs {
+    #[command(flatten)]
+    disk: DiskArg,
+    /// Machine(s) to probe
+    #[arg(long, value_enum, default_value_t = Machines::Both)]
+    machine: Machines,
+    /// Reads per measurement (and blocks written with --write)
+    #[arg(long, value_name = "N", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    ops: u32,
+    /// Reads in flight for the IOPS measurement (the kernel caps it at its queue's limit)
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    qd: u32,
+    /// First write OPS patterned 4 KiB blocks, flush and verify them. OVERWRITES the
+    /// first OPS x 4 KiB of the disk
+    #[arg(long)]
+    write: bool,
+    #[command(flatten)]
+    io: IoArgs,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[derive(Args)]
+struct ProbeNetArgs {
+    /// Machine(s) to probe
+    #[arg(long, value_enum, default_value_t = Machines::Both)]
+    machine: Machines,
+    /// Measured datagrams per machine (after 20 warm-up ones)
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// UDP payload bytes (8..=1472; the first 8 are the sequence number)
+    #[arg(long, value_name = "BYTES", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(MIN_SIZE as i64..=MAX_SIZE as i64))]
+    size: u16,
+    #[command(flatten)]
+    io: IoArgs,
     #[command(flatten)]
     vm: VmArgs,
 }
@@ -117,6 +280,20 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>().map(Duration::try_from_secs_f64) {
         Ok(Ok(d)) if !d.is_zero() => Ok(d),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+/// A `--disk` value: something that exists and is not a directory.
+fn existing_file(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_dir() {
+        Err(format!("{s} is a directory, not a raw disk image"))
+    } else if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{s} does not exist (make an empty raw image with: truncate -s 64M {s})"
+        ))
     }
 }
 
@@ -168,12 +345,14 @@ fn boot_help() -> String {
     )
 }
 
-/// `-v` asks for `log=debug` first so that a `log=` in `--append` wins.
-fn kernel_cmdline(verbose: bool, append: &str) -> String {
+/// `-v` asks for `log=debug` (and `--poll`/`--irq` for `io=`) first, so
+/// that a `log=` (or `io=`) in `--append` wins.
+fn kernel_cmdline(verbose: bool, io: Option<IoMode>, append: &str) -> String {
     let mut words = Vec::new();
     if verbose {
         words.push(format!("{}=debug", cmdline::LOG));
     }
+    words.extend(io.map(IoMode::cmdline_word));
     if !append.trim().is_empty() {
         words.push(append.trim().to_string());
     }
@@ -181,15 +360,19 @@ fn kernel_cmdline(verbose: bool, append: &str) -> String {
 }
 
 fn boot(a: BootArgs) -> Result<i32, Error> {
+    // Argument errors first, before a kernel build.
+    a.devices.net()?;
     let image = kernel_image::build(a.verbose)?;
     let cfg = VmConfig {
         image,
         machine: a.machine,
         accel: a.vm.accel,
         mem_mib: a.vm.mem,
-        append: kernel_cmdline(a.verbose, &a.append),
+        append: kernel_cmdline(a.verbose, a.devices.io.mode(), &a.append),
         timeout: a.vm.timeout,
         verbose: a.verbose,
+        disk: a.devices.disk.disk.clone(),
+        net: a.devices.net()?,
     };
     let run = vm::run(&cfg, Console::Stream)?;
     if let Some(msg) = run.outcome.message(cfg.timeout) {
@@ -215,11 +398,82 @@ fn probe_boot(a: ProbeBootArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
+    let image = kernel_image::build(false)?;
+    let root = kernel_image::root();
+    let temp;
+    let disk = match a.disk.disk {
+        Some(d) => {
+            if a.write {
+                eprintln!(
+                    "probe blk: --write overwrites the first {} KiB of {}",
+                    u64::from(a.ops) * BLOCK_BYTES / 1024,
+                    d.display()
+                );
+            }
+            d
+        }
+        None => {
+            temp = TempDisk::create(&probe::bench_dir(&root), TEMP_DISK_BYTES)?;
+            eprintln!(
+                "probe blk: no --disk given: using a temporary {} MiB sparse image, {} \
+                 (deleted after)",
+                TEMP_DISK_BYTES >> 20,
+                temp.path().display()
+            );
+            temp.path().to_path_buf()
+        }
+    };
+    let start = Instant::now();
+    let report = probe::blk::probe_blk(&ProbeBlk {
+        image,
+        disk,
+        machines: a.machine.list(),
+        ops: a.ops,
+        qd: a.qd,
+        write: a.write,
+        io: a.io.mode(),
+        accel: a.vm.accel,
+        mem_mib: a.vm.mem,
+        timeout: a.vm.timeout,
+    })?;
+    print!("{}", report.table());
+    println!("host wall time: {:.2} s", start.elapsed().as_secs_f64());
+    let path = probe::bench_path(&root, "blk.json");
+    probe::write_json(&path, &report)?;
+    eprintln!("probe blk: results written to {}", path.display());
+    Ok(0)
+}
+
+fn probe_net(a: ProbeNetArgs) -> Result<i32, Error> {
+    let image = kernel_image::build(false)?;
+    let start = Instant::now();
+    let report = probe::net::probe_net(&ProbeNet {
+        image,
+        machines: a.machine.list(),
+        count: a.count,
+        size: usize::from(a.size),
+        io: a.io.mode(),
+        accel: a.vm.accel,
+        mem_mib: a.vm.mem,
+        timeout: a.vm.timeout,
+    })?;
+    print!("{}", report.table());
+    println!("host wall time: {:.2} s", start.elapsed().as_secs_f64());
+    let path = probe::bench_path(&kernel_image::root(), "net.json");
+    probe::write_json(&path, &report)?;
+    eprintln!("probe net: results written to {}", path.display());
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Boot(a) => boot(a),
         Command::Probe(Probe::Boot(a)) => probe_boot(a),
+        Command::Probe(Probe::Blk(a)) => probe_blk(a),
+        Command::Probe(Probe::Net(a)) => probe_net(a),
+        Command::Wast(a) => Ok(wast::run(&a.files, a.verbose)),
     };
     let code = result.unwrap_or_else(|e| {
         eprintln!("ringos: {e}");
@@ -240,11 +494,119 @@ mod tests {
 
     #[test]
     fn append_overrides_verbose_log_level() {
-        assert_eq!(kernel_cmdline(false, ""), "");
-        assert_eq!(kernel_cmdline(true, ""), "log=debug");
-        let line = kernel_cmdline(true, "log=warn test=sleep");
+        assert_eq!(kernel_cmdline(false, None, ""), "");
+        assert_eq!(kernel_cmdline(true, None, ""), "log=debug");
+        let line = kernel_cmdline(true, None, "log=warn test=sleep");
         assert_eq!(cmdline::get(&line, cmdline::LOG), Some("warn"));
         assert_eq!(cmdline::get(&line, cmdline::TEST), Some("sleep"));
+    }
+
+    #[test]
+    fn io_mode_goes_before_append() {
+        assert_eq!(kernel_cmdline(false, Some(IoMode::Poll), ""), "io=poll");
+        assert_eq!(
+            kernel_cmdline(true, Some(IoMode::Irq), "test=blk"),
+            "log=debug io=irq test=blk"
+        );
+        let line = kernel_cmdline(false, Some(IoMode::Irq), "io=poll");
+        assert_eq!(cmdline::get(&line, cmdline::IO), Some("poll"));
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringos").chain(args.iter().copied()))
+    }
+
+    fn boot_args(args: &[&str]) -> BootArgs {
+        match parse(&[&["boot"], args].concat()).unwrap().command {
+            Command::Boot(b) => b,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn boot_devices() {
+        let b = boot_args(&[]);
+        assert!(b.devices.disk.disk.is_none());
+        assert_eq!(b.devices.net().unwrap(), None);
+        assert_eq!(b.devices.io.mode(), None);
+
+        let b = boot_args(&["--net", "user"]);
+        assert_eq!(b.devices.net().unwrap(), Some(Net::User { ports: vec![] }));
+        let b = boot_args(&["--net", "none"]);
+        assert_eq!(b.devices.net().unwrap(), None);
+
+        let b = boot_args(&["--port", "5555:7/udp", "--port", "8080:80/tcp", "--poll"]);
+        let Some(Net::User { ports }) = b.devices.net().unwrap() else {
+            panic!("--port implies --net user");
+        };
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[1].to_string(), "8080:80/tcp");
+        assert_eq!(b.devices.io.mode(), Some(IoMode::Poll));
+        let b = boot_args(&["--irq"]);
+        assert_eq!(b.devices.io.mode(), Some(IoMode::Irq));
+
+        let e = boot_args(&["--net", "none", "--port", "1:2/udp"])
+            .devices
+            .net()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--port"), "{e}");
+
+        // The manifest exists; a disk must exist and not be a directory.
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let b = boot_args(&["--disk", manifest]);
+        assert_eq!(
+            b.devices.disk.disk.as_deref(),
+            Some(std::path::Path::new(manifest))
+        );
+    }
+
+    #[test]
+    fn bad_device_args() {
+        for args in [
+            &["boot", "--poll", "--irq"][..],
+            &["boot", "--port", "5555:7"],
+            &["boot", "--port", "5555:7/icmp"],
+            &["boot", "--net", "tap"],
+            &["boot", "--disk", "/no/such/disk.img"],
+            &["boot", "--disk", env!("CARGO_MANIFEST_DIR")],
+            &["probe", "blk", "--ops", "0"],
+            &["probe", "blk", "--qd", "0"],
+            &["probe", "blk", "--poll", "--irq"],
+            &["probe", "blk", "--disk", "/no/such/disk.img"],
+            &["probe", "net", "--size", "7"],
+            &["probe", "net", "--size", "1473"],
+            &["probe", "net", "--count", "0"],
+            &["probe", "net", "--disk", "x"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} parsed");
+        }
+        let Err(e) = parse(&["boot", "--disk", "/no/such/disk.img"]) else {
+            panic!("a missing disk parsed");
+        };
+        let e = e.to_string();
+        assert!(e.contains("/no/such/disk.img does not exist"), "{e}");
+    }
+
+    #[test]
+    fn probe_defaults() {
+        let Command::Probe(Probe::Blk(b)) = parse(&["probe", "blk"]).unwrap().command else {
+            unreachable!()
+        };
+        assert_eq!(
+            (b.ops, b.qd, b.write, b.disk.disk.is_none()),
+            (2000, 16, false, true)
+        );
+        assert!(matches!(b.machine, Machines::Both));
+        let Command::Probe(Probe::Net(n)) = parse(&["probe", "net", "--poll", "--machine", "q35"])
+            .unwrap()
+            .command
+        else {
+            unreachable!()
+        };
+        assert_eq!((n.count, n.size), (1000, 64));
+        assert_eq!(n.io.mode(), Some(IoMode::Poll));
+        assert_eq!(n.machine.list(), [Machine::Q35]);
     }
 
     #[test]

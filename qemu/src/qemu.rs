@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ringos_proto::DEBUG_EXIT_PORT;
+use ringos_proto::{cmdline, DEBUG_EXIT_PORT};
 
 use crate::{Error, Result};
 
@@ -89,6 +89,103 @@ pub struct VmConfig {
     pub timeout: Duration,
     /// Print the QEMU command line to stderr before running it.
     pub verbose: bool,
+    /// A raw disk image file, attached as virtio-blk.
+    pub disk: Option<PathBuf>,
+    /// A NIC (virtio-net) and what it is plugged into.
+    pub net: Option<Net>,
+}
+
+/// What the guest's NIC is plugged into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// QEMU user networking (the guest is 10.0.2.15), with ports forwarded
+    /// from 127.0.0.1.
+    User { ports: Vec<PortForward> },
+    /// Raw Ethernet frames, one per UDP datagram, between QEMU (`local`)
+    /// and a host socket (`remote`): how tests inject any frame they like.
+    Dgram {
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    },
+}
+
+/// Transport protocol of a forwarded port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+}
+
+impl Protocol {
+    /// QEMU's name for it (also the CLI's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// `HOST:GUEST/udp|tcp`: 127.0.0.1:HOST on the host reaches GUEST in the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortForward {
+    pub protocol: Protocol,
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl std::str::FromStr for PortForward {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("{s:?}: expected HOST:GUEST/udp or HOST:GUEST/tcp, e.g. 5555:7/udp");
+        let (ports, proto) = s.split_once('/').ok_or_else(bad)?;
+        let protocol = match proto {
+            "udp" => Protocol::Udp,
+            "tcp" => Protocol::Tcp,
+            _ => return Err(bad()),
+        };
+        let (h, g) = ports.split_once(':').ok_or_else(bad)?;
+        // Port 0 would mean "any" to QEMU: not a forward anyone can reach.
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad);
+        Ok(PortForward {
+            protocol,
+            host: port(h)?,
+            guest: port(g)?,
+        })
+    }
+}
+
+impl fmt::Display for PortForward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.host, self.guest, self.protocol.name())
+    }
+}
+
+/// How the guest's reactor waits for I/O (`io=` on the kernel command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// Busy-poll the devices.
+    Poll,
+    /// Halt until an interrupt (the kernel's default).
+    Irq,
+}
+
+impl IoMode {
+    /// The kernel's name for the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Poll => "poll",
+            IoMode::Irq => "irq",
+        }
+    }
+
+    /// The kernel command-line word that selects it: `io=poll` / `io=irq`.
+    pub fn cmdline_word(self) -> String {
+        format!("{}={}", cmdline::IO, self.name())
+    }
 }
 
 impl VmConfig {
@@ -102,6 +199,8 @@ impl VmConfig {
             append: String::new(),
             timeout: DEFAULT_TIMEOUT,
             verbose: false,
+            disk: None,
+            net: None,
         }
     }
 }
@@ -110,7 +209,9 @@ impl VmConfig {
 pub fn qemu_args(cfg: &VmConfig) -> Vec<OsString> {
     let mut a = Vec::new();
     match cfg.machine {
-        Machine::Microvm => words(&mut a, "-M microvm"),
+        // acpi=off: QEMU then lists the virtio-mmio devices (and their
+        // interrupt lines) on the kernel command line.
+        Machine::Microvm => words(&mut a, "-M microvm,acpi=off"),
         Machine::Q35 => words(&mut a, &format!("-M q35 -bios {QBOOT_ROM}")),
     }
     words(&mut a, &format!("-accel {}", cfg.accel));
@@ -130,6 +231,43 @@ pub fn qemu_args(cfg: &VmConfig) -> Vec<OsString> {
     if cfg.machine == Machine::Microvm {
         // Modern virtio-mmio (version 2), which the drivers implement.
         words(&mut a, "-global virtio-mmio.force-legacy=false");
+    }
+    let bus = match cfg.machine {
+        Machine::Microvm => "device",
+        Machine::Q35 => "pci",
+    };
+    if let Some(disk) = &cfg.disk {
+        // A path may hold commas, which QEMU's option syntax escapes as ",,".
+        let file = disk.to_string_lossy().replace(',', ",,");
+        a.push("-drive".into());
+        a.push(format!("file={file},if=none,format=raw,id=disk0").into());
+        words(&mut a, &format!("-device virtio-blk-{bus},drive=disk0"));
+    }
+    if let Some(net) = &cfg.net {
+        let backend = match net {
+            Net::User { ports } => {
+                let mut b = String::from("user,id=net0");
+                for p in ports {
+                    b.push_str(&format!(
+                        ",hostfwd={}:127.0.0.1:{}-:{}",
+                        p.protocol.name(),
+                        p.host,
+                        p.guest
+                    ));
+                }
+                b
+            }
+            Net::Dgram { local, remote } => format!(
+                "dgram,id=net0,local.type=inet,local.host={},local.port={},remote.type=inet,remote.host={},remote.port={}",
+                local.ip(),
+                local.port(),
+                remote.ip(),
+                remote.port()
+            ),
+        };
+        a.push("-netdev".into());
+        a.push(backend.into());
+        words(&mut a, &format!("-device virtio-net-{bus},netdev=net0"));
     }
     // The path and the command line may hold spaces: one argument each.
     a.push("-kernel".into());
@@ -248,7 +386,7 @@ mod tests {
         assert_eq!(
             args(&cfg),
             format!(
-                "-M microvm -accel tcg -cpu max {COMMON} -global virtio-mmio.force-legacy=false \
+                "-M microvm,acpi=off -accel tcg -cpu max {COMMON} -global virtio-mmio.force-legacy=false \
                  -kernel /k/ringos-kernel -append log=debug"
             )
         );
@@ -289,6 +427,122 @@ mod tests {
         assert_eq!(a[n - 3], "/my dir/kernel");
         assert_eq!(a[n - 1], "log=debug test=sleep");
         assert!(a.windows(2).any(|w| w[0] == "-m" && w[1] == "512"));
+    }
+
+    #[test]
+    fn disk_is_virtio_blk_on_each_machine() {
+        let mut cfg = VmConfig::new("/k/ringos-kernel");
+        cfg.disk = Some("/d/disk,1.img".into());
+        let a = args(&cfg);
+        assert!(
+            a.contains(
+                "-global virtio-mmio.force-legacy=false \
+                 -drive file=/d/disk,,1.img,if=none,format=raw,id=disk0 \
+                 -device virtio-blk-device,drive=disk0 -kernel"
+            ),
+            "{a}"
+        );
+        cfg.machine = Machine::Q35;
+        let a = args(&cfg);
+        assert!(
+            a.contains("-device virtio-blk-pci,drive=disk0 -kernel"),
+            "{a}"
+        );
+        assert!(!a.contains("virtio-mmio"), "{a}");
+        // A path with spaces stays one argument.
+        cfg.disk = Some("/my disks/d.img".into());
+        let a = qemu_args(&cfg);
+        let i = a.iter().position(|x| x == "-drive").unwrap();
+        assert_eq!(a[i + 1], "file=/my disks/d.img,if=none,format=raw,id=disk0");
+    }
+
+    #[test]
+    fn user_net_forwards_ports_from_localhost() {
+        let mut cfg = VmConfig::new("/k/ringos-kernel");
+        cfg.net = Some(Net::User {
+            ports: vec![
+                "5555:7/udp".parse().unwrap(),
+                "8080:80/tcp".parse().unwrap(),
+            ],
+        });
+        let a = args(&cfg);
+        assert!(
+            a.contains(
+                "-netdev user,id=net0,hostfwd=udp:127.0.0.1:5555-:7,hostfwd=tcp:127.0.0.1:8080-:80 \
+                 -device virtio-net-device,netdev=net0 -kernel"
+            ),
+            "{a}"
+        );
+        cfg.machine = Machine::Q35;
+        cfg.net = Some(Net::User { ports: vec![] });
+        let a = args(&cfg);
+        assert!(
+            a.contains("-netdev user,id=net0 -device virtio-net-pci,netdev=net0 -kernel"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn dgram_net_and_disk_together() {
+        let mut cfg = VmConfig::new("/k/ringos-kernel");
+        cfg.disk = Some("/d.img".into());
+        cfg.net = Some(Net::Dgram {
+            local: "127.0.0.1:4000".parse().unwrap(),
+            remote: "127.0.0.1:4001".parse().unwrap(),
+        });
+        let a = args(&cfg);
+        assert!(
+            a.contains(
+                "-device virtio-blk-device,drive=disk0 -netdev dgram,id=net0,\
+                 local.type=inet,local.host=127.0.0.1,local.port=4000,\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port=4001 \
+                 -device virtio-net-device,netdev=net0"
+            ),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn port_forward_parsing() {
+        let p: PortForward = "5555:7/udp".parse().unwrap();
+        assert_eq!(
+            p,
+            PortForward {
+                protocol: Protocol::Udp,
+                host: 5555,
+                guest: 7
+            }
+        );
+        assert_eq!(p.to_string(), "5555:7/udp");
+        let p: PortForward = "65535:80/tcp".parse().unwrap();
+        assert_eq!((p.protocol, p.host, p.guest), (Protocol::Tcp, 65535, 80));
+        for bad in [
+            "",
+            "5555",
+            "5555:7",
+            "5555/udp",
+            ":7/udp",
+            "5555:/udp",
+            "5555:7/",
+            "5555:7/sctp",
+            "5555:7/UDP",
+            "65536:7/udp",
+            "0:7/udp",
+            "5555:0/udp",
+            "-1:7/udp",
+            "a:7/udp",
+            "5555:7:8/udp",
+            " 5555:7/udp",
+        ] {
+            let e = bad.parse::<PortForward>().unwrap_err();
+            assert!(e.contains("HOST:GUEST/udp"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn io_mode_words() {
+        assert_eq!(IoMode::Poll.cmdline_word(), "io=poll");
+        assert_eq!(IoMode::Irq.cmdline_word(), "io=irq");
     }
 
     #[test]

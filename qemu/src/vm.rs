@@ -3,8 +3,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStderr, ChildStdout, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ringos_proto::marker;
@@ -63,6 +63,31 @@ pub fn parse_ready(line: &str) -> Option<u64> {
 /// Boots `cfg` and waits for it to end. An `Err` means QEMU could not be
 /// run at all; everything after the spawn is in [`VmRun::outcome`].
 pub fn run(cfg: &VmConfig, console: Console) -> Result<VmRun> {
+    spawn(cfg, console)?.finish()
+}
+
+/// A VM running in the background: its console lines can be watched as
+/// they arrive ([`RunningVm::wait_for_line`]) while the host talks to it.
+/// Dropping it without [`RunningVm::finish`] kills QEMU.
+pub struct RunningVm {
+    child: Child,
+    start: Instant,
+    deadline: Instant,
+    /// Console lines as the reader thread timestamps them; disconnected
+    /// once QEMU closed its stdout.
+    rx: Receiver<(Duration, String)>,
+    /// Every line received so far.
+    lines: Vec<(Duration, String)>,
+    /// QEMU closed its stdout (it is exiting).
+    eof: bool,
+    serial: Option<JoinHandle<()>>,
+    errors: Option<JoinHandle<String>>,
+    finished: bool,
+}
+
+/// Spawns QEMU for `cfg` and returns at once. An `Err` means QEMU could not
+/// be run at all.
+pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
     let mut cmd = qemu_command(cfg)?;
     if cfg.verbose {
         eprintln!("ringos: {}", command_line(&cmd));
@@ -70,6 +95,18 @@ pub fn run(cfg: &VmConfig, console: Console) -> Result<VmRun> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // QEMU dies with us: a killed `ringos` (or a test that panicked) must
+    // not leave a VM running on its own.
+    // SAFETY: only prctl, which is async-signal-safe, runs in the child
+    // between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
         Error::CannotStart(format!(
@@ -80,58 +117,150 @@ pub fn run(cfg: &VmConfig, console: Console) -> Result<VmRun> {
     let echo = console == Console::Stream;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let (eof_tx, eof_rx) = mpsc::channel();
-    let serial = thread::spawn(move || read_serial(stdout, start, echo, eof_tx));
+    let (tx, rx) = mpsc::channel();
+    let serial = thread::spawn(move || read_serial(stdout, start, echo, tx));
     let errors = thread::spawn(move || read_stderr(stderr, echo));
-
     // An absurd timeout means "never", not an overflow panic.
     let deadline = start
         .checked_add(cfg.timeout)
         .unwrap_or_else(|| start + Duration::from_secs(u64::from(u32::MAX)));
-    let status = wait(&mut child, &eof_rx, deadline);
-    let wall = start.elapsed();
-    if status.is_err() {
-        // The readers only finish once QEMU is gone.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let lines = serial.join().unwrap_or_default();
-    let stderr = errors.join().unwrap_or_default();
-    let status = status.map_err(|e| Error::Io(format!("waiting for QEMU: {e}")))?;
-
-    let outcome = match status {
-        None => Outcome::TimedOut,
-        Some(s) => {
-            let exit_line = lines
-                .iter()
-                .rev()
-                .find(|(_, l)| l.starts_with(marker::EXIT))
-                .and_then(|(_, l)| parse_exit_line(l));
-            Outcome::from_exit(s.code(), exit_line, &stderr)
-        }
-    };
-    let ready_at = lines
-        .iter()
-        .find(|(_, l)| l.starts_with(marker::READY))
-        .map(|(t, _)| *t);
-    Ok(VmRun {
-        outcome,
-        lines,
-        stderr,
-        wall,
-        ready_at,
+    Ok(RunningVm {
+        child,
+        start,
+        deadline,
+        rx,
+        lines: Vec::new(),
+        eof: false,
+        serial: Some(serial),
+        errors: Some(errors),
+        finished: false,
     })
 }
 
+impl RunningVm {
+    /// When QEMU was spawned.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// When [`RunningVm::finish`] kills QEMU if it is still running.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The console lines received so far.
+    pub fn lines(&self) -> &[(Duration, String)] {
+        &self.lines
+    }
+
+    /// Waits up to `timeout` (and at most until the deadline) for a new
+    /// console line starting with `prefix`, and returns it. Lines before it
+    /// are kept for [`VmRun::lines`]. `None` if the time ran out or QEMU
+    /// closed its console first.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
+        let until = Instant::now()
+            .checked_add(timeout)
+            .map_or(self.deadline, |t| t.min(self.deadline));
+        loop {
+            let (at, line) = self.next_line(until)?;
+            let found = line.starts_with(prefix);
+            self.lines.push((at, line));
+            if found {
+                return self.lines.last().map(|(_, l)| l.clone());
+            }
+        }
+    }
+
+    /// The next console line, or `None` at `until` or at the end of the console.
+    fn next_line(&mut self, until: Instant) -> Option<(Duration, String)> {
+        if self.eof {
+            return None;
+        }
+        match self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            Ok(l) => Some(l),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.eof = true;
+                None
+            }
+        }
+    }
+
+    /// Kills QEMU now if it is still running (the outcome is then
+    /// [`Outcome::TimedOut`]) and returns the run so far.
+    pub fn kill(mut self) -> Result<VmRun> {
+        self.deadline = Instant::now();
+        self.finish()
+    }
+
+    /// Waits for the VM to end (killing it at the deadline) and classifies
+    /// how it ended.
+    pub fn finish(mut self) -> Result<VmRun> {
+        // QEMU closes stdout as it exits: block on that instead of polling,
+        // so the wall time is not rounded up to a poll interval.
+        while let Some(l) = self.next_line(self.deadline) {
+            self.lines.push(l);
+        }
+        let status = wait(&mut self.child, self.deadline);
+        let wall = self.start.elapsed();
+        if status.is_err() {
+            // The readers only finish once QEMU is gone.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.finished = true;
+        if let Some(t) = self.serial.take() {
+            let _ = t.join();
+        }
+        // The reader is done: the rest of the lines are in the channel.
+        self.lines.extend(self.rx.try_iter());
+        let stderr = self
+            .errors
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let status = status.map_err(|e| Error::Io(format!("waiting for QEMU: {e}")))?;
+        let lines = std::mem::take(&mut self.lines);
+
+        let outcome = match status {
+            None => Outcome::TimedOut,
+            Some(s) => {
+                let exit_line = lines
+                    .iter()
+                    .rev()
+                    .find(|(_, l)| l.starts_with(marker::EXIT))
+                    .and_then(|(_, l)| parse_exit_line(l));
+                Outcome::from_exit(s.code(), exit_line, &stderr)
+            }
+        };
+        let ready_at = lines
+            .iter()
+            .find(|(_, l)| l.starts_with(marker::READY))
+            .map(|(t, _)| *t);
+        Ok(VmRun {
+            outcome,
+            lines,
+            stderr,
+            wall,
+            ready_at,
+        })
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Waits for QEMU until `deadline`, then kills it (`Ok(None)`).
-fn wait(
-    child: &mut Child,
-    eof: &Receiver<()>,
-    deadline: Instant,
-) -> io::Result<Option<ExitStatus>> {
-    // QEMU closes stdout as it exits: block on that instead of polling, so the
-    // wall time is not rounded up to a poll interval.
-    let _ = eof.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+fn wait(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Some(status));
@@ -145,14 +274,8 @@ fn wait(
     }
 }
 
-fn read_serial(
-    out: ChildStdout,
-    start: Instant,
-    echo: bool,
-    eof: Sender<()>,
-) -> Vec<(Duration, String)> {
+fn read_serial(out: ChildStdout, start: Instant, echo: bool, lines: Sender<(Duration, String)>) {
     let mut reader = BufReader::new(out);
-    let mut lines = Vec::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -167,10 +290,12 @@ fn read_serial(
             let _ = o.write_all(&buf).and_then(|()| o.flush());
         }
         let text = String::from_utf8_lossy(&buf);
-        lines.push((at, text.trim_end_matches(['\n', '\r']).to_string()));
+        let line = text.trim_end_matches(['\n', '\r']).to_string();
+        // The receiver outlives this thread unless the VM was dropped.
+        if lines.send((at, line)).is_err() {
+            break;
+        }
     }
-    let _ = eof.send(());
-    lines
 }
 
 fn read_stderr(mut err: ChildStderr, echo: bool) -> String {

@@ -90,6 +90,159 @@ fn probe_boot_help_lists_options() {
 }
 
 #[test]
+fn boot_help_lists_device_options() {
+    let h = help(&["boot", "--help"]);
+    for s in [
+        "--disk",
+        "--net",
+        "user",
+        "--port",
+        "HOST:GUEST/udp|tcp",
+        "--poll",
+        "--irq",
+    ] {
+        assert!(h.contains(s), "missing {s:?} in\n{h}");
+    }
+}
+
+#[test]
+fn probe_blk_and_net_help() {
+    let h = help(&["probe", "blk", "--help"]);
+    for s in [
+        "--disk",
+        "--ops",
+        "2000",
+        "--qd",
+        "16",
+        "--write",
+        "OVERWRITES",
+        "--poll",
+        "--irq",
+        "--machine",
+        "both",
+        "blk.json",
+        "64 MiB",
+    ] {
+        assert!(h.contains(s), "missing {s:?} in\n{h}");
+    }
+    let h = help(&["probe", "net", "--help"]);
+    for s in [
+        "--count",
+        "1000",
+        "--size",
+        "64",
+        "--poll",
+        "--irq",
+        "net.json",
+        "ringos:quit",
+    ] {
+        assert!(h.contains(s), "missing {s:?} in\n{h}");
+    }
+}
+
+#[test]
+fn missing_disk_is_a_clear_error() {
+    for args in [
+        &["boot", "--disk", "/no/such.img"][..],
+        &["probe", "blk", "--disk", "/no/such.img"],
+    ] {
+        let out = run(&mut fake(), args);
+        assert_eq!(out.status.code(), Some(2));
+        let e = text(&out.stderr);
+        assert!(e.contains("/no/such.img does not exist"), "{e}");
+    }
+}
+
+#[test]
+fn boot_passes_devices_and_io_mode_to_qemu() {
+    let disk = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = run(
+        &mut fake(),
+        &[
+            "boot",
+            "-v",
+            "--disk",
+            disk,
+            "--port",
+            "5555:7/udp",
+            "--poll",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&format!("-drive file={disk},if=none,format=raw,id=disk0")),
+        "{e}"
+    );
+    assert!(
+        e.contains("-netdev user,id=net0,hostfwd=udp:127.0.0.1:5555-:7"),
+        "{e}"
+    );
+    assert!(e.contains("-append 'log=debug io=poll'"), "{e}");
+    let out = run(
+        &mut fake(),
+        &["boot", "--net", "none", "--port", "5555:7/udp"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--port"));
+}
+
+#[test]
+fn probe_blk_with_a_temporary_disk() {
+    let root = probe_root("probe-blk-ok");
+    let out = run(
+        fake().env("RINGOS_ROOT", &root),
+        &[
+            "probe",
+            "blk",
+            "--machine",
+            "microvm",
+            "--ops",
+            "500",
+            "--write",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let e = text(&out.stderr);
+    assert!(e.contains("temporary 64 MiB sparse image"), "{e}");
+    assert!(e.contains("probe=blk ops=500 qd=16 write=1"), "{e}");
+    let table = text(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("microvm")).unwrap();
+    for cell in ["41.00", "210.00", "20000"] {
+        assert!(row.contains(cell), "{cell} missing in\n{table}");
+    }
+    assert!(table.contains("host wall time:"), "{table}");
+    let json = std::fs::read_to_string(root.join("target/bench/blk.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["machines"][0]["result"]["verify"]["mismatches"], 0);
+    // The temporary image is gone; only the JSON is left.
+    let left: Vec<_> = std::fs::read_dir(root.join("target/bench"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["blk.json"]);
+}
+
+#[test]
+fn probe_blk_fails_on_mismatches() {
+    let root = probe_root("probe-blk-fail");
+    let out = run(
+        fake()
+            .env("RINGOS_ROOT", &root)
+            .env("FAKE_QEMU", "probe=blk write=1 mismatch"),
+        &["probe", "blk", "--machine", "q35", "--write"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("probe blk: q35 failed: 2 of 500 written blocks read back wrong"),
+        "{e}"
+    );
+    assert!(e.contains("last console lines:"), "{e}");
+    assert!(!root.join("target/bench/blk.json").exists());
+}
+
+#[test]
 fn bad_machine_is_rejected_by_clap() {
     for args in [
         &["boot", "--machine", "foo"][..],
@@ -161,7 +314,10 @@ fn verbose_prints_the_command_and_asks_for_debug_logs() {
     let out = run(&mut fake(), &["boot", "-v", "--append", "exit=3"]);
     assert_eq!(out.status.code(), Some(3));
     let e = text(&out.stderr);
-    assert!(e.contains("-M microvm -accel tcg -cpu max -m 256"), "{e}");
+    assert!(
+        e.contains("-M microvm,acpi=off -accel tcg -cpu max -m 256"),
+        "{e}"
+    );
     assert!(e.contains("-append 'log=debug exit=3'"), "{e}");
 }
 

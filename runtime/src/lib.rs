@@ -15,6 +15,7 @@ pub mod instance;
 mod libcalls;
 pub mod module;
 pub mod platform;
+pub mod script;
 mod translate;
 pub mod trap;
 pub mod vmctx;

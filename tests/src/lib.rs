@@ -51,3 +51,62 @@ pub fn console(run: &VmRun) -> String {
     }
     s
 }
+
+/// A VM config for the real image on `machine`, with a 60 s timeout.
+pub fn vm(machine: Machine, append: &str) -> VmConfig {
+    let mut cfg = VmConfig::new(image());
+    cfg.machine = machine;
+    cfg.append = append.to_string();
+    cfg.timeout = Duration::from_secs(60);
+    cfg
+}
+
+pub fn run(cfg: &VmConfig) -> VmRun {
+    ringos::run(cfg, Console::Capture).expect("running QEMU")
+}
+
+/// A zero-filled raw disk image in a fresh temporary directory; removed
+/// when dropped.
+pub struct TempDisk {
+    pub path: PathBuf,
+}
+
+impl TempDisk {
+    pub fn new(name: &str, bytes: u64) -> Self {
+        let dir = std::env::temp_dir().join(format!("ringos-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk.img");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(bytes).unwrap();
+        TempDisk { path }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.path).unwrap()
+    }
+}
+
+impl Drop for TempDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; good enough here).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `key=value` words of a line, as numbers where they parse.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}

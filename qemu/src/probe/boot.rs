@@ -1,13 +1,12 @@
 //! `probe boot`: boots the idle kernel (empty command line: it prints
 //! `ready: <ns> ns` and exits 0) several times per machine and times it.
 
-use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::{bench_path, check_outcome, failure, nanos, unix_time, write_json, Table};
 use crate::stats::Summary;
 use crate::vm::{self, Console};
 use crate::{qemu, Accel, Error, Machine, Result, VmConfig};
@@ -66,7 +65,7 @@ pub struct BootReport {
 
 /// Where `probe boot` writes its JSON.
 pub fn json_path(root: &Path) -> PathBuf {
-    root.join("target").join("bench").join("boot.json")
+    bench_path(root, "boot.json")
 }
 
 /// Runs the probe, showing progress on stderr. The first failed boot ends it.
@@ -88,12 +87,7 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
         for i in 1..=p.runs {
             eprintln!("probe boot: {machine} run {i}/{}", p.runs);
             let sample = boot_once(&cfg).map_err(|e| {
-                let message = format!("probe boot: {machine} run {i}/{} failed: {e}", p.runs);
-                match e {
-                    Error::Failed { exit_code, .. } => Error::Failed { message, exit_code },
-                    Error::CannotStart(_) => Error::CannotStart(message),
-                    Error::Io(_) => Error::Io(message),
-                }
+                e.map_message(|m| format!("probe boot: {machine} run {i}/{} failed: {m}", p.runs))
             })?;
             samples.push(sample);
         }
@@ -109,9 +103,7 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
         mem_mib: p.mem_mib,
         runs: p.runs,
         qemu_version: qemu::version(),
-        unix_time: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: unix_time(),
         machines,
     })
 }
@@ -119,23 +111,11 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
 /// Boots `cfg` once; anything but a clean exit after a `ready:` line fails.
 pub fn boot_once(cfg: &VmConfig) -> Result<BootSample> {
     let run = vm::run(cfg, Console::Capture)?;
-    let failed = |why: String, exit_code: i32| {
-        let mut message = why;
-        let tail: Vec<&str> = run.tail(10).collect();
-        if !tail.is_empty() {
-            message.push_str("\nlast console lines:");
-            for l in tail {
-                let _ = write!(message, "\n  {l}");
-            }
-        }
-        Error::Failed { message, exit_code }
-    };
-    if let Some(why) = run.outcome.message(cfg.timeout) {
-        return Err(failed(why, run.outcome.exit_code()));
-    }
+    check_outcome(&run, cfg.timeout)?;
     let (Some(ready), Some(guest)) = (run.ready_at, run.guest_ready_ns()) else {
-        return Err(failed(
-            "the guest exited 0 without a `ready: <ns> ns` line".into(),
+        return Err(failure(
+            &run,
+            "the guest exited 0 without a `ready: <ns> ns` line",
             1,
         ));
     };
@@ -144,10 +124,6 @@ pub fn boot_once(cfg: &VmConfig) -> Result<BootSample> {
         host_spawn_to_exit_ns: nanos(run.wall),
         guest_entry_to_ready_ns: guest,
     })
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn summarize(samples: &[BootSample]) -> Option<BootSummary> {
@@ -165,15 +141,7 @@ fn summarize(samples: &[BootSample]) -> Option<BootSummary> {
 impl BootReport {
     /// The human-readable table for stdout.
     pub fn table(&self) -> String {
-        let mut t = format!(
-            "probe boot: {} runs per machine, accel {}, {} MiB\n",
-            self.runs, self.accel, self.mem_mib
-        );
-        let _ = writeln!(
-            t,
-            "{:<8}  {:<24}  {:>10}  {:>10}  {:>10}",
-            "machine", "metric", "median ms", "min ms", "max ms"
-        );
+        let mut t = Table::new(&["machine", "metric", "median ms", "min ms", "max ms"], 2);
         for m in &self.machines {
             let rows = [
                 ("host: spawn -> ready", &m.summary.host_spawn_to_ready_ms),
@@ -181,25 +149,27 @@ impl BootReport {
                 ("guest: entry -> ready", &m.summary.guest_entry_to_ready_ms),
             ];
             for (metric, s) in rows {
-                let _ = writeln!(
-                    t,
-                    "{:<8}  {:<24}  {:>10.2}  {:>10.2}  {:>10.2}",
-                    m.machine, metric, s.median, s.min, s.max
-                );
+                t.row(vec![
+                    m.machine.to_string(),
+                    metric.into(),
+                    format!("{:.2}", s.median),
+                    format!("{:.2}", s.min),
+                    format!("{:.2}", s.max),
+                ]);
             }
         }
-        t
+        format!(
+            "probe boot: {} runs per machine, accel {}, {} MiB\n{}",
+            self.runs,
+            self.accel,
+            self.mem_mib,
+            t.render()
+        )
     }
 
     /// Writes the report as pretty JSON, creating parent directories.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let io_err = |e: std::io::Error| Error::Io(format!("writing {}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err)?;
-        }
-        let mut json = serde_json::to_string_pretty(self).expect("the report serializes");
-        json.push('\n');
-        fs::write(path, json).map_err(io_err)
+        write_json(path, self)
     }
 }
 
@@ -239,7 +209,12 @@ mod tests {
         let t = report().table();
         assert!(t.contains("accel tcg"), "{t}");
         let ready = t.lines().find(|l| l.contains("spawn -> ready")).unwrap();
-        assert!(ready.starts_with("microvm   host"), "columns line up:\n{t}");
+        assert!(ready.starts_with("microvm  host"), "columns line up:\n{t}");
+        let header = t.lines().nth(1).unwrap();
+        assert_eq!(
+            header.find("median ms"),
+            Some(ready.find("25.00").unwrap() - 4)
+        );
         assert!(ready.contains("25.00") && ready.contains("20.00") && ready.contains("30.00"));
         assert!(t.contains("2.00"), "{t}");
     }

@@ -1,0 +1,592 @@
+//! `probe blk`: boots with `probe=blk` and a virtio-blk disk; the kernel
+//! measures QD1 4 KiB random-read latency, IOPS at a queue depth and (with
+//! `write=1`) write + flush + read-back verification, and prints
+//! `probe-blk: ` lines that this module parses.
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringos_proto::{cmdline, probe};
+use serde::Serialize;
+
+use super::{check_outcome, failure, nanos, unix_time, us, Fields, Table};
+use crate::vm::{self, Console};
+use crate::{qemu, Accel, Error, IoMode, Machine, Result, VmConfig};
+
+/// Size of the temporary disk when none is given.
+pub const TEMP_DISK_BYTES: u64 = 64 << 20;
+/// Bytes per probe operation (and per written block with `write`).
+pub const BLOCK_BYTES: u64 = 4096;
+
+/// What to probe.
+#[derive(Clone, Debug)]
+pub struct ProbeBlk {
+    pub image: PathBuf,
+    pub disk: PathBuf,
+    pub machines: Vec<Machine>,
+    pub ops: u32,
+    pub qd: u32,
+    /// Overwrite the disk's first `ops` blocks and verify them.
+    pub write: bool,
+    /// `None`: the kernel's default.
+    pub io: Option<IoMode>,
+    pub accel: Accel,
+    pub mem_mib: u32,
+    pub timeout: Duration,
+}
+
+impl ProbeBlk {
+    /// The kernel command line: `probe=blk ops=N qd=N [write=1] [io=..]`.
+    pub fn cmdline(&self) -> String {
+        let mut w = vec![
+            format!("{}={}", cmdline::PROBE, probe::BLK),
+            format!("{}={}", cmdline::OPS, self.ops),
+            format!("{}={}", cmdline::QD, self.qd),
+        ];
+        if self.write {
+            w.push(format!("{}=1", cmdline::WRITE));
+        }
+        w.extend(self.io.map(IoMode::cmdline_word));
+        w.join(" ")
+    }
+}
+
+/// `probe-blk: verify blocks=N mismatches=N`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Verify {
+    pub blocks: u64,
+    pub mismatches: u64,
+}
+
+/// `probe-blk: qd1-read-4k ops=N p50_ns=.. p90_ns=.. p99_ns=.. p999_ns=.. max_ns=..`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    pub ops: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+}
+
+/// `probe-blk: qd<N>-read-4k ops=N ns=.. iops=.. max_in_flight=N`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Throughput {
+    /// The queue depth the kernel used (it clamps the one asked for).
+    pub qd: u64,
+    pub ops: u64,
+    pub ns: u64,
+    pub iops: u64,
+    pub max_in_flight: u64,
+}
+
+/// One `probe-blk: ` line, after the marker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlkLine {
+    /// `capacity_sectors=N ops=N qd=N io=irq|poll`
+    Start {
+        capacity_sectors: u64,
+        ops: u64,
+        qd: u64,
+        io: String,
+    },
+    Verify(Verify),
+    Latency(Latency),
+    Throughput(Throughput),
+    /// `done ok=0|1`
+    Done {
+        ok: bool,
+    },
+    /// `error=<what>` (no disk, disk too small)
+    Error(String),
+}
+
+/// Parses the text after [`probe::BLK_LINE`].
+pub fn parse_blk_line(text: &str) -> Result<BlkLine, String> {
+    if let Some(e) = text.trim().strip_prefix("error=") {
+        return Ok(BlkLine::Error(e.to_string()));
+    }
+    let f = Fields::new(text);
+    let throughput_qd = f
+        .kind()
+        .and_then(|k| k.strip_prefix("qd")?.strip_suffix("-read-4k")?.parse().ok());
+    Ok(match f.kind() {
+        None => BlkLine::Start {
+            capacity_sectors: f.get("capacity_sectors")?,
+            ops: f.get("ops")?,
+            qd: f.get("qd")?,
+            io: f.str("io")?.to_string(),
+        },
+        Some("verify") => BlkLine::Verify(Verify {
+            blocks: f.get("blocks")?,
+            mismatches: f.get("mismatches")?,
+        }),
+        // With qd=1 both measurements are `qd1-read-4k`: the keys tell them apart.
+        Some("qd1-read-4k") if f.has("p50_ns") => BlkLine::Latency(Latency {
+            ops: f.get("ops")?,
+            p50_ns: f.get("p50_ns")?,
+            p90_ns: f.get("p90_ns")?,
+            p99_ns: f.get("p99_ns")?,
+            p999_ns: f.get("p999_ns")?,
+            max_ns: f.get("max_ns")?,
+        }),
+        Some(_) if throughput_qd.is_some() => BlkLine::Throughput(Throughput {
+            qd: throughput_qd.unwrap_or_default(),
+            ops: f.get("ops")?,
+            ns: f.get("ns")?,
+            iops: f.get("iops")?,
+            max_in_flight: f.get("max_in_flight")?,
+        }),
+        Some("done") => BlkLine::Done {
+            ok: match f.str("ok")? {
+                "1" => true,
+                "0" => false,
+                v => return Err(format!("`ok={v}` is not 0 or 1")),
+            },
+        },
+        Some(k) => return Err(format!("unknown line kind `{k}`")),
+    })
+}
+
+/// Everything the kernel reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BlkResult {
+    pub capacity_sectors: Option<u64>,
+    /// The reactor mode the kernel ran with.
+    pub io: Option<String>,
+    pub verify: Option<Verify>,
+    pub qd1_read_4k: Option<Latency>,
+    pub qdn_read_4k: Option<Throughput>,
+    /// From `done ok=`.
+    pub ok: Option<bool>,
+    pub error: Option<String>,
+}
+
+impl BlkResult {
+    /// Collects the `probe-blk: ` lines among `lines`; a malformed one is an error.
+    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<BlkResult, String> {
+        let mut r = BlkResult::default();
+        for l in lines {
+            let Some(text) = l.strip_prefix(probe::BLK_LINE) else {
+                continue;
+            };
+            match parse_blk_line(text).map_err(|e| format!("bad line `{l}`: {e}"))? {
+                BlkLine::Start {
+                    capacity_sectors,
+                    io,
+                    ..
+                } => {
+                    r.capacity_sectors = Some(capacity_sectors);
+                    r.io = Some(io);
+                }
+                BlkLine::Verify(v) => r.verify = Some(v),
+                BlkLine::Latency(v) => r.qd1_read_4k = Some(v),
+                BlkLine::Throughput(v) => r.qdn_read_4k = Some(v),
+                BlkLine::Done { ok } => r.ok = Some(ok),
+                BlkLine::Error(e) => r.error = Some(e),
+            }
+        }
+        Ok(r)
+    }
+
+    /// Why the probe failed, if it did (`write`: a verify line is expected).
+    pub fn problem(&self, write: bool) -> Option<String> {
+        Some(if let Some(e) = &self.error {
+            format!("the kernel reported: {e}")
+        } else if self.ok.is_none() {
+            "the kernel printed no `probe-blk: done` line".into()
+        } else if let Some(v) = self.verify.filter(|v| v.mismatches > 0) {
+            format!(
+                "{} of {} written blocks read back wrong",
+                v.mismatches, v.blocks
+            )
+        } else if write && self.verify.is_none() {
+            "the kernel printed no `probe-blk: verify` line".into()
+        } else if self.ok == Some(false) {
+            "the kernel reported `done ok=0` (an I/O request failed)".into()
+        } else if self.qd1_read_4k.is_none() || self.qdn_read_4k.is_none() {
+            "the kernel printed no latency or no throughput line".into()
+        } else {
+            return None;
+        })
+    }
+}
+
+/// One machine's run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlkMachine {
+    pub machine: Machine,
+    /// Host: QEMU spawn to exit.
+    pub host_wall_ns: u64,
+    pub result: BlkResult,
+}
+
+/// The whole probe, as written to `blk.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlkReport {
+    pub accel: Accel,
+    pub mem_mib: u32,
+    pub ops: u32,
+    pub qd: u32,
+    pub write: bool,
+    pub disk: PathBuf,
+    pub disk_bytes: u64,
+    pub cmdline: String,
+    pub qemu_version: Option<String>,
+    pub unix_time: u64,
+    pub machines: Vec<BlkMachine>,
+}
+
+/// Runs the probe on each machine, showing progress on stderr. The first
+/// failure ends it.
+pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
+    let disk_bytes = fs::metadata(&p.disk)
+        .map_err(|e| bad_disk(&p.disk, e))?
+        .len();
+    let append = p.cmdline();
+    let mut machines = Vec::new();
+    for &machine in &p.machines {
+        let mut cfg = VmConfig::new(&p.image);
+        cfg.machine = machine;
+        cfg.accel = p.accel;
+        cfg.mem_mib = p.mem_mib;
+        cfg.timeout = p.timeout;
+        cfg.disk = Some(p.disk.clone());
+        cfg.append = append.clone();
+        eprintln!("probe blk: {machine}: {append}");
+        let run = vm::run(&cfg, Console::Capture)?;
+        let fail = |why: String, code: i32| {
+            failure(&run, format!("probe blk: {machine} failed: {why}"), code)
+        };
+        let result =
+            BlkResult::parse(run.lines.iter().map(|(_, l)| l.as_str())).map_err(|e| fail(e, 1))?;
+        // A parsed reason beats the bare exit status.
+        if let Some(why) = result.problem(p.write) {
+            let code = match run.outcome.exit_code() {
+                0 => 1,
+                c => c,
+            };
+            return Err(fail(why, code));
+        }
+        check_outcome(&run, cfg.timeout).map_err(|e| fail(e.to_string(), e.exit_code()))?;
+        machines.push(BlkMachine {
+            machine,
+            host_wall_ns: nanos(run.wall),
+            result,
+        });
+    }
+    Ok(BlkReport {
+        accel: p.accel,
+        mem_mib: p.mem_mib,
+        ops: p.ops,
+        qd: p.qd,
+        write: p.write,
+        disk: p.disk.clone(),
+        disk_bytes,
+        cmdline: append,
+        qemu_version: qemu::version(),
+        unix_time: unix_time(),
+        machines,
+    })
+}
+
+fn bad_disk(path: &Path, e: io::Error) -> Error {
+    Error::Failed {
+        message: format!("disk image {}: {e}", path.display()),
+        exit_code: 2,
+    }
+}
+
+impl BlkReport {
+    /// The human-readable table for stdout.
+    pub fn table(&self) -> String {
+        let qd = self
+            .machines
+            .iter()
+            .find_map(|m| m.result.qdn_read_4k.map(|t| t.qd))
+            .unwrap_or(u64::from(self.qd));
+        let iops = format!("QD{qd} IOPS");
+        let mut header = vec![
+            "machine",
+            "accel",
+            "io",
+            "p50 µs",
+            "p90 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            &iops,
+        ];
+        if self.write {
+            header.push("mismatches");
+        }
+        header.push("host wall s");
+        let mut t = Table::new(&header, 3);
+        for m in &self.machines {
+            let r = &m.result;
+            let lat = |f: fn(&Latency) -> u64| {
+                r.qd1_read_4k
+                    .as_ref()
+                    .map_or("-".into(), |l| us(f(l) as f64))
+            };
+            let mut row = vec![
+                m.machine.to_string(),
+                self.accel.to_string(),
+                r.io.clone().unwrap_or_else(|| "?".into()),
+                lat(|l| l.p50_ns),
+                lat(|l| l.p90_ns),
+                lat(|l| l.p99_ns),
+                lat(|l| l.p999_ns),
+                lat(|l| l.max_ns),
+                r.qdn_read_4k.map_or("-".into(), |t| t.iops.to_string()),
+            ];
+            if self.write {
+                row.push(r.verify.map_or("-".into(), |v| v.mismatches.to_string()));
+            }
+            row.push(format!("{:.2}", m.host_wall_ns as f64 / 1e9));
+            t.row(row);
+        }
+        let capped = if qd == u64::from(self.qd) {
+            String::new()
+        } else {
+            format!(" (--qd {} capped by the kernel)", self.qd)
+        };
+        format!(
+            "probe blk: {} ops, QD1 4 KiB random-read latency and QD{qd} IOPS{capped}{}, \
+             {} MiB disk\n{}",
+            self.ops,
+            if self.write {
+                ", after write + verify"
+            } else {
+                ""
+            },
+            self.disk_bytes >> 20,
+            t.render()
+        )
+    }
+}
+
+/// A sparse raw image created for one probe and deleted when dropped.
+#[derive(Debug)]
+pub struct TempDisk {
+    path: PathBuf,
+}
+
+impl TempDisk {
+    /// Creates `dir/probe-blk-<pid>.img` of `bytes` (sparse). Never reuses
+    /// an existing file, so a `--write` probe cannot overwrite one.
+    pub fn create(dir: &Path, bytes: u64) -> Result<TempDisk> {
+        let path = dir.join(format!("probe-blk-{}.img", std::process::id()));
+        let io_err = |e: io::Error| Error::Io(format!("creating {}: {e}", path.display()));
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err)?;
+        let disk = TempDisk { path };
+        f.set_len(bytes)
+            .map_err(|e| Error::Io(format!("sizing {}: {e}", disk.path.display())))?;
+        Ok(disk)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDisk {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "\
+ringos 0.1.0
+ready: 11000000 ns
+probe-blk: capacity_sectors=16384 ops=2000 qd=16 io=irq
+probe-blk: verify blocks=2000 mismatches=0
+probe-blk: qd1-read-4k ops=2000 p50_ns=41000 p90_ns=52000 p99_ns=90000 p999_ns=150000 max_ns=210000
+probe-blk: qd16-read-4k ops=2000 ns=100000000 iops=20000 max_in_flight=16
+probe-blk: done ok=1
+EXIT: 0";
+
+    #[test]
+    fn parses_a_whole_run() {
+        let r = BlkResult::parse(OUTPUT.lines()).unwrap();
+        assert_eq!(r.capacity_sectors, Some(16384));
+        assert_eq!(r.io.as_deref(), Some("irq"));
+        assert_eq!(
+            r.verify,
+            Some(Verify {
+                blocks: 2000,
+                mismatches: 0
+            })
+        );
+        assert_eq!(
+            r.qd1_read_4k,
+            Some(Latency {
+                ops: 2000,
+                p50_ns: 41000,
+                p90_ns: 52000,
+                p99_ns: 90000,
+                p999_ns: 150000,
+                max_ns: 210000
+            })
+        );
+        let t = r.qdn_read_4k.unwrap();
+        assert_eq!((t.qd, t.iops, t.max_in_flight), (16, 20000, 16));
+        assert_eq!(r.ok, Some(true));
+        assert_eq!(r.problem(true), None);
+        assert_eq!(r.problem(false), None);
+    }
+
+    #[test]
+    fn qd1_latency_and_throughput_are_told_apart() {
+        let lat = parse_blk_line("qd1-read-4k ops=5 p50_ns=1 p90_ns=2 p99_ns=3 p999_ns=4 max_ns=5");
+        assert!(matches!(lat, Ok(BlkLine::Latency(_))), "{lat:?}");
+        let tp = parse_blk_line("qd1-read-4k ops=5 ns=10 iops=7 max_in_flight=1");
+        assert!(
+            matches!(
+                tp,
+                Ok(BlkLine::Throughput(Throughput { qd: 1, iops: 7, .. }))
+            ),
+            "{tp:?}"
+        );
+    }
+
+    #[test]
+    fn kernel_errors_and_failures() {
+        assert_eq!(
+            parse_blk_line("error=no block device"),
+            Ok(BlkLine::Error("no block device".into()))
+        );
+        let r = BlkResult::parse(["probe-blk: error=no block device"]).unwrap();
+        assert_eq!(
+            r.problem(false).unwrap(),
+            "the kernel reported: no block device"
+        );
+
+        let bad = OUTPUT
+            .replace("mismatches=0", "mismatches=3")
+            .replace("ok=1", "ok=0");
+        let r = BlkResult::parse(bad.lines()).unwrap();
+        assert_eq!(
+            r.problem(true).unwrap(),
+            "3 of 2000 written blocks read back wrong"
+        );
+
+        let r = BlkResult::parse(OUTPUT.replace("ok=1", "ok=0").lines()).unwrap();
+        assert!(r.problem(false).unwrap().contains("ok=0"));
+
+        let cut: Vec<&str> = OUTPUT.lines().take(4).collect();
+        let r = BlkResult::parse(cut).unwrap();
+        assert!(r.problem(false).unwrap().contains("no `probe-blk: done`"));
+
+        let no_verify: Vec<&str> = OUTPUT.lines().filter(|l| !l.contains("verify")).collect();
+        let r = BlkResult::parse(no_verify).unwrap();
+        assert_eq!(r.problem(false), None);
+        assert!(r.problem(true).unwrap().contains("verify"));
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for bad in [
+            "capacity_sectors=x ops=1 qd=1 io=irq",
+            "capacity_sectors=1 ops=1 io=irq",
+            "verify blocks=10",
+            "verify blocks=10 mismatches=-1",
+            "qd1-read-4k ops=5 p50_ns=1 p90_ns=2 p99_ns=3 p999_ns=4",
+            "qd16-read-4k ops=5 ns=10 iops=many max_in_flight=16",
+            "qdX-read-4k ops=5 ns=10 iops=7 max_in_flight=1",
+            "done ok=2",
+            "done",
+            "bogus a=1",
+            "",
+        ] {
+            assert!(parse_blk_line(bad).is_err(), "{bad:?} parsed");
+        }
+        let e = BlkResult::parse(["probe-blk: verify blocks=1"]).unwrap_err();
+        assert!(
+            e.contains("probe-blk: verify blocks=1") && e.contains("mismatches"),
+            "{e}"
+        );
+        // Other lines, including ones that merely mention the marker, are skipped.
+        let r = BlkResult::parse(["log: probe-blk: x", "probe-blk:nospace"]).unwrap();
+        assert_eq!(r, BlkResult::default());
+    }
+
+    #[test]
+    fn cmdline_words() {
+        let mut p = ProbeBlk {
+            image: "/k".into(),
+            disk: "/d".into(),
+            machines: vec![Machine::Microvm],
+            ops: 500,
+            qd: 8,
+            write: false,
+            io: None,
+            accel: Accel::Tcg,
+            mem_mib: 256,
+            timeout: Duration::from_secs(60),
+        };
+        assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
+        p.write = true;
+        p.io = Some(IoMode::Poll);
+        assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8 write=1 io=poll");
+    }
+
+    #[test]
+    fn table_and_json() {
+        let result = BlkResult::parse(OUTPUT.lines()).unwrap();
+        let report = BlkReport {
+            accel: Accel::Tcg,
+            mem_mib: 256,
+            ops: 2000,
+            qd: 16,
+            write: true,
+            disk: "/d.img".into(),
+            disk_bytes: 64 << 20,
+            cmdline: "probe=blk ops=2000 qd=16 write=1".into(),
+            qemu_version: None,
+            unix_time: 0,
+            machines: vec![BlkMachine {
+                machine: Machine::Q35,
+                host_wall_ns: 1_500_000_000,
+                result,
+            }],
+        };
+        let t = report.table();
+        let row = t.lines().find(|l| l.starts_with("q35")).unwrap();
+        for cell in [
+            "tcg", "irq", "41.00", "52.00", "90.00", "150.00", "210.00", "20000", "1.50",
+        ] {
+            assert!(row.contains(cell), "{cell} missing in\n{t}");
+        }
+        assert!(t.contains("QD16 IOPS") && t.contains("mismatches"), "{t}");
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["machines"][0]["machine"], "q35");
+        assert_eq!(v["machines"][0]["result"]["qd1_read_4k"]["p99_ns"], 90000);
+        assert_eq!(v["machines"][0]["result"]["verify"]["mismatches"], 0);
+    }
+
+    #[test]
+    fn temp_disk_is_sparse_fresh_and_removed() {
+        let dir = std::env::temp_dir().join(format!("ringos-tempdisk-{}", std::process::id()));
+        let d = TempDisk::create(&dir, 1 << 20).unwrap();
+        let path = d.path().to_path_buf();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 1 << 20);
+        // A second one with the same name is refused, not reused.
+        assert!(TempDisk::create(&dir, 1 << 20).is_err());
+        assert!(path.exists(), "the failed create must not remove the first");
+        drop(d);
+        assert!(!path.exists());
+        let _ = fs::remove_dir(&dir);
+    }
+}
