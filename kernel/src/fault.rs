@@ -5,6 +5,7 @@
 use crate::arch::idt::TrapFrame;
 use crate::arch::{cpu, legacy};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use ringos_proto::{exit, marker};
 
 const NAMES: [(&str, &str); 32] = [
@@ -49,7 +50,33 @@ pub fn exit_vm(status: u8) -> ! {
     legacy::vm_exit(status)
 }
 
-pub(crate) fn exception(frame: &TrapFrame) -> ! {
+/// A handler that may take over a CPU exception (the Wasm JIT turning a
+/// fault in generated code into a Wasm trap): it returns true after
+/// rewriting the frame so that `iretq` resumes somewhere sensible.
+pub type RecoverHook = fn(&mut TrapFrame) -> bool;
+
+static RECOVER: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the one recover hook (replacing any previous one).
+pub fn set_recover_hook(hook: RecoverHook) {
+    RECOVER.store(hook as usize, Ordering::Release);
+}
+
+/// A CPU exception: resumed if the recover hook claims it, otherwise
+/// reported, and the VM ends.
+pub(crate) fn exception(frame: &mut TrapFrame) {
+    let hook = RECOVER.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: only `set_recover_hook` stores here, a RecoverHook.
+        let hook: RecoverHook = unsafe { core::mem::transmute::<usize, RecoverHook>(hook) };
+        if hook(frame) {
+            return;
+        }
+    }
+    report(frame)
+}
+
+fn report(frame: &TrapFrame) -> ! {
     let v = frame.vector as usize;
     let (name, mnemonic) = NAMES[v];
     let mut w = crate::console::emergency();

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod boot_info;
 pub mod mem;
+pub mod payload;
 pub mod time;
 
 #[cfg(target_os = "none")]
@@ -25,5 +26,7 @@ pub mod io;
 mod selftest;
 #[cfg(target_os = "none")]
 mod start;
+#[cfg(target_os = "none")]
+pub mod wasm;
 #[cfg(target_os = "none")]
 pub use start::{early_fail, main};

@@ -47,6 +47,11 @@ pub fn run(name: &str) -> ! {
             println!("recursed {} levels", recurse(core::hint::black_box(0)));
         }
         selftest::PANIC => panic!("panic requested by test=panic"),
+        selftest::WASM_SPEC => exit_vm(if crate::wasm::spec::run() {
+            exit::SUCCESS
+        } else {
+            exit::FAILURE
+        }),
         selftest::HANG => {
             println!("hanging on purpose (interrupts masked)");
             crate::arch::cpu::halt_forever();

@@ -3,12 +3,14 @@
 //! from `ringos_proto`, the contract shared with the kernel.
 
 pub mod error;
+pub mod image;
 pub mod kernel_image;
 pub mod outcome;
 pub mod probe;
 pub mod qemu;
 pub mod stats;
 pub mod vm;
+pub mod wast;
 
 pub use error::{Error, Result};
 pub use outcome::Outcome;

@@ -14,7 +14,7 @@ use ringos::{
 };
 use ringos_proto::{cmdline, exit, selftest};
 
-mod wast;
+use ringos::wast;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +59,21 @@ struct WastArgs {
     /// Print why each failure failed
     #[arg(short, long)]
     verbose: bool,
+    /// Run the scripts inside the guest (JIT in the kernel): the bundles are
+    /// embedded in a copy of the kernel image, booted with test=wasm-spec
+    #[arg(long)]
+    guest: bool,
+    /// QEMU machine type (with --guest)
+    #[arg(long, value_enum, default_value_t = Machine::Microvm, requires = "guest")]
+    machine: Machine,
+    /// Guest memory in MiB (with --guest)
+    #[arg(long, value_name = "MiB", default_value_t = 512, requires = "guest",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    mem: u32,
+    /// Kill QEMU after this many seconds (with --guest)
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds,
+          requires = "guest")]
+    timeout: Duration,
 }
 
 #[derive(Subcommand)]
@@ -473,6 +488,15 @@ fn main() -> ExitCode {
         Command::Probe(Probe::Boot(a)) => probe_boot(a),
         Command::Probe(Probe::Blk(a)) => probe_blk(a),
         Command::Probe(Probe::Net(a)) => probe_net(a),
+        Command::Wast(a) if a.guest => wast::run_guest(
+            &a.files,
+            &wast::GuestConfig {
+                machine: a.machine,
+                mem_mib: a.mem,
+                timeout: a.timeout,
+                verbose: a.verbose,
+            },
+        ),
         Command::Wast(a) => Ok(wast::run(&a.files, a.verbose)),
     };
     let code = result.unwrap_or_else(|e| {

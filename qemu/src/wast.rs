@@ -226,3 +226,182 @@ fn is_extern_heap(h: &HeapType<'_>) -> bool {
         }
     )
 }
+
+/// `ringos wast --guest`: what to boot.
+pub struct GuestConfig {
+    pub machine: crate::Machine,
+    pub mem_mib: u32,
+    pub timeout: std::time::Duration,
+    pub verbose: bool,
+}
+
+/// A guest spec run: the per-file and total counts the guest printed.
+pub struct GuestRun {
+    pub files: Vec<(String, Tally)>,
+    pub total: Option<Tally>,
+    /// Files the host could not even turn into bundles (name, why).
+    pub host_errors: Vec<(String, String)>,
+    pub vm: crate::VmRun,
+}
+
+/// Parses `wasm-spec: <name>: N passed, N failed`.
+pub fn parse_guest_line(line: &str) -> Option<(&str, Tally)> {
+    let rest = line.strip_prefix(ringos_proto::marker::WASM_SPEC)?;
+    let (name, counts) = rest.rsplit_once(": ")?;
+    let (p, f) = counts.split_once(" passed, ")?;
+    let f = f.strip_suffix(" failed")?;
+    Some((
+        name,
+        Tally {
+            passed: p.parse().ok()?,
+            failed: f.parse().ok()?,
+        },
+    ))
+}
+
+/// Builds the bundles of `files`, embeds them in a copy of the kernel image
+/// under the target directory and returns its path, with the files that
+/// failed on the host.
+pub fn guest_image(files: &[PathBuf]) -> crate::Result<(PathBuf, Vec<(String, String)>)> {
+    use ringos_proto::payload::SPEC_BUNDLE;
+    let kernel = crate::kernel_image::build(false)?;
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match bundle_file(f) {
+            Ok(b) => entries.push(crate::image::spec_bundle_entry(&name, &b)),
+            Err(e) => errors.push((name, e)),
+        }
+    }
+    let container = crate::image::container(entries.iter().map(|e| (SPEC_BUNDLE, &e[..])));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = crate::kernel_image::target_dir(&crate::kernel_image::root())
+        .join("wasm-spec")
+        .join(format!("ringos-kernel-{}-{n}.elf", std::process::id()));
+    Ok((crate::image::write(&kernel, &container, &out)?, errors))
+}
+
+/// Boots the kernel with `files` as spec bundles (`test=wasm-spec`).
+pub fn run_guest_files(files: &[PathBuf], cfg: &GuestConfig) -> crate::Result<GuestRun> {
+    let (image, host_errors) = guest_image(files)?;
+    let mut vm = crate::VmConfig::new(&image);
+    vm.machine = cfg.machine;
+    vm.mem_mib = cfg.mem_mib;
+    vm.timeout = cfg.timeout;
+    vm.verbose = cfg.verbose;
+    vm.append = format!(
+        "{}={}",
+        ringos_proto::cmdline::TEST,
+        ringos_proto::selftest::WASM_SPEC
+    );
+    let run = crate::run(&vm, crate::Console::Capture);
+    let _ = std::fs::remove_file(&image);
+    let run = run?;
+    let mut files = Vec::new();
+    let mut total = None;
+    for (_, l) in &run.lines {
+        if let Some((name, t)) = parse_guest_line(l) {
+            if name == ringos_proto::marker::WASM_SPEC_TOTAL {
+                total = Some(t);
+            } else {
+                files.push((name.to_string(), t));
+            }
+        }
+    }
+    Ok(GuestRun {
+        files,
+        total,
+        host_errors,
+        vm: run,
+    })
+}
+
+/// `ringos wast --guest`: prints the guest's per-file lines and the totals
+/// in the hosted format; the exit status.
+pub fn run_guest(files: &[PathBuf], cfg: &GuestConfig) -> crate::Result<i32> {
+    let r = run_guest_files(files, cfg)?;
+    let mut total = Tally::default();
+    for (name, why) in &r.host_errors {
+        println!("{name}: error: {why}");
+        println!("{name}: 0 passed, 1 failed");
+        total.failed += 1;
+    }
+    for (_, l) in &r.vm.lines {
+        if let Some((name, t)) = parse_guest_line(l) {
+            if name != ringos_proto::marker::WASM_SPEC_TOTAL {
+                println!("{name}: {} passed, {} failed", t.passed, t.failed);
+                total += t;
+            }
+        } else if cfg.verbose && l.starts_with("  ") {
+            // The guest's failure details.
+            println!("{l}");
+        }
+    }
+    println!("{} passed, {} failed", total.passed, total.failed);
+    if r.total.is_none() || !r.vm.outcome.is_success() {
+        if let Some(msg) = r.vm.outcome.message(cfg.timeout) {
+            eprintln!("ringos: {msg}");
+        }
+        for l in r.vm.tail(20) {
+            eprintln!("  | {l}");
+        }
+        let code = r.vm.outcome.exit_code();
+        return Ok(if code == 0 { 1 } else { code });
+    }
+    Ok(i32::from(total.failed > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_lines_parse() {
+        assert_eq!(
+            parse_guest_line("wasm-spec: a/b: c.wast: 12 passed, 3 failed"),
+            Some((
+                "a/b: c.wast",
+                Tally {
+                    passed: 12,
+                    failed: 3
+                }
+            ))
+        );
+        assert_eq!(
+            parse_guest_line("wasm-spec: total: 0 passed, 0 failed").map(|l| l.0),
+            Some(ringos_proto::marker::WASM_SPEC_TOTAL)
+        );
+        assert_eq!(
+            parse_guest_line("wasm-spec: x: many passed, 0 failed"),
+            None
+        );
+        assert_eq!(parse_guest_line("  x:1:2: why"), None);
+    }
+
+    #[test]
+    fn hosted_bundle_counts_assertions() {
+        let dir = std::env::temp_dir().join(format!("ringos-wast-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.wast");
+        std::fs::write(
+            &f,
+            r#"(module (func (export "f") (result i32) (i32.const 7)))
+               (assert_return (invoke "f") (i32.const 7))
+               (assert_return (invoke "f") (i32.const 8))
+               (assert_malformed (module quote "(func") "unexpected end")
+               (invoke "f")"#,
+        )
+        .unwrap();
+        let t = run_hosted(&f, false).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            t,
+            Tally {
+                passed: 2,
+                failed: 1
+            }
+        );
+    }
+}

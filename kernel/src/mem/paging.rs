@@ -95,6 +95,50 @@ impl PageTables {
         Ok(())
     }
 
+    /// The existing level-1 entry for `va`, without creating tables; `None`
+    /// if a table on the way is missing or a huge page covers `va`.
+    fn lookup_4k(&mut self, va: u64) -> Option<&mut u64> {
+        let mut table_pa = self.pml4;
+        for l in (2..=4).rev() {
+            let index = ((va >> (12 + 9 * (l - 1))) & 0x1ff) as usize;
+            // SAFETY: a table of this hierarchy, owned through &mut self.
+            let e = unsafe { table(table_pa)[index] };
+            if e & PRESENT == 0 || e & HUGE != 0 {
+                return None;
+            }
+            table_pa = e & ADDR_MASK;
+        }
+        // SAFETY: as above, for the page table.
+        Some(unsafe { &mut table(table_pa)[((va >> 12) & 0x1ff) as usize] })
+    }
+
+    /// Removes the 4 KiB mapping of `va` and flushes it from the TLB;
+    /// returns the physical address it mapped.
+    pub fn unmap_4k(&mut self, va: u64) -> Option<u64> {
+        let e = self.lookup_4k(va)?;
+        if *e & PRESENT == 0 {
+            return None;
+        }
+        let pa = *e & ADDR_MASK;
+        *e = 0;
+        invlpg(va);
+        Some(pa)
+    }
+
+    /// Changes the flags of the present 4 KiB mapping of `va` (keeping its
+    /// frame) and flushes it from the TLB; false if `va` is not mapped.
+    pub fn protect_4k(&mut self, va: u64, flags: u64) -> bool {
+        let Some(e) = self.lookup_4k(va) else {
+            return false;
+        };
+        if *e & PRESENT == 0 {
+            return false;
+        }
+        *e = (*e & ADDR_MASK) | flags | PRESENT;
+        invlpg(va);
+        true
+    }
+
     /// Makes this hierarchy the active one.
     ///
     /// # Safety
@@ -103,4 +147,11 @@ impl PageTables {
         // SAFETY: forwarded to the caller.
         unsafe { crate::arch::cpu::write_cr3(self.pml4) };
     }
+}
+
+/// Drops the TLB entry of the page holding `va` (after an unmap or a
+/// permission change; new mappings of not-present pages need none).
+pub fn invlpg(va: u64) {
+    // SAFETY: invalidating a TLB entry has no memory effects.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
 }

@@ -10,6 +10,7 @@ use super::paging::{
     self, PageTables, NO_CACHE, NO_EXECUTE, PAGE_2M, PAGE_4K, WRITABLE, WRITE_THROUGH,
 };
 use crate::boot_info::{BootInfo, MemoryKind};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 extern "C" {
@@ -63,6 +64,15 @@ pub fn init(boot: &BootInfo) -> MemoryStats {
     };
     let map = boot.memory_map();
     let usable = || map.iter().filter(|r| r.kind == MemoryKind::Usable);
+    // The image's payload segment (if any) lies above the image; nothing
+    // may be placed there.
+    let payload = crate::payload::range()
+        .filter(|&(s, l)| {
+            map.iter()
+                .any(|r| r.kind == MemoryKind::Usable && r.start <= s && s + l <= r.end())
+        })
+        .unwrap_or((kend, 0));
+    let payload_end = (payload.0 + payload.1).next_multiple_of(FRAME_SIZE);
     let ram_end = map
         .iter()
         .filter(|r| r.kind.is_ram())
@@ -76,7 +86,11 @@ pub fn init(boot: &BootInfo) -> MemoryStats {
     let bitmap_at = usable()
         .map(|r| {
             (
-                r.start.max(kend).max(1 << 20).next_multiple_of(FRAME_SIZE),
+                r.start
+                    .max(kend)
+                    .max(payload_end)
+                    .max(1 << 20)
+                    .next_multiple_of(FRAME_SIZE),
                 r.end(),
             )
         })
@@ -94,6 +108,9 @@ pub fn init(boot: &BootInfo) -> MemoryStats {
     }
     frames.reserve(kstart, kend);
     frames.reserve(bitmap_at, bitmap_at + bitmap_bytes);
+    if payload.1 > 0 {
+        frames.reserve(payload.0, payload_end);
+    }
 
     let mut alloc_zeroed = || {
         let f = frames_alloc_zeroed(&mut frames)?;
@@ -206,6 +223,92 @@ pub fn map_mmio(pa: u64, len: u64) -> Result<(), paging::MapError> {
     // The pages were not present before, so no stale TLB entry exists
     // (x86 does not cache not-present translations).
     Ok(())
+}
+
+/// Virtual addresses from here up to [`DYNAMIC_VA_END`] are not RAM: the
+/// kernel hands them out with [`reserve_va`] and maps 4 KiB pages there at
+/// will (Wasm linear memories, JIT code, big stacks with guard pages).
+pub const DYNAMIC_VA_BASE: u64 = 0x4000_0000_0000;
+pub const DYNAMIC_VA_END: u64 = 0x7fff_0000_0000;
+
+static NEXT_VA: AtomicU64 = AtomicU64::new(DYNAMIC_VA_BASE);
+
+/// Reserves `len` bytes (rounded up to pages) of never-reused virtual space
+/// in the dynamic range; nothing is mapped.
+pub fn reserve_va(len: u64) -> Option<u64> {
+    let len = len.checked_next_multiple_of(PAGE_4K)?;
+    let va = NEXT_VA.fetch_add(len, Ordering::Relaxed);
+    if va.checked_add(len)? > DYNAMIC_VA_END {
+        return None;
+    }
+    Some(va)
+}
+
+/// True if `va` is in the dynamic range.
+pub fn is_dynamic(va: u64) -> bool {
+    (DYNAMIC_VA_BASE..DYNAMIC_VA_END).contains(&va)
+}
+
+/// Maps fresh zeroed frames at the page-aligned `[va, va + len)` of the
+/// dynamic range with `flags`; on failure nothing stays mapped.
+pub fn map_new_pages(va: u64, len: u64, flags: u64) -> bool {
+    assert!(is_dynamic(va) && va.is_multiple_of(PAGE_4K));
+    let mut guard = MEMORY.lock();
+    let Some(m) = guard.as_mut() else {
+        return false;
+    };
+    let Memory { frames, tables } = m;
+    let mut page = va;
+    while page < va + len {
+        let ok = match frames_alloc_zeroed(frames) {
+            Some(f) => {
+                let mut alloc = || frames_alloc_zeroed(frames);
+                let r = tables.map_4k(page, f, flags, &mut alloc);
+                if r.is_err() {
+                    frames.dealloc(f, 1);
+                }
+                r.is_ok()
+            }
+            None => false,
+        };
+        if !ok {
+            unmap_range(frames, tables, va, page - va);
+            return false;
+        }
+        page += PAGE_4K;
+    }
+    true
+}
+
+fn unmap_range(frames: &mut FrameBitmap, tables: &mut PageTables, va: u64, len: u64) {
+    for page in (va..va + len).step_by(PAGE_4K as usize) {
+        if let Some(pa) = tables.unmap_4k(page) {
+            frames.dealloc(pa, 1);
+        }
+    }
+}
+
+/// Unmaps `[va, va + len)` of the dynamic range (TLB flushed) and frees the
+/// frames behind it; pages not mapped are skipped.
+pub fn unmap_pages(va: u64, len: u64) {
+    assert!(is_dynamic(va));
+    if let Some(m) = MEMORY.lock().as_mut() {
+        let Memory { frames, tables } = m;
+        unmap_range(frames, tables, va, len);
+    }
+}
+
+/// Sets the flags of the mapped pages of `[va, va + len)` (dynamic range),
+/// flushing each from the TLB; false if a page is not mapped.
+pub fn protect_pages(va: u64, len: u64, flags: u64) -> bool {
+    assert!(is_dynamic(va));
+    let mut guard = MEMORY.lock();
+    let Some(m) = guard.as_mut() else {
+        return false;
+    };
+    (va..va + len)
+        .step_by(PAGE_4K as usize)
+        .all(|p| m.tables.protect_4k(p, flags))
 }
 
 /// True if `addr` is in the unmapped page below the boot stack.
