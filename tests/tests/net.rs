@@ -125,6 +125,39 @@ fn udp_frame(guest_mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// Ethernet + IPv4 + ICMP echo request from the host to the guest.
+fn ping_frame(guest_mac: [u8; 6], id: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = guest_mac.to_vec();
+    f.extend_from_slice(&HOST_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        2,
+        0x40,
+        0,
+        64,
+        1,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&HOST_IP);
+    ip.extend_from_slice(&GUEST_IP);
+    let c = checksum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut icmp = vec![8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
+    icmp.extend_from_slice(payload);
+    let c = checksum(&icmp, 0);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
 /// An ARP reply telling the guest that 10.0.2.2 is HOST_MAC.
 fn arp_reply(guest_mac: [u8; 6]) -> Vec<u8> {
     let mut f = guest_mac.to_vec();
@@ -168,7 +201,7 @@ fn await_reply(
 }
 
 #[test]
-fn malformed_frames_are_dropped_and_counted_and_the_guest_still_answers() {
+fn icmp_echo_and_malformed_frames_dropped_counted_and_the_guest_still_answers() {
     for m in MACHINES {
         let host = UdpSocket::bind("127.0.0.1:0").unwrap();
         host.set_read_timeout(Some(Duration::from_millis(300)))
