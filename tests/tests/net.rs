@@ -28,6 +28,9 @@ fn first_echo(sock: &UdpSocket, to: SocketAddr) {
         sock.send_to(b"hello?", to).unwrap();
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             assert_eq!(&buf[..n], b"hello?");
+            // Earlier tries may still be answered: drain those echoes.
+            sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            while sock.recv_from(&mut buf).is_ok() {}
             return;
         }
     }
@@ -85,12 +88,13 @@ fn checksum(data: &[u8], mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Ethernet + IPv4 + UDP from the host (10.0.2.2:40000) to the guest's port 7.
-fn udp_frame(guest_mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
+/// Ethernet + IPv4 from the host (10.0.2.2) to the guest, carrying `l4`
+/// (whose checksum the caller has filled in) as protocol `proto`.
+fn ipv4_frame(guest_mac: [u8; 6], proto: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = guest_mac.to_vec();
     f.extend_from_slice(&HOST_MAC);
     f.extend_from_slice(&[0x08, 0x00]);
-    let total = 28 + payload.len();
+    let total = 20 + l4.len();
     let mut ip = vec![
         0x45,
         0,
@@ -101,7 +105,7 @@ fn udp_frame(guest_mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
         0x40,
         0,
         64,
-        17,
+        proto,
         0,
         0,
     ];
@@ -109,53 +113,32 @@ fn udp_frame(guest_mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
     ip.extend_from_slice(&GUEST_IP);
     let c = checksum(&ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let ulen = 8 + payload.len();
-    let mut udp = vec![0x9c, 0x40, 0, 7, (ulen >> 8) as u8, ulen as u8, 0, 0];
-    udp.extend_from_slice(payload);
-    let pseudo: u32 = [&HOST_IP, &GUEST_IP]
-        .iter()
-        .map(|a| u16::from_be_bytes([a[0], a[1]]) as u32 + u16::from_be_bytes([a[2], a[3]]) as u32)
-        .sum::<u32>()
-        + 17
-        + ulen as u32;
-    let c = checksum(&udp, pseudo);
-    udp[6..8].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
-    f.extend_from_slice(&udp);
+    f.extend_from_slice(l4);
     f
 }
 
-/// Ethernet + IPv4 + ICMP echo request from the host to the guest.
+/// A UDP datagram from the host (port 40000) to the guest's port 7.
+fn udp_frame(guest_mac: [u8; 6], payload: &[u8]) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let mut udp = vec![0x9c, 0x40, 0, 7, (ulen >> 8) as u8, ulen as u8, 0, 0];
+    udp.extend_from_slice(payload);
+    let word = |a: [u8; 4]| {
+        u16::from_be_bytes([a[0], a[1]]) as u32 + u16::from_be_bytes([a[2], a[3]]) as u32
+    };
+    let pseudo = word(HOST_IP) + word(GUEST_IP) + 17 + ulen as u32;
+    let c = checksum(&udp, pseudo);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv4_frame(guest_mac, 17, &udp)
+}
+
+/// An ICMP echo request from the host.
 fn ping_frame(guest_mac: [u8; 6], id: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = guest_mac.to_vec();
-    f.extend_from_slice(&HOST_MAC);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = 20 + 8 + payload.len();
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        2,
-        0x40,
-        0,
-        64,
-        1,
-        0,
-        0,
-    ];
-    ip.extend_from_slice(&HOST_IP);
-    ip.extend_from_slice(&GUEST_IP);
-    let c = checksum(&ip, 0);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
     let mut icmp = vec![8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
     icmp.extend_from_slice(payload);
     let c = checksum(&icmp, 0);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&icmp);
-    f
+    ipv4_frame(guest_mac, 1, &icmp)
 }
 
 /// An ARP reply telling the guest that 10.0.2.2 is HOST_MAC.
