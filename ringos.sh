@@ -63,6 +63,9 @@ run_tests() {
     ./target/release/ringos wast "$corpus"/*.wast > target/conformance-core.log || wast_status=$?
     grep -v ' 0 failed$' target/conformance-core.log || true   # the files with failures
     echo "conformance core: $(tail -n 1 target/conformance-core.log)"
+    say "3/4 fuzzing the Wasm JIT: .ci/fuzz (${FUZZ_SECONDS:-30} s per target)"
+    local fuzz_status=0
+    .ci/fuzz || fuzz_status=$?
     say "4/4 unit tests and QEMU end-to-end tests"
     local status=0
     cargo test -q --workspace 2>&1 | tee target/test.log || status=$?
@@ -72,7 +75,7 @@ run_tests() {
     failed=$( (grep -oE '[0-9]+ failed' target/test.log; tail -n 1 target/conformance-core.log | grep -oE '[0-9]+ failed') | awk '{s+=$1} END {print s+0}')
     say "done in $((SECONDS - t0)) s"
     echo "tests: ${passed} passed, ${failed} failed"
-    [ "$status" -eq 0 ] && [ "$wast_status" -eq 0 ] && [ "$failed" -eq 0 ]
+    [ "$status" -eq 0 ] && [ "$wast_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ] && [ "$failed" -eq 0 ]
 }
 
 ensure_apt
