@@ -152,6 +152,7 @@ pub fn compile(
     m: &ModuleInfo,
     bytes: &[u8],
     platform: &'static dyn Platform,
+    guarded: bool,
 ) -> Result<CompiledCode, Error> {
     let mut e = Emitter {
         isa: isa()?,
@@ -162,7 +163,8 @@ pub fn compile(
     let mut fctx = FunctionBuilderContext::new();
     let mut funcs = Vec::with_capacity(m.bodies.len());
     for i in 0..m.bodies.len() as u32 {
-        let f = translate::translate_function(m, bytes, m.num_imported_funcs + i, &mut fctx)?;
+        let f =
+            translate::translate_function(m, bytes, m.num_imported_funcs + i, guarded, &mut fctx)?;
         funcs.push(e.emit(f)?);
     }
     let mut trampolines = Vec::with_capacity(m.types.len());

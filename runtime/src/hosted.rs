@@ -1,7 +1,10 @@
-//! The hosted platform: a Linux process. Memory from mmap, W^X code via
-//! mprotect, and traps from SIGILL/SIGFPE/SIGSEGV/SIGBUS: a fault in
-//! generated code resumes at `ringos_wasm_unwind` with the current jump
-//! buffer; any other fault goes to the previous handler.
+//! The hosted platform: a Linux process. Memory from mmap (linear memories
+//! are PROT_NONE reservations with guard regions, committed by mprotect),
+//! W^X code via mprotect, and traps from SIGILL/SIGFPE/SIGSEGV/SIGBUS: a
+//! fault in generated code (for SIGSEGV/SIGBUS: at a registered load/store,
+//! on an address in a linear-memory reservation) resumes at
+//! `ringos_wasm_unwind` with the current jump buffer; any other fault goes
+//! to the previous handler.
 
 use core::ptr;
 use std::cell::Cell;
@@ -99,6 +102,10 @@ impl Platform for Hosted {
     fn swap_current(&self, ctx: *mut StoreCtx) -> *mut StoreCtx {
         CURRENT.with(|c| c.replace(ctx))
     }
+
+    fn guard_pages(&self) -> bool {
+        true
+    }
 }
 
 unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
@@ -108,7 +115,16 @@ unsafe extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *
     let pc = gregs[libc::REG_RIP as usize] as usize;
     let ctx = CURRENT.with(|c| c.get());
     if !ctx.is_null() {
-        if let Some(kind) = trap::trap_for_pc(pc, TrapKind::MemoryOutOfBounds) {
+        let kind = match sig {
+            libc::SIGSEGV | libc::SIGBUS => {
+                // SAFETY: the kernel fills si_addr for these signals.
+                let addr = unsafe { (*info).si_addr() } as usize;
+                trap::memory_trap(pc, addr)
+            }
+            libc::SIGFPE => trap::trap_for_pc(pc, TrapKind::IntegerDivideByZero),
+            _ => trap::trap_for_pc(pc, TrapKind::Unreachable),
+        };
+        if let Some(kind) = kind {
             // SAFETY: `ctx` is the running store's StoreCtx.
             let jb = unsafe { (*ctx).jmpbuf };
             if !jb.is_null() {

@@ -12,7 +12,7 @@ use wasmparser::{ExternalKind, GlobalType, MemoryType, TableType, ValType};
 use crate::compile::{self, CompiledCode};
 use crate::libcalls;
 use crate::module::{self, ConstExpr, ElemMode, FuncType, ImportKind, ModuleInfo};
-use crate::platform::Platform;
+use crate::platform::{Platform, GUARDED_RESERVATION};
 use crate::trap::{self, JmpBuf, Trap, TrapKind};
 use crate::vmctx::{FuncRef, MemoryDef, StoreCtx, TableDef, VmCtx};
 use crate::Error;
@@ -24,15 +24,22 @@ const MAX_TABLE: u64 = 10_000_000;
 /// A compiled module.
 pub struct Module {
     pub info: ModuleInfo,
-    code: CompiledCode,
+    pub(crate) code: CompiledCode,
+    /// Compiled without explicit bounds checks: needs guarded memories.
+    guarded: bool,
 }
 
 impl Module {
     /// Validates, translates and compiles `bytes`.
     pub fn new(platform: &'static dyn Platform, bytes: &[u8]) -> Result<Rc<Module>, Error> {
         let info = module::parse(bytes)?;
-        let code = compile::compile(&info, bytes, platform)?;
-        Ok(Rc::new(Module { info, code }))
+        let guarded = platform.guard_pages();
+        let code = compile::compile(&info, bytes, platform, guarded)?;
+        Ok(Rc::new(Module {
+            info,
+            code,
+            guarded,
+        }))
     }
 
     /// Only validates `bytes`.
@@ -139,6 +146,8 @@ pub(crate) struct MemoryInner {
     /// Must stay first: generated code holds `*mut MemoryDef`.
     pub(crate) def: MemoryDef,
     reserved: usize,
+    /// The reservation includes the guard region (`GUARDED_RESERVATION`).
+    guarded: bool,
     pub(crate) max_pages: u64,
     platform: &'static dyn Platform,
 }
@@ -167,6 +176,7 @@ impl MemoryInner {
 
 impl Drop for MemoryInner {
     fn drop(&mut self) {
+        trap::unregister_memory(self.def.base as usize);
         self.platform.release(self.def.base, self.reserved);
     }
 }
@@ -316,14 +326,21 @@ impl Store {
 
     pub fn memory(&mut self, ty: MemoryType) -> Result<MemoryId, Error> {
         let max_pages = ty.maximum.unwrap_or(65536).min(65536);
-        let reserved = ((max_pages * PAGE) as usize).max(self.platform.page_size());
+        let guarded = self.platform.guard_pages();
+        let reserved = if guarded {
+            GUARDED_RESERVATION
+        } else {
+            ((max_pages * PAGE) as usize).max(self.platform.page_size())
+        };
         let base = self
             .platform
             .reserve(reserved)
             .ok_or_else(|| Error::Resource("linear memory reservation".into()))?;
+        trap::register_memory(base as usize, reserved);
         let mut m = Box::new(MemoryInner {
             def: MemoryDef { base, len: 0 },
             reserved,
+            guarded,
             max_pages,
             platform: self.platform,
         });
@@ -500,6 +517,9 @@ impl Store {
                 }
                 (ImportKind::Memory(t), Extern::Memory(id)) => {
                     let mem = &self.memories[id.0];
+                    if module.guarded && !mem.guarded {
+                        return Err(Error::Link(format!("{}: memory without guard", what())));
+                    }
                     let max = (mem.max_pages < 65536).then_some(mem.max_pages);
                     if !limits_match(mem.def.len / PAGE, max, t.initial, t.maximum) {
                         return Err(Error::Link(format!("{}: memory type", what())));

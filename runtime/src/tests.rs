@@ -114,3 +114,52 @@ fn trap_kinds() {
         TrapKind::StackExhausted
     );
 }
+
+#[test]
+fn guard_region_out_of_bounds() {
+    // Hosted memories use guard regions: these traps come from SIGSEGV.
+    assert!(crate::Platform::guard_pages(&HOSTED));
+    let wat = r#"(module (memory 1 2)
+        (func (export "f") (param i32) (result i32) (i32.load offset=0xffffffff (local.get 0)))
+        (func (export "g") (param i32) (result i64)
+          (drop (memory.grow (i32.const 1))) (i64.store (local.get 0) (i64.const 7))
+          (i64.load (local.get 0))))"#;
+    assert_eq!(trap(wat, &[Val::I32(-1)]), TrapKind::MemoryOutOfBounds);
+    assert_eq!(trap(wat, &[Val::I32(0)]), TrapKind::MemoryOutOfBounds);
+    assert_eq!(
+        run(wat, "g", &[Val::I32(131072 - 8)]),
+        Ok(vec![Val::I64(7)])
+    );
+    assert!(matches!(
+        run(wat, "g", &[Val::I32(131072 - 4)]),
+        Err(Error::Trap(Trap(TrapKind::MemoryOutOfBounds)))
+    ));
+}
+
+#[test]
+fn memory_trap_needs_a_reservation_and_a_registered_pc() {
+    let wat = r#"(module (memory (export "m") 1) (func (export "f") (param i32) (result i32)
+        (i32.load (local.get 0))))"#;
+    let bytes = wat::parse_str(wat).expect("wat");
+    let module = Module::new(&HOSTED, &bytes).expect("module");
+    let mut store = Store::new(&HOSTED);
+    let inst = store.instantiate(&module, &[]).expect("instance");
+    let Some(Extern::Memory(mem)) = store.export(inst, "m") else {
+        panic!("no memory")
+    };
+    let base = store.memory_data(mem).as_ptr() as usize;
+    let code = module.code.code.addr(module.code.funcs[0]);
+    let load = crate::trap::registered_traps(code)
+        .into_iter()
+        .find(|t| t.1 == TrapKind::MemoryOutOfBounds && t.0 >= code)
+        .expect("a registered load")
+        .0;
+    let guard = base + (5 << 30);
+    assert_eq!(
+        crate::trap::memory_trap(load, guard),
+        Some(TrapKind::MemoryOutOfBounds)
+    );
+    // Outside any reservation, or not at a registered load/store: not ours.
+    assert_eq!(crate::trap::memory_trap(load, 0x1000), None);
+    assert_eq!(crate::trap::memory_trap(code, guard), None);
+}

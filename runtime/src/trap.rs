@@ -218,6 +218,19 @@ impl<T> SpinLock<T> {
         r
     }
 
+    /// For fault handlers: a bounded number of attempts, since another
+    /// thread may hold the lock briefly but the faulting one never does
+    /// (it was running generated code).
+    pub(crate) fn with_in_handler<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        for _ in 0..(1 << 16) {
+            if !self.locked.load(Ordering::Relaxed) {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        self.try_with(f)
+    }
+
     /// For fault handlers: never spins (the faulting thread may hold it).
     pub(crate) fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         if self
@@ -256,6 +269,50 @@ pub(crate) fn register_code(start: usize, len: usize, mut traps: Vec<(u32, TrapK
 
 pub(crate) fn unregister_code(start: usize) {
     CODE_MAP.with(|m| m.retain(|r| r.start != start));
+}
+
+/// Linear-memory reservations `(base, len)`, for [`memory_trap`].
+static MEMORIES: SpinLock<Vec<(usize, usize)>> = SpinLock::new(Vec::new());
+
+pub(crate) fn register_memory(base: usize, len: usize) {
+    MEMORIES.with(|m| m.push((base, len)));
+}
+
+pub(crate) fn unregister_memory(base: usize) {
+    MEMORIES.with(|m| m.retain(|r| r.0 != base));
+}
+
+/// What a memory fault (SIGSEGV/SIGBUS, #PF) at `pc` touching `addr`
+/// means: `Some(MemoryOutOfBounds)` only if `pc` is a load or store of
+/// generated code registered with the heap out-of-bounds trap code and
+/// `addr` is inside a linear-memory reservation (a guard page or the
+/// uncommitted tail); `None` (not a Wasm trap) otherwise.
+pub fn memory_trap(pc: usize, addr: usize) -> Option<TrapKind> {
+    let in_memory = MEMORIES
+        .with_in_handler(|m| m.iter().any(|&(b, l)| b <= addr && addr - b < l))
+        .unwrap_or(false);
+    if !in_memory {
+        return None;
+    }
+    CODE_MAP
+        .with_in_handler(|m| {
+            let r = m.iter().find(|r| r.start <= pc && pc < r.end)?;
+            let off = (pc - r.start) as u32;
+            let i = r.traps.binary_search_by_key(&off, |t| t.0).ok()?;
+            (r.traps[i].1 == TrapKind::MemoryOutOfBounds).then_some(TrapKind::MemoryOutOfBounds)
+        })
+        .flatten()
+}
+
+/// The trap sites (absolute address, kind) of the code range holding `pc`.
+#[cfg(test)]
+pub(crate) fn registered_traps(pc: usize) -> Vec<(usize, TrapKind)> {
+    CODE_MAP.with(|m| {
+        m.iter()
+            .filter(|r| r.start <= pc && pc < r.end)
+            .flat_map(|r| r.traps.iter().map(|t| (r.start + t.0 as usize, t.1)))
+            .collect()
+    })
 }
 
 /// What a fault at `pc` means: `None` if `pc` is not in generated code;

@@ -29,7 +29,8 @@ fn first_echo(sock: &UdpSocket, to: SocketAddr) {
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             assert_eq!(&buf[..n], b"hello?");
             // Earlier tries may still be answered: drain those echoes.
-            sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
             while sock.recv_from(&mut buf).is_ok() {}
             return;
         }

@@ -2,15 +2,17 @@
 //!
 //! - Linear memory: a reservation is a range of the kernel's dynamic virtual
 //!   space (`mem::reserve_va`, nothing mapped); `commit` maps fresh zeroed
-//!   frames read-write, no-execute. Bounds are checked explicitly by the
-//!   generated code (as on the hosted platform), so no guard region is
-//!   needed yet.
+//!   frames read-write, no-execute. Each memory reserves 4 GiB plus a
+//!   4 GiB guard region (`guard_pages`) of which only `[0, size)` is
+//!   mapped, so the generated code does no explicit bounds check: an
+//!   out-of-bounds load/store page-faults inside the reservation.
 //! - Code: frames mapped read-write, no-execute at a fresh virtual address
 //!   while the runtime copies the code in, then remapped read + execute
 //!   (never both), TLB flushed page by page.
-//! - Traps: a #UD (Cranelift's trap instruction), #DE, or #PF on a dynamic
-//!   address, at an address inside generated code while a store runs, is
-//!   resumed at the runtime's unwind routine with that store's jump buffer
+//! - Traps: a #UD (Cranelift's trap instruction) or #DE at an address
+//!   inside generated code, or a #PF at a load/store registered with the
+//!   heap out-of-bounds trap code on an address inside a linear-memory
+//!   reservation, while a store runs, is resumed at the runtime's unwind routine with that store's jump buffer
 //!   (`fault::set_recover_hook`); any other exception is reported and ends
 //!   the VM as before.
 
@@ -123,6 +125,10 @@ impl Platform for Kernel {
     fn swap_current(&self, ctx: *mut StoreCtx) -> *mut StoreCtx {
         CURRENT.swap(ctx, Ordering::AcqRel)
     }
+
+    fn guard_pages(&self) -> bool {
+        true
+    }
 }
 
 /// The fault hook: a fault in generated code of the running store resumes
@@ -132,13 +138,14 @@ fn recover(frame: &mut TrapFrame) -> bool {
     if ctx.is_null() {
         return false;
     }
-    let fallback = match frame.vector {
-        0 => TrapKind::IntegerDivideByZero,
-        6 => TrapKind::Unreachable,
-        14 if mem::is_dynamic(cpu::read_cr2()) => TrapKind::MemoryOutOfBounds,
+    let pc = frame.rip as usize;
+    let kind = match frame.vector {
+        0 => trap::trap_for_pc(pc, TrapKind::IntegerDivideByZero),
+        6 => trap::trap_for_pc(pc, TrapKind::Unreachable),
+        14 => trap::memory_trap(pc, cpu::read_cr2() as usize),
         _ => return false,
     };
-    let Some(kind) = trap::trap_for_pc(frame.rip as usize, fallback) else {
+    let Some(kind) = kind else {
         return false;
     };
     // SAFETY: CURRENT is the running store's StoreCtx (swap_current).

@@ -1,5 +1,8 @@
 //! Linear memory and table operators. Memory accesses are bounds-checked
-//! explicitly against `MemoryDef::len` (guard pages come later).
+//! explicitly against `MemoryDef::len`, unless the platform gives memories
+//! guard regions (`Platform::guard_pages`): then an out-of-bounds access
+//! faults on an uncommitted page of the reservation, and the load/store's
+//! heap out-of-bounds trap code maps the fault to the trap.
 
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, MemFlagsData, Type, Value};
 use wasmparser::{MemArg, Operator};
@@ -14,6 +17,17 @@ impl Translator<'_> {
     fn mem_addr(&mut self, memarg: &MemArg, size: u32) -> Value {
         let idx = self.pop();
         let def = self.vmctx_ptr(vmctx::VMCTX_MEMORY);
+        if self.guarded {
+            // base + zext(index) + offset < base + 8 GiB: inside the
+            // reservation, faulting past the committed length.
+            let base = self
+                .b
+                .ins()
+                .load(PTR, MemFlagsData::trusted(), def, vmctx::MEMORY_BASE);
+            let idx = self.b.ins().uextend(types::I64, idx);
+            let a = self.b.ins().iadd(base, idx);
+            return self.b.ins().iadd_imm_s(a, memarg.offset as i64);
+        }
         let len = self
             .b
             .ins()
@@ -36,7 +50,7 @@ impl Translator<'_> {
 
     fn load(&mut self, memarg: &MemArg, ty: Type, size: u32, kind: Load) {
         let a = self.mem_addr(memarg, size);
-        let f = MemFlagsData::new();
+        let f = heap_flags();
         let ins = self.b.ins();
         let v = match kind {
             Load::Full => ins.load(ty, f, a, 0),
@@ -53,7 +67,7 @@ impl Translator<'_> {
     fn store(&mut self, memarg: &MemArg, size: u32) {
         let v = self.pop();
         let a = self.mem_addr(memarg, size);
-        let f = MemFlagsData::new();
+        let f = heap_flags();
         let vt = self.b.func.dfg.value_type(v);
         let ins = self.b.ins();
         match size {
@@ -185,6 +199,12 @@ impl Translator<'_> {
         let n = self.stack.len();
         self.stack.insert(n - depth, c);
     }
+}
+
+/// Flags of a Wasm load/store: a fault there (guard region) is the heap
+/// out-of-bounds trap, which registers the instruction in the trap table.
+fn heap_flags() -> MemFlagsData {
+    MemFlagsData::new().with_trap_code(Some(TrapKind::MemoryOutOfBounds.code()))
 }
 
 #[derive(Clone, Copy)]

@@ -69,6 +69,8 @@ pub(crate) struct Translator<'a> {
     unreachable_depth: u32,
     type_sigs: Vec<Option<ir::SigRef>>,
     libcall_sigs: [Option<ir::SigRef>; LIBCALL_COUNT],
+    /// Memory accesses rely on guard regions instead of explicit checks.
+    guarded: bool,
 }
 
 /// Translates local function `index` (in the module's function space).
@@ -76,6 +78,7 @@ pub(crate) fn translate_function(
     m: &ModuleInfo,
     bytes: &[u8],
     index: u32,
+    guarded: bool,
     fctx: &mut FunctionBuilderContext,
 ) -> Result<Function, Error> {
     let ty = m.func_type(index);
@@ -149,6 +152,7 @@ pub(crate) fn translate_function(
         unreachable_depth: 0,
         type_sigs: alloc::vec![None; m.types.len()],
         libcall_sigs: [None; LIBCALL_COUNT],
+        guarded,
     };
     t.frames.push(Frame::function(ret, ty.results.len()));
     let mut ops = body.get_operators_reader().map_err(crate::module_err)?;
