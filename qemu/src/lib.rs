@@ -2,6 +2,7 @@
 //! how the VM ended to an exit status. The numbers and console markers come
 //! from `ringos_proto`, the contract shared with the kernel.
 
+pub mod bench;
 pub mod error;
 pub mod image;
 pub mod kernel_image;

@@ -14,6 +14,7 @@ use ringos::{
 };
 use ringos_proto::{cmdline, exit, selftest};
 
+use ringos::bench::jit;
 use ringos::wast;
 
 #[derive(Parser)]
@@ -28,7 +29,7 @@ struct Cli {
     command: Command,
 }
 
-// Planned: run, image, bench.
+// Planned: run, image.
 #[derive(Subcommand)]
 enum Command {
     /// Boot the kernel and stream its serial console; exit with the guest's status
@@ -49,6 +50,31 @@ enum Command {
                       totals last; exits 1 if any assertion or command failed."
     )]
     Wast(WastArgs),
+    /// Benchmarks side by side with a peer: a table on stdout, JSON under target/bench/
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// JIT compile and run time of four CPU-bound guest programs, ringos vs wasmtime
+    #[command(long_about = jit::LONG_ABOUT)]
+    Jit(BenchJitArgs),
+}
+
+#[derive(Args)]
+struct BenchJitArgs {
+    /// Runs per program and runtime
+    #[arg(long, value_name = "N", default_value_t = jit::DEFAULT_RUNS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// If wasmtime is missing, build it first with `cargo install wasmtime-cli` (~15 min)
+    #[arg(long)]
+    install_peer: bool,
+    /// Only this program
+    #[arg(long, value_name = "NAME",
+          value_parser = clap::builder::PossibleValuesParser::new(jit::PROGRAMS))]
+    only: Option<String>,
 }
 
 #[derive(Args)]
@@ -498,6 +524,11 @@ fn main() -> ExitCode {
             },
         ),
         Command::Wast(a) => Ok(wast::run(&a.files, a.verbose)),
+        Command::Bench(Bench::Jit(a)) => jit::bench_jit(&jit::BenchJit {
+            runs: a.runs,
+            install_peer: a.install_peer,
+            only: a.only,
+        }),
     };
     let code = result.unwrap_or_else(|e| {
         eprintln!("ringos: {e}");
