@@ -173,12 +173,13 @@ fn await_reply(
         let f = &buf[..n];
         if f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[21] == 1 && f[38..42] == HOST_IP {
             sock.send_to(&arp_reply(guest_mac), qemu).unwrap();
-        } else if f.len() >= 42
-            && f[12..14] == [0x08, 0x00]
-            && f[23] == 17
-            && f[42..].starts_with(payload)
-        {
-            return true;
+        } else if f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[42..].starts_with(payload) {
+            // The payload after IPv4 + UDP, or after IPv4 + ICMP echo reply.
+            let udp = f[23] == 17;
+            let echo_reply = f[23] == 1 && f[34] == 0;
+            if udp || echo_reply {
+                return true;
+            }
         }
     }
     false
@@ -210,6 +211,12 @@ fn icmp_echo_and_malformed_frames_dropped_counted_and_the_guest_still_answers() 
             assert!(
                 await_reply(&host, qemu, guest_mac, b"before", &hello),
                 "{m}: no echo before the injection"
+            );
+            let ping = ping_frame(guest_mac, 0x1234, b"ping from the host");
+            host.send_to(&ping, qemu).unwrap();
+            assert!(
+                await_reply(&host, qemu, guest_mac, b"ping from the host", &ping),
+                "{m}: no ICMP echo reply"
             );
             let mut x = 0x9e37_79b9_7f4a_7c15u64;
             let mut rnd = move || {
