@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod compile;
+pub mod component;
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 pub mod instance;
