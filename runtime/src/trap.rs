@@ -187,6 +187,36 @@ pub unsafe fn raise(jmpbuf: *mut JmpBuf, kind: TrapKind) -> ! {
     unsafe { ringos_wasm_unwind(jmpbuf, kind as u32) }
 }
 
+/// Whether this thread is inside `SpinLock::with` (so a fault handler on
+/// it must not wait for the lock). Hosted: per thread; guest: one CPU.
+#[cfg(any(test, feature = "hosted"))]
+mod holding {
+    use std::cell::Cell;
+    pub(super) const THREADS: bool = true;
+    std::thread_local! {
+        static HOLDING: Cell<bool> = const { Cell::new(false) };
+    }
+    pub(super) fn set(v: bool) {
+        HOLDING.with(|h| h.set(v));
+    }
+    pub(super) fn get() -> bool {
+        HOLDING.with(|h| h.get())
+    }
+}
+
+#[cfg(not(any(test, feature = "hosted")))]
+mod holding {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    pub(super) const THREADS: bool = false;
+    static HOLDING: AtomicBool = AtomicBool::new(false);
+    pub(super) fn set(v: bool) {
+        HOLDING.store(v, Ordering::Relaxed);
+    }
+    pub(super) fn get() -> bool {
+        HOLDING.load(Ordering::Relaxed)
+    }
+}
+
 /// A minimal spin lock so fault handlers can read the code map (no_std).
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
@@ -212,23 +242,35 @@ impl<T> SpinLock<T> {
         {
             core::hint::spin_loop();
         }
+        holding::set(true);
         // SAFETY: we hold the lock.
         let r = f(unsafe { &mut *self.value.get() });
+        holding::set(false);
         self.locked.store(false, Ordering::Release);
         r
     }
 
-    /// For fault handlers: a bounded number of attempts, since another
-    /// thread may hold the lock briefly but the faulting one never does
-    /// (it was running generated code).
+    /// For fault handlers. With threads (hosted), another thread may hold
+    /// the lock for as long as the scheduler likes, so wait for it, unless
+    /// the faulting thread is the holder (then waiting would deadlock). On
+    /// the guest's one CPU a held lock can only belong to the interrupted
+    /// code itself: a bounded number of attempts, then give up.
     pub(crate) fn with_in_handler<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        for _ in 0..(1 << 16) {
-            if !self.locked.load(Ordering::Relaxed) {
-                break;
+        if holding::get() {
+            return None;
+        }
+        let mut f = Some(f);
+        let mut attempts = 0u32;
+        loop {
+            if let Some(r) = self.try_with(|v| (f.take().expect("called once"))(v)) {
+                return Some(r);
+            }
+            attempts += 1;
+            if !holding::THREADS && attempts >= 1 << 16 {
+                return None;
             }
             core::hint::spin_loop();
         }
-        self.try_with(f)
     }
 
     /// For fault handlers: never spins (the faulting thread may hold it).
@@ -320,7 +362,7 @@ pub(crate) fn registered_traps(pc: usize) -> Vec<(usize, TrapKind)> {
 /// load/store, e.g. a guard page) for other addresses in generated code.
 pub fn trap_for_pc(pc: usize, fallback: TrapKind) -> Option<TrapKind> {
     CODE_MAP
-        .try_with(|m| {
+        .with_in_handler(|m| {
             let r = m.iter().find(|r| r.start <= pc && pc < r.end)?;
             let off = (pc - r.start) as u32;
             Some(match r.traps.binary_search_by_key(&off, |t| t.0) {
