@@ -11,9 +11,9 @@ use std::time::Duration;
 use ringos_proto::{cmdline, probe};
 use serde::Serialize;
 
-use super::{check_outcome, failure, nanos, unix_time, us, Fields, Table};
+use super::{check_outcome, failure, nanos, unix_time, us, vm_config, Fields, Table};
 use crate::vm::{self, Console};
-use crate::{qemu, Accel, Error, IoMode, Machine, Result, VmConfig};
+use crate::{qemu, Accel, Error, IoMode, Machine, Result};
 
 /// Size of the temporary disk when none is given.
 pub const TEMP_DISK_BYTES: u64 = 64 << 20;
@@ -248,11 +248,7 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
     let append = p.cmdline();
     let mut machines = Vec::new();
     for &machine in &p.machines {
-        let mut cfg = VmConfig::new(&p.image);
-        cfg.machine = machine;
-        cfg.accel = p.accel;
-        cfg.mem_mib = p.mem_mib;
-        cfg.timeout = p.timeout;
+        let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
         cfg.disk = Some(p.disk.clone());
         cfg.append = append.clone();
         eprintln!("probe blk: {machine}: {append}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{bench_path, check_outcome, failure, nanos, unix_time, write_json, Table};
+use super::{bench_path, check_outcome, failure, nanos, unix_time, vm_config, write_json, Table};
 use crate::stats::Summary;
 use crate::vm::{self, Console};
 use crate::{qemu, Accel, Error, Machine, Result, VmConfig};
@@ -78,11 +78,7 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
     }
     let mut machines = Vec::new();
     for &machine in &p.machines {
-        let mut cfg = VmConfig::new(&p.image);
-        cfg.machine = machine;
-        cfg.accel = p.accel;
-        cfg.mem_mib = p.mem_mib;
-        cfg.timeout = p.timeout;
+        let cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
         let mut samples = Vec::new();
         for i in 1..=p.runs {
             eprintln!("probe boot: {machine} run {i}/{}", p.runs);

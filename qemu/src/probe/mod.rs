@@ -20,13 +20,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::{Error, Result, VmRun};
+use crate::{Accel, Error, Machine, Result, VmConfig, VmRun};
 
 pub use boot::{
     boot_once, json_path, probe_boot, BootReport, BootSample, BootSummary, MachineBoots, ProbeBoot,
 };
 
 /// `<root>/target/bench`: where probes write their JSON (and scratch files).
+/// The VM a probe boots on `machine`: the image, accelerator, memory and
+/// timeout it was given; devices and command line are the probe's own.
+pub fn vm_config(
+    image: &Path,
+    machine: Machine,
+    accel: Accel,
+    mem_mib: u32,
+    timeout: Duration,
+) -> VmConfig {
+    let mut cfg = VmConfig::new(image);
+    cfg.machine = machine;
+    cfg.accel = accel;
+    cfg.mem_mib = mem_mib;
+    cfg.timeout = timeout;
+    cfg
+}
+
 pub fn bench_dir(root: &Path) -> PathBuf {
     root.join("target").join("bench")
 }

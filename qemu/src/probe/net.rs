@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use ringos_proto::{cmdline, exit, marker, service};
 use serde::Serialize;
 
-use super::{check_outcome, failure, nanos, unix_time, us, Fields, Table};
+use super::{check_outcome, failure, nanos, unix_time, us, vm_config, Fields, Table};
 use crate::stats::percentile;
 use crate::vm::{self, Console};
-use crate::{
-    qemu, Accel, Error, IoMode, Machine, Net, Outcome, PortForward, Protocol, Result, VmConfig,
-};
+use crate::{qemu, Accel, Error, IoMode, Machine, Net, Outcome, PortForward, Protocol, Result};
 
 /// Datagrams sent first and not counted (ARP, first-use paths).
 pub const WARMUP: u32 = 20;
@@ -295,11 +293,7 @@ pub fn probe_net(p: &ProbeNet) -> Result<NetReport> {
 
 fn probe_machine(p: &ProbeNet, machine: Machine, append: &str) -> Result<NetMachine> {
     let host_port = free_udp_port()?;
-    let mut cfg = VmConfig::new(&p.image);
-    cfg.machine = machine;
-    cfg.accel = p.accel;
-    cfg.mem_mib = p.mem_mib;
-    cfg.timeout = p.timeout;
+    let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
     cfg.append = append.to_string();
     cfg.net = Some(Net::User {
         ports: vec![PortForward {
