@@ -15,11 +15,15 @@
 //! - [`handles`]: `Table` and resource handles
 //! - [`events`]: event/callback/subtask/copy codes and packings
 //! - [`buffers`]: validated guest buffers of stream/future copies
+//! - [`concurrency`]: async state machines: streams/futures ([`SharedStream`],
+//!   [`SharedFuture`]), waitables and sets, [`Subtask`], [`Task`], and the
+//!   per-instance state and handle table ([`Instance`], [`Handle`])
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod buffers;
+pub mod concurrency;
 pub mod error;
 pub mod events;
 pub mod handles;
@@ -34,6 +38,9 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
+pub use concurrency::{
+    EndKind, Handle, Instance, SharedFuture, SharedStore, SharedStream, Subtask, Task,
+};
 pub use error::Trap;
 pub use layout::{CoreType, MAX_FLAT_ASYNC_PARAMS, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 pub use memory::{Cx, Handles, Memory, NoHandles, Options, Realloc};
