@@ -116,7 +116,10 @@ pub enum Extern {
     Global(GlobalId),
 }
 
-pub type HostFn = dyn Fn(&[Val]) -> Result<Vec<Val>, Trap>;
+/// A host function: gets the store (to read memories or call back into
+/// Wasm) and the arguments. To trap with a message, set it with
+/// [`Store::set_trap_message`] and return `Err(Trap(TrapKind::Host))`.
+pub type HostFn = dyn Fn(&mut Store, &[Val]) -> Result<Vec<Val>, Trap>;
 
 /// What a host-call stub finds through its vmctx.
 #[repr(C)]
@@ -245,6 +248,8 @@ pub struct Store {
     globals: Vec<Box<GlobalInner>>,
     instances: Vec<Box<InstanceData>>,
     stack_budget: usize,
+    /// Why a host function trapped (taken by [`Store::take_trap_message`]).
+    trap_message: Option<alloc::string::String>,
 }
 
 impl Store {
@@ -255,6 +260,7 @@ impl Store {
             ctx: Box::new(StoreCtx {
                 stack_limit: 0,
                 jmpbuf: core::ptr::null_mut(),
+                store: core::ptr::null_mut(),
             }),
             types: Vec::new(),
             funcs: Vec::new(),
@@ -264,7 +270,38 @@ impl Store {
             globals: Vec::new(),
             instances: Vec::new(),
             stack_budget: 512 * 1024,
+            trap_message: None,
         }
+    }
+
+    /// Records why a host function is about to trap; the first message
+    /// wins until taken.
+    pub fn set_trap_message(&mut self, msg: alloc::string::String) {
+        self.trap_message.get_or_insert(msg);
+    }
+
+    /// Takes the message of the last host trap.
+    pub fn take_trap_message(&mut self) -> Option<alloc::string::String> {
+        self.trap_message.take()
+    }
+
+    /// Whether this store owns the memory `m` (an id is only meaningful in
+    /// the store that made it).
+    pub fn memory_def(&mut self, m: MemoryId) -> *mut MemoryDef {
+        &mut self.memories[m.0].def
+    }
+
+    /// The memory `m` as a mutable slice.
+    pub fn memory_data_mut(&mut self, m: MemoryId) -> &mut [u8] {
+        let def = &self.memories[m.0].def;
+        // SAFETY: `len` bytes from `base` are committed while the store
+        // lives, and `&mut self` makes this the only view.
+        unsafe { core::slice::from_raw_parts_mut(def.base, def.len as usize) }
+    }
+
+    /// The type of the memory `m`: (current pages, maximum, 64-bit).
+    pub fn memory_pages(&self, m: MemoryId) -> u64 {
+        self.memories[m.0].def.len / PAGE
     }
 
     /// Stack Wasm may use below the outermost entry (the host thread's
@@ -410,7 +447,12 @@ impl Store {
             return Err(Error::Usage("argument types do not match".into()));
         }
         match entry.kind {
-            FuncKind::Host(h) => (self.host_funcs[h].f)(args).map_err(Error::Trap),
+            FuncKind::Host(h) => {
+                let ctx: *const HostFuncCtx = &*self.host_funcs[h];
+                // SAFETY: host function contexts are boxed and live as long
+                // as the store; the closure may push more of them.
+                unsafe { ((*ctx).f)(self, args) }.map_err(Error::Trap)
+            }
             FuncKind::Wasm {
                 funcref,
                 trampoline,
@@ -447,14 +489,19 @@ impl Store {
             self.ctx.stack_limit = here.saturating_sub(self.stack_budget);
         }
         self.ctx.jmpbuf = &mut jb;
+        let prev_store = self.ctx.store;
         let ctx: *mut StoreCtx = &mut *self.ctx;
         let prev_current = self.platform.swap_current(ctx);
+        // Last use of `self` before Wasm runs: host functions reach the
+        // store through this pointer until `trap::enter` returns.
+        self.ctx.store = self;
         // SAFETY: the trampoline matches `code`'s type (both come from the
         // function's type), `slots` is large enough for params and results,
         // and the jump buffer is published in the StoreCtx and the platform.
         let r = unsafe { trap::enter(&mut jb, tramp, vmctx, code, slots.as_mut_ptr()) };
         self.platform.swap_current(prev_current);
         self.ctx.jmpbuf = prev;
+        self.ctx.store = prev_store;
         r
     }
 
@@ -716,7 +763,10 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
         .zip(slots.iter())
         .map(|(t, s)| Val::from_raw(*t, *s))
         .collect();
-    let results = (ctx.f)(&args).map_err(|t| t.0)?;
+    // SAFETY: set by the `enter` this call runs inside; that frame does
+    // not touch the store until the Wasm it called returns.
+    let store = unsafe { &mut *(*ctx.store).store };
+    let results = (ctx.f)(store, &args).map_err(|t| t.0)?;
     if results.len() != ctx.ty.results.len() {
         return Err(TrapKind::Host);
     }

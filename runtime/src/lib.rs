@@ -43,6 +43,8 @@ pub enum Error {
     Resource(String),
     /// Execution (including instantiation) trapped.
     Trap(Trap),
+    /// A component-level trap; the message names the canonical ABI rule.
+    Trapped(String),
     /// Wrong arguments from the embedder.
     Usage(String),
 }
@@ -56,6 +58,7 @@ impl fmt::Display for Error {
             Error::Link(m) => write!(f, "unknown import / incompatible import type: {m}"),
             Error::Resource(m) => write!(f, "out of resources: {m}"),
             Error::Trap(t) => write!(f, "trap: {t}"),
+            Error::Trapped(m) => write!(f, "trap: {m}"),
             Error::Usage(m) => write!(f, "{m}"),
         }
     }

@@ -31,6 +31,9 @@ pub struct StoreCtx {
     pub stack_limit: usize,
     /// The innermost active entry's jump buffer (null outside wasm).
     pub jmpbuf: *mut crate::trap::JmpBuf,
+    /// The store of the innermost active entry: host functions get it
+    /// back (they may call into Wasm again).
+    pub store: *mut crate::instance::Store,
 }
 
 #[repr(C)]

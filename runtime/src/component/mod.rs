@@ -1,19 +1,37 @@
-//! Component Model: validation and a structural look at a component's
-//! graph. Canonical functions are never called yet, so a component whose
-//! instantiation would run code (a start function, active segments) or link
-//! imports is reported as needing real instantiation.
+//! The Component Model: validation, instantiation of component graphs
+//! (nested components, core and component instances, aliases, imports and
+//! exports), `canon lift` / `canon lower` and the resource built-ins, and
+//! the embedding API ([`ComponentStore`]).
+//!
+//! - [`types`]: validator types -> canonical ABI types
+//! - `instantiate`: the walk over a component's sections
+//! - `call`: lift/lower adapters and calls across components
+//! - `builtins`: `resource.new/drop/rep`
+//! - `state`: instances' handle tables and flags, resource types
 
-mod core_graph;
+mod builtins;
+mod call;
+mod instantiate;
+mod state;
+pub mod types;
 
-pub use core_graph::instantiate as instantiate_core_graph;
+pub use call::{Func, HostComponentFn, Opts};
+pub use ringos_abi::{ResourceType, ValType, Value};
+pub use state::Trapped;
+pub use types::FuncSig;
 
-use alloc::format;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
 use alloc::string::{String, ToString};
+use core::cell::RefCell;
+use core::ops::Range;
 
-use wasmparser::{DataKind, ElementKind, Parser, Payload, Validator, WasmFeatures};
+use wasmparser::types::Types;
+use wasmparser::{ComponentExternalKind, Encoding, Parser, Payload, ValidPayload, Validator, WasmFeatures};
 
-/// The reason given for anything that needs a real component instantiation.
-pub const NOT_YET: &str = "not yet supported: component instantiation";
+use crate::{Error, Module, Platform, Store};
+use state::Shared;
+use types::ResMap;
 
 /// The features components are validated with: the WASI 0.3.0 baseline
 /// (wasmparser's defaults: component model and its async ABI on; stackful
@@ -45,57 +63,149 @@ fn validate_with(bytes: &[u8], features: WasmFeatures) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// What instantiating a valid component would take.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// Instantiation runs no code and links nothing: the structure alone
-    /// (already checked by validation) is the whole instantiation.
-    Structural,
-    /// Instantiation needs the real thing; the string says why.
-    NeedsInstantiation(String),
+/// A validated component: its bytes, the validator's types of it and of
+/// every nested component (by start offset), and its compiled core
+/// modules (compiled on first instantiation, once).
+pub struct Component {
+    platform: &'static dyn Platform,
+    bytes: Rc<[u8]>,
+    types: BTreeMap<usize, Rc<Types>>,
+    modules: RefCell<BTreeMap<usize, Rc<Module>>>,
 }
 
-/// Validates `bytes` and says whether a structural instantiation suffices.
-pub fn plan(bytes: &[u8]) -> Result<Plan, String> {
-    validate(bytes)?;
-    let mut depth = 0u32;
-    for p in Parser::new(0).parse_all(bytes) {
-        let p = p.map_err(|e| e.to_string())?;
-        let why = match p {
-            Payload::Version { .. } => {
-                depth += 1;
-                None
+impl Component {
+    /// Validates `bytes` (a component binary).
+    pub fn new(platform: &'static dyn Platform, bytes: &[u8]) -> Result<Rc<Component>, Error> {
+        if !is_component(bytes) {
+            return Err(Error::Invalid("not a component (a core module?)".into()));
+        }
+        let mut v = Validator::new_with_features(features());
+        let mut starts = alloc::vec::Vec::new();
+        let mut types = BTreeMap::new();
+        for p in Parser::new(0).parse_all(bytes) {
+            let p = p.map_err(|e| Error::Invalid(e.to_string()))?;
+            if let Payload::Version { encoding, range, .. } = &p {
+                starts.push((*encoding, range.start as usize));
             }
-            Payload::End(_) => {
-                depth = depth.saturating_sub(1);
-                None
-            }
-            Payload::ComponentImportSection(s) if depth == 1 && s.count() > 0 => {
-                Some("imports to link".to_string())
-            }
-            Payload::StartSection { .. } => Some("a core start function".to_string()),
-            Payload::ComponentStartSection { .. } => Some("a component start function".into()),
-            Payload::DataSection(s) => {
-                let mut active = false;
-                for d in s {
-                    let d = d.map_err(|e| e.to_string())?;
-                    active |= matches!(d.kind, DataKind::Active { .. });
+            match v.payload(&p).map_err(|e| Error::Invalid(e.to_string()))? {
+                ValidPayload::Func(f, body) => {
+                    f.into_validator(Default::default())
+                        .validate(&body)
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
                 }
-                active.then(|| "active data segments".to_string())
-            }
-            Payload::ElementSection(s) => {
-                let mut active = false;
-                for e in s {
-                    let e = e.map_err(|e| e.to_string())?;
-                    active |= matches!(e.kind, ElementKind::Active { .. });
+                ValidPayload::End(t) => {
+                    if let Some((Encoding::Component, start)) = starts.pop() {
+                        types.insert(start, Rc::new(t));
+                    }
                 }
-                active.then(|| "active element segments".to_string())
+                _ => {}
             }
-            _ => None,
-        };
-        if let Some(why) = why {
-            return Ok(Plan::NeedsInstantiation(format!("{NOT_YET} ({why})")));
+        }
+        Ok(Rc::new(Component {
+            platform,
+            bytes: bytes.into(),
+            types,
+            modules: RefCell::new(BTreeMap::new()),
+        }))
+    }
+
+    /// The core module at `start..end`, compiled once.
+    fn module(&self, start: usize, end: usize) -> Result<Rc<Module>, Error> {
+        if let Some(m) = self.modules.borrow().get(&start) {
+            return Ok(m.clone());
+        }
+        let code = self
+            .bytes
+            .get(start..end)
+            .ok_or_else(|| Error::Invalid("module out of range".into()))?;
+        let m = Module::new(self.platform, code)?;
+        self.modules.borrow_mut().insert(start, m.clone());
+        Ok(m)
+    }
+
+    /// The top-level definition, to instantiate.
+    pub fn def(self: &Rc<Self>) -> Rc<ComponentDef> {
+        Rc::new(ComponentDef {
+            comp: self.clone(),
+            range: 0..self.bytes.len(),
+            outer: None,
+            res: ResMap::new(),
+        })
+    }
+}
+
+/// A component definition in an index space: the bytes to walk plus what
+/// its outer aliases and types may refer to.
+pub struct ComponentDef {
+    comp: Rc<Component>,
+    range: Range<usize>,
+    outer: Option<Rc<instantiate::Scope>>,
+    res: ResMap,
+}
+
+/// What a component imports or exports.
+#[derive(Clone)]
+pub enum Item {
+    Func(Rc<Func>),
+    Instance(Rc<Exports>),
+    /// A type; `Some` for resource types.
+    Type(Option<ResourceType>),
+    Module(Rc<Module>),
+    Component(Rc<ComponentDef>),
+}
+
+impl Item {
+    pub fn kind(&self) -> ComponentExternalKind {
+        match self {
+            Item::Func(_) => ComponentExternalKind::Func,
+            Item::Instance(_) => ComponentExternalKind::Instance,
+            Item::Type(_) => ComponentExternalKind::Type,
+            Item::Module(_) => ComponentExternalKind::Module,
+            Item::Component(_) => ComponentExternalKind::Component,
         }
     }
-    Ok(Plan::Structural)
+}
+
+/// An instance's exports (or the imports given to an instantiation).
+pub type Exports = BTreeMap<String, Item>;
+
+/// Owns core instances and component state; the embedding API.
+pub struct ComponentStore {
+    pub core: Store,
+    sh: Shared,
+}
+
+impl ComponentStore {
+    pub fn new(platform: &'static dyn Platform) -> ComponentStore {
+        ComponentStore {
+            core: Store::new(platform),
+            sh: Shared::default(),
+        }
+    }
+
+    /// Instantiates `c` with `imports` (by import name).
+    pub fn instantiate(&mut self, c: &Rc<Component>, imports: &Exports) -> Result<Rc<Exports>, Error> {
+        instantiate::instantiate(&mut self.core, &self.sh, &c.def(), imports, None, true)
+    }
+
+    /// Calls a component function from the host.
+    pub fn call(&mut self, f: &Func, args: &[Value]) -> Result<Option<Value>, Error> {
+        if args.len() != f.sig.ty.params.len() {
+            return Err(Error::Usage(alloc::format!(
+                "expected {} arguments, got {}",
+                f.sig.ty.params.len(),
+                args.len()
+            )));
+        }
+        call::call_from_host(&mut self.core, &self.sh, f, args).map_err(|t| Error::Trapped(t.0))
+    }
+
+    /// A new resource type owned by the host (no destructor).
+    pub fn host_resource(&mut self) -> Result<ResourceType, Error> {
+        Ok(self
+            .sh
+            .get()
+            .map_err(|t| Error::Trapped(t.0))?
+            .new_resource(None, None))
+    }
 }

@@ -1,0 +1,539 @@
+//! Instantiating a component: one walk over its sections in order,
+//! filling the component's index spaces with runtime items (definitions
+//! in the binary format's order: each section may refer only to what came
+//! before). Nested components are walked the same way when instantiated,
+//! with their own index spaces, their own resource map and a snapshot of
+//! the enclosing scopes for outer aliases.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use ringos_abi::{ResourceType, StringEncoding};
+use wasmparser::component_types::ComponentEntityType;
+use wasmparser::types::Types;
+use wasmparser::{
+    CanonicalFunction, CanonicalOption, ComponentAlias, ComponentExternalKind, ComponentInstance,
+    ComponentOuterAliasKind, ComponentType, ComponentTypeRef, ExternalKind, Instance, Parser,
+    Payload,
+};
+
+use super::builtins;
+use super::call::{self, Func, FuncKind, Opts};
+use super::state::{InstId, Shared, Trapped};
+use super::types::{bind, resource_of, ResMap, Resolver};
+use super::{Component, ComponentDef, Exports, Item};
+use crate::{Error, Extern, InstanceId, Module, Store};
+
+/// A core instance: a real one, or a bag of exports (`FromExports`).
+enum CoreInstance {
+    Real(InstanceId),
+    Bag(BTreeMap<String, Extern>),
+}
+
+/// The index spaces an outer alias may reach, as they were when a nested
+/// component was defined.
+pub struct Scope {
+    parent: Option<Rc<Scope>>,
+    modules: Vec<Rc<Module>>,
+    components: Vec<Rc<ComponentDef>>,
+    types: Vec<Option<ResourceType>>,
+}
+
+struct Walk<'a> {
+    store: &'a mut Store,
+    sh: &'a Shared,
+    comp: &'a Rc<Component>,
+    types: &'a Types,
+    inst: InstId,
+    outer: Option<Rc<Scope>>,
+    res: ResMap,
+    modules: Vec<Rc<Module>>,
+    core_instances: Vec<CoreInstance>,
+    core_funcs: Vec<Extern>,
+    core_tables: Vec<Extern>,
+    core_memories: Vec<Extern>,
+    core_globals: Vec<Extern>,
+    types_idx: Vec<Option<ResourceType>>,
+    funcs: Vec<Rc<Func>>,
+    components: Vec<Rc<ComponentDef>>,
+    instances: Vec<Rc<Exports>>,
+    exports: Exports,
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Unsupported(format!("component instantiation: {what}"))
+}
+
+fn trapped(t: Trapped) -> Error {
+    Error::Trapped(t.0)
+}
+
+fn get<T: Clone>(v: &[T], i: u32, what: &str) -> Result<T, Error> {
+    v.get(i as usize)
+        .cloned()
+        .ok_or_else(|| Error::Invalid(format!("{what} index {i} out of range")))
+}
+
+/// Instantiates the component `def` with `args` (by import name) as an
+/// instance whose parent is `parent`.
+pub(crate) fn instantiate(
+    store: &mut Store,
+    sh: &Shared,
+    def: &ComponentDef,
+    args: &Exports,
+    parent: Option<InstId>,
+    top_level: bool,
+) -> Result<Rc<Exports>, Error> {
+    let comp = &def.comp;
+    let types = comp
+        .types
+        .get(&def.range.start)
+        .ok_or_else(|| Error::Invalid("component types missing".into()))?
+        .clone();
+    let inst = sh.get().map_err(trapped)?.new_instance(parent);
+    let mut w = Walk {
+        store,
+        sh,
+        comp,
+        types: &types,
+        inst,
+        outer: def.outer.clone(),
+        res: def.res.clone(),
+        modules: Vec::new(),
+        core_instances: Vec::new(),
+        core_funcs: Vec::new(),
+        core_tables: Vec::new(),
+        core_memories: Vec::new(),
+        core_globals: Vec::new(),
+        types_idx: Vec::new(),
+        funcs: Vec::new(),
+        components: Vec::new(),
+        instances: Vec::new(),
+        exports: BTreeMap::new(),
+    };
+    let bytes = &comp.bytes[def.range.clone()];
+    let mut depth = 0u32;
+    for p in Parser::new(def.range.start as u64).parse_all(bytes) {
+        let p = p.map_err(|e| Error::Invalid(e.to_string()))?;
+        match p {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ModuleSection {
+                unchecked_range, ..
+            } if depth == 1 => {
+                // The module's own payloads follow at depth 2; skip them.
+                let m = w
+                    .comp
+                    .module(unchecked_range.start as usize, unchecked_range.end as usize)?;
+                w.modules.push(m);
+            }
+            Payload::ComponentSection {
+                unchecked_range, ..
+            } if depth == 1 => {
+                let scope = w.scope();
+                w.components.push(Rc::new(ComponentDef {
+                    comp: w.comp.clone(),
+                    range: unchecked_range.start as usize..unchecked_range.end as usize,
+                    outer: Some(scope),
+                    res: w.res.clone(),
+                }));
+            }
+            _ if depth != 1 => {}
+            p => w.payload(p, args, top_level)?,
+        }
+    }
+    Ok(Rc::new(w.exports))
+}
+
+impl Walk<'_> {
+    fn scope(&self) -> Rc<Scope> {
+        Rc::new(Scope {
+            parent: self.outer.clone(),
+            modules: self.modules.clone(),
+            components: self.components.clone(),
+            types: self.types_idx.clone(),
+        })
+    }
+
+    fn resolver(&self) -> Resolver<'_> {
+        Resolver {
+            types: self.types.as_ref(),
+            res: &self.res,
+        }
+    }
+
+    fn core_space(&mut self, kind: ExternalKind) -> Result<&mut Vec<Extern>, Error> {
+        Ok(match kind {
+            ExternalKind::Func | ExternalKind::FuncExact => &mut self.core_funcs,
+            ExternalKind::Table => &mut self.core_tables,
+            ExternalKind::Memory => &mut self.core_memories,
+            ExternalKind::Global => &mut self.core_globals,
+            ExternalKind::Tag => return Err(unsupported("core tags")),
+        })
+    }
+
+    fn core_func(&self, i: u32) -> Result<crate::FuncId, Error> {
+        match get(&self.core_funcs, i, "core func")? {
+            Extern::Func(f) => Ok(f),
+            _ => Err(Error::Invalid("not a core function".into())),
+        }
+    }
+
+    /// Binds a new type index to a runtime resource type (if it is one).
+    fn push_type(&mut self, rt: Option<ResourceType>) {
+        let idx = self.types_idx.len() as u32;
+        if let Some(rt) = rt {
+            if let Some(id) = resource_of(self.types.as_ref().component_any_type_at(idx)) {
+                self.res.insert(id, rt);
+            }
+        }
+        self.types_idx.push(rt);
+    }
+
+    /// Adds an item to the index space of its kind.
+    fn push_item(&mut self, item: Item) -> Result<(), Error> {
+        match item {
+            Item::Func(f) => self.funcs.push(f),
+            Item::Instance(i) => {
+                let idx = self.instances.len() as u32;
+                let ty = self.types.as_ref().component_instance_at(idx);
+                bind(
+                    self.types.as_ref(),
+                    &ComponentEntityType::Instance(ty),
+                    &Item::Instance(i.clone()),
+                    &mut self.res,
+                );
+                self.instances.push(i)
+            }
+            Item::Type(rt) => self.push_type(rt),
+            Item::Module(m) => self.modules.push(m),
+            Item::Component(c) => self.components.push(c),
+        }
+        Ok(())
+    }
+
+    fn item(&self, kind: ComponentExternalKind, i: u32) -> Result<Item, Error> {
+        Ok(match kind {
+            ComponentExternalKind::Func => Item::Func(get(&self.funcs, i, "func")?),
+            ComponentExternalKind::Instance => Item::Instance(get(&self.instances, i, "instance")?),
+            ComponentExternalKind::Type => Item::Type(get(&self.types_idx, i, "type")?),
+            ComponentExternalKind::Module => Item::Module(get(&self.modules, i, "module")?),
+            ComponentExternalKind::Component => {
+                Item::Component(get(&self.components, i, "component")?)
+            }
+            ComponentExternalKind::Value => return Err(unsupported("component values")),
+        })
+    }
+
+    fn opts(&self, options: &[CanonicalOption]) -> Result<Opts, Error> {
+        let mut o = Opts::default();
+        for opt in options {
+            match *opt {
+                CanonicalOption::UTF8 => o.encoding = StringEncoding::Utf8,
+                CanonicalOption::UTF16 => o.encoding = StringEncoding::Utf16,
+                CanonicalOption::CompactUTF16 => o.encoding = StringEncoding::CompactUtf16,
+                CanonicalOption::Memory(i) => match get(&self.core_memories, i, "memory")? {
+                    Extern::Memory(m) => o.memory = Some(m),
+                    _ => return Err(Error::Invalid("not a memory".into())),
+                },
+                CanonicalOption::Realloc(i) => o.realloc = Some(self.core_func(i)?),
+                CanonicalOption::PostReturn(i) => o.post_return = Some(self.core_func(i)?),
+                CanonicalOption::Async => o.async_ = true,
+                CanonicalOption::Callback(i) => o.callback = Some(self.core_func(i)?),
+                CanonicalOption::CoreType(_) | CanonicalOption::Gc => {
+                    return Err(unsupported("GC canonical options"))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    fn payload(&mut self, p: Payload<'_>, args: &Exports, top_level: bool) -> Result<(), Error> {
+        match p {
+            Payload::InstanceSection(s) => {
+                for i in s {
+                    let i = i.map_err(|e| Error::Invalid(e.to_string()))?;
+                    let inst = self.core_instance(i)?;
+                    self.core_instances.push(inst);
+                }
+            }
+            Payload::CoreTypeSection(_) => {}
+            Payload::ComponentTypeSection(s) => {
+                for t in s {
+                    match t.map_err(|e| Error::Invalid(e.to_string()))? {
+                        ComponentType::Resource { dtor, .. } => {
+                            let dtor = dtor.map(|d| self.core_func(d)).transpose()?;
+                            let rt = self
+                                .sh
+                                .get()
+                                .map_err(trapped)?
+                                .new_resource(Some(self.inst), dtor);
+                            self.push_type(Some(rt));
+                        }
+                        _ => self.push_type(None),
+                    }
+                }
+            }
+            Payload::ComponentImportSection(s) => {
+                for imp in s {
+                    let imp = imp.map_err(|e| Error::Invalid(e.to_string()))?;
+                    let name = imp.name.name;
+                    let item = args
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| Error::Link(format!("missing import `{name}`")))?;
+                    self.check_import(name, &imp.ty, &item, top_level)?;
+                    if let Some(ci) = self.types.as_ref().component_item_for_import(name) {
+                        bind(self.types.as_ref(), &ci.ty, &item, &mut self.res);
+                    }
+                    self.push_item(item)?;
+                }
+            }
+            Payload::ComponentAliasSection(s) => {
+                for a in s {
+                    match a.map_err(|e| Error::Invalid(e.to_string()))? {
+                        ComponentAlias::InstanceExport {
+                            kind,
+                            instance_index,
+                            name,
+                        } => {
+                            let inst = get(&self.instances, instance_index, "instance")?;
+                            let item = inst.get(name).cloned().ok_or_else(|| {
+                                Error::Link(format!("instance has no export `{name}`"))
+                            })?;
+                            if item.kind() != kind {
+                                return Err(Error::Link(format!("export `{name}` is not a {kind:?}")));
+                            }
+                            self.push_item(item)?;
+                        }
+                        ComponentAlias::CoreInstanceExport {
+                            kind,
+                            instance_index,
+                            name,
+                        } => {
+                            let item = {
+                                let from = self
+                                    .core_instances
+                                    .get(instance_index as usize)
+                                    .ok_or_else(|| Error::Invalid("core instance index".into()))?;
+                                lookup(self.store, from, name)?
+                            };
+                            self.core_space(kind)?.push(item);
+                        }
+                        ComponentAlias::Outer { kind, count, index } => {
+                            let mut scope = self.outer.clone();
+                            for _ in 1..count {
+                                scope = scope.and_then(|s| s.parent.clone());
+                            }
+                            let scope = scope.ok_or_else(|| Error::Invalid("outer alias".into()))?;
+                            match kind {
+                                ComponentOuterAliasKind::CoreModule => {
+                                    self.modules.push(get(&scope.modules, index, "module")?)
+                                }
+                                ComponentOuterAliasKind::Component => self
+                                    .components
+                                    .push(get(&scope.components, index, "component")?),
+                                ComponentOuterAliasKind::Type => {
+                                    let rt = scope.types.get(index as usize).copied().flatten();
+                                    self.push_type(rt);
+                                }
+                                ComponentOuterAliasKind::CoreType => {}
+                            }
+                        }
+                    }
+                }
+            }
+            Payload::ComponentInstanceSection(s) => {
+                for i in s {
+                    let exports = match i.map_err(|e| Error::Invalid(e.to_string()))? {
+                        ComponentInstance::Instantiate {
+                            component_index,
+                            args: a,
+                        } => {
+                            let def = get(&self.components, component_index, "component")?;
+                            let mut child_args = BTreeMap::new();
+                            for arg in a.iter() {
+                                child_args.insert(arg.name.to_string(), self.item(arg.kind, arg.index)?);
+                            }
+                            instantiate(self.store, self.sh, &def, &child_args, Some(self.inst), false)?
+                        }
+                        ComponentInstance::FromExports(es) => {
+                            let mut m = BTreeMap::new();
+                            for e in es.iter() {
+                                m.insert(e.name.name.to_string(), self.item(e.kind, e.index)?);
+                            }
+                            Rc::new(m)
+                        }
+                    };
+                    self.push_item(Item::Instance(exports))?;
+                }
+            }
+            Payload::ComponentCanonicalSection(s) => {
+                for c in s {
+                    let c = c.map_err(|e| Error::Invalid(e.to_string()))?;
+                    self.canonical(c)?;
+                }
+            }
+            Payload::ComponentExportSection(s) => {
+                for e in s {
+                    let e = e.map_err(|e| Error::Invalid(e.to_string()))?;
+                    let item = self.item(e.kind, e.index)?;
+                    self.exports.insert(e.name.name.to_string(), item.clone());
+                    self.push_item(item)?;
+                }
+            }
+            Payload::ComponentStartSection { .. } => {
+                return Err(unsupported("component start functions (values)"))
+            }
+            Payload::CustomSection(_) | Payload::Version { .. } | Payload::End(_) => {}
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unexpected section in a component: {:?}",
+                    payload_name(&other)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Top-level imports come from the embedder: check kinds and function
+    /// types (nested ones were checked by validation).
+    fn check_import(
+        &self,
+        name: &str,
+        ty: &ComponentTypeRef,
+        item: &Item,
+        top_level: bool,
+    ) -> Result<(), Error> {
+        if item.kind() != ty.kind() {
+            return Err(Error::Link(format!(
+                "import `{name}`: expected a {:?}, got a {:?}",
+                ty.kind(),
+                item.kind()
+            )));
+        }
+        if let (true, ComponentTypeRef::Func(_), Item::Func(f)) = (top_level, ty, item) {
+            if let Some(ComponentEntityType::Func(id)) = self
+                .types
+                .as_ref()
+                .component_item_for_import(name)
+                .map(|i| i.ty)
+            {
+                let want = self.resolver().func(id);
+                if want.ty != f.sig.ty {
+                    return Err(Error::Link(format!(
+                        "import `{name}`: function type mismatch: expected {:?}, got {:?}",
+                        want.ty, f.sig.ty
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn core_instance(&mut self, i: Instance<'_>) -> Result<CoreInstance, Error> {
+        Ok(match i {
+            Instance::Instantiate { module_index, args } => {
+                let module = get(&self.modules, module_index, "module")?;
+                let mut imports = Vec::new();
+                for imp in &module.info.imports {
+                    let arg = args.iter().find(|a| a.name == imp.module).ok_or_else(|| {
+                        Error::Link(format!("no argument `{}` for the core module", imp.module))
+                    })?;
+                    let from = self
+                        .core_instances
+                        .get(arg.index as usize)
+                        .ok_or_else(|| Error::Invalid("core instance index".into()))?;
+                    imports.push(lookup(self.store, from, &imp.name)?);
+                }
+                CoreInstance::Real(self.store.instantiate(&module, &imports)?)
+            }
+            Instance::FromExports(exports) => {
+                let mut bag = BTreeMap::new();
+                for e in exports.iter() {
+                    let item = get(self.core_space(e.kind)?, e.index, "core item")?;
+                    bag.insert(e.name.to_string(), item);
+                }
+                CoreInstance::Bag(bag)
+            }
+        })
+    }
+
+    fn canonical(&mut self, c: CanonicalFunction) -> Result<(), Error> {
+        let inst = self.inst;
+        let resource = |w: &Self, i: u32| -> Result<ResourceType, Error> {
+            get(&w.types_idx, i, "type")?
+                .ok_or_else(|| Error::Invalid("not a resource type".into()))
+        };
+        match c {
+            CanonicalFunction::Lift {
+                core_func_index,
+                options,
+                ..
+            } => {
+                let idx = self.funcs.len() as u32;
+                let ty = self.types.as_ref().component_function_at(idx);
+                let sig = self.resolver().func(ty);
+                let opts = self.opts(&options)?;
+                if opts.async_ {
+                    return Err(unsupported("async lift"));
+                }
+                let core = self.core_func(core_func_index)?;
+                self.funcs.push(Rc::new(Func {
+                    sig,
+                    kind: FuncKind::Lifted { core, opts, inst },
+                }));
+            }
+            CanonicalFunction::Lower {
+                func_index,
+                options,
+            } => {
+                let callee = get(&self.funcs, func_index, "func")?;
+                let ty = self.types.as_ref().component_function_at(func_index);
+                let sig = self.resolver().func(ty);
+                let opts = self.opts(&options)?;
+                let f = call::lower(self.store, self.sh, callee, sig, opts, inst).map_err(|t| {
+                    Error::Unsupported(t.0)
+                })?;
+                self.core_funcs.push(Extern::Func(f));
+            }
+            CanonicalFunction::ResourceNew { resource: r } => {
+                let rt = resource(self, r)?;
+                let f = builtins::resource_new(self.store, self.sh, inst, rt);
+                self.core_funcs.push(Extern::Func(f));
+            }
+            CanonicalFunction::ResourceDrop { resource: r } => {
+                let rt = resource(self, r)?;
+                let f = builtins::resource_drop(self.store, self.sh, inst, rt);
+                self.core_funcs.push(Extern::Func(f));
+            }
+            CanonicalFunction::ResourceRep { resource: r } => {
+                let rt = resource(self, r)?;
+                let f = builtins::resource_rep(self.store, self.sh, inst, rt);
+                self.core_funcs.push(Extern::Func(f));
+            }
+            other => {
+                let name = format!("{other:?}");
+                let name = name.split([' ', '{', '(']).next().unwrap_or("").to_string();
+                return Err(unsupported(&format!("canon {name}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn payload_name(p: &Payload<'_>) -> String {
+    let s = format!("{p:?}");
+    s.split([' ', '{', '(']).next().unwrap_or("").to_string()
+}
+
+fn lookup(store: &mut Store, from: &CoreInstance, name: &str) -> Result<Extern, Error> {
+    match from {
+        CoreInstance::Real(id) => store.export(*id, name),
+        CoreInstance::Bag(b) => b.get(name).copied(),
+    }
+    .ok_or_else(|| Error::Link(format!("core instance has no export `{name}`")))
+}
