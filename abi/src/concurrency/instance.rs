@@ -813,6 +813,7 @@ impl Instance {
     /// in a set when sync), the buffer (`make_buffer`, e.g.
     /// [`crate::buffers::GuestBuffer::new`]; a future's has length 1), then
     /// the shared state's `read`/`write` with `copier` moving elements.
+    #[allow(clippy::too_many_arguments)] // the spec's `stream_copy` arguments
     pub fn copy<B: Buffer>(
         &mut self,
         store: &mut SharedStore<B>,

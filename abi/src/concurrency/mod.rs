@@ -8,9 +8,9 @@
 //!   [`SharedFuture`]), their arena [`SharedStore`], the [`Buffer`] and
 //!   element-copy ([`CopyElems`]) traits, [`Notice`]s to a pending side
 //! - [`waitable`]: `Waitable`, `WaitableSet`, the [`PendingEvent`] kinds
-//! - [`subtask`]: `Subtask`
-//! - [`task`]: `Task` (state, borrows, `task.return`/`task.cancel` rules,
-//!   context slots, cancellation requests)
+//! - [`subtask`]: the `Subtask` of an async call
+//! - [`task`]: the `Task` state, borrows, `task.return`/`task.cancel`
+//!   rules, context slots, cancellation requests
 //! - [`instance`]: `ComponentInstance` ([`Instance`]): flags, backpressure,
 //!   the one handle table ([`Handle`]) and the `canon` built-ins on it
 
