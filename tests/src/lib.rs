@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests (`tests/tests/`): build the real
 //! guest image once, boot it in QEMU (TCG) and look at its console.
 
+pub mod guests;
+
 use ringos::{Console, Machine, VmConfig, VmRun};
 use std::path::PathBuf;
 use std::sync::OnceLock;
