@@ -8,9 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use ringos_runtime::component::{
-    self, Component, ComponentStore, Exports, Item, ValType, Value,
-};
+use ringos_runtime::component::{self, Component, ComponentStore, Exports, Item, ValType, Value};
 use ringos_runtime::hosted::HOSTED;
 use ringos_runtime::script::Command;
 use ringos_runtime::Error;
@@ -22,16 +20,29 @@ use wast::{QuoteWat, WastArg, WastDirective, WastExecute, WastInvoke, WastRet, W
 #[derive(Default)]
 pub struct Components {
     store: Option<ComponentStore>,
-    /// Component instances by name.
-    instances: HashMap<String, Rc<Exports>>,
+    /// Component instances by name (or why there is none).
+    instances: HashMap<String, Target>,
     /// Names that are components (a core module of that name shadows it).
     names: HashSet<String>,
     /// The most recent instance, if it is a component's.
-    current: Option<Rc<Exports>>,
-    /// Component definitions, by name.
-    defs: HashMap<String, Rc<Component>>,
+    current: Option<Target>,
+    /// Component definitions, by name (or why there is none).
+    defs: HashMap<String, Result<Rc<Component>, Command>>,
     /// What `register` made importable, by name.
     registry: Exports,
+}
+
+/// A component instance, or the command every directive on it becomes
+/// (a skip for a component that needs a later proposal, else a failure).
+type Target = Result<Rc<Exports>, Command>;
+
+/// What a directive on a broken target counts as.
+fn broken(c: &Command) -> Command {
+    match c {
+        Command::Skip(why) => Command::Skip(why.clone()),
+        Command::Fail(why) => Command::Fail(format!("no instance: {why}")),
+        _ => Command::Fail("no instance".into()),
+    }
 }
 
 fn is_component(q: &QuoteWat<'_>) -> bool {
@@ -48,9 +59,7 @@ fn name(q: &QuoteWat<'_>) -> Option<String> {
 /// The failure for a component that does not validate.
 fn invalid(bytes: &[u8], e: &str) -> Command {
     if component::needs_later_proposal(bytes) {
-        Command::Fail(format!(
-            "unsupported: uses a proposal off in WASI 0.3.0: {e}"
-        ))
+        Command::Skip(format!("uses a proposal off in WASI 0.3.0: {e}"))
     } else {
         Command::Fail(format!("invalid component: {e}"))
     }
@@ -126,42 +135,45 @@ impl Components {
             .map_err(|e| Command::Fail(format!("component instantiation: {e}")))
     }
 
-    fn set_current(&mut self, name: Option<String>, exports: Rc<Exports>) {
+    fn set_current(&mut self, name: Option<String>, t: Target) {
         if let Some(n) = name {
             self.names.insert(n.clone());
-            self.instances.insert(n, exports.clone());
+            self.instances.insert(n, t.clone());
         }
-        self.current = Some(exports);
+        self.current = Some(t);
     }
 
-    fn instance(&self, module: Option<Id<'_>>) -> Option<Rc<Exports>> {
+    fn instance(&self, module: Option<Id<'_>>) -> Target {
         match module {
             Some(m) => self.instances.get(m.name()).cloned(),
             None => self.current.clone(),
         }
+        .unwrap_or_else(|| Err(Command::Fail("no component instance".into())))
     }
 
-    /// Runs an invoke; `Err` is a failure to even call.
-    fn invoke(&mut self, i: &WastInvoke<'_>) -> Result<Result<Option<Value>, Error>, String> {
-        let inst = self.instance(i.module).ok_or("no component instance")?;
+    /// Runs an invoke; `Err` is what the directive counts as when the call
+    /// cannot even be made.
+    fn invoke(&mut self, i: &WastInvoke<'_>) -> Result<Result<Option<Value>, Error>, Command> {
+        let inst = self.instance(i.module).map_err(|c| broken(&c))?;
+        let fail = |m: String| Command::Fail(m);
         let f = match inst.get(i.name) {
             Some(Item::Func(f)) => f.clone(),
-            _ => return Err(format!("no exported function `{}`", i.name)),
+            _ => return Err(fail(format!("no exported function `{}`", i.name))),
         };
         let ty = &f.sig.ty;
         if i.args.len() != ty.params.len() {
-            return Err(format!(
+            return Err(fail(format!(
                 "`{}` takes {} arguments, {} given",
                 i.name,
                 ty.params.len(),
                 i.args.len()
-            ));
+            )));
         }
         let mut args = Vec::new();
         for (a, t) in i.args.iter().zip(&ty.params) {
             match a {
-                WastArg::Component(v) => args.push(to_value(v, t)?),
-                _ => return Err("core argument to a component function".into()),
+                WastArg::Component(v) => args.push(to_value(v, t).map_err(fail)?),
+                _ => return Err(fail("core argument to a component function".into())),
             }
         }
         Ok(self.store().call(&f, &args))
@@ -171,17 +183,15 @@ impl Components {
         let WastExecute::Invoke(i) = exec else {
             return Command::Fail("assert_return of a component instantiation".into());
         };
-        let result_ty = match self
-            .instance(i.module)
-            .and_then(|inst| match inst.get(i.name) {
-                Some(Item::Func(f)) => Some(f.sig.ty.result.clone()),
-                _ => None,
-            }) {
-            Some(t) => t,
-            None => return Command::Fail(format!("no exported function `{}`", i.name)),
+        let result_ty = match self.instance(i.module) {
+            Err(c) => return broken(&c),
+            Ok(inst) => match inst.get(i.name) {
+                Some(Item::Func(f)) => f.sig.ty.result.clone(),
+                _ => return Command::Fail(format!("no exported function `{}`", i.name)),
+            },
         };
         let got = match self.invoke(&i) {
-            Err(e) => return Command::Fail(e),
+            Err(c) => return c,
             Ok(Err(e)) => return Command::Fail(format!("call failed: {e}")),
             Ok(Ok(v)) => v,
         };
@@ -203,7 +213,7 @@ impl Components {
     fn assert_trap(&mut self, exec: WastExecute<'_>, message: &str) -> Command {
         let r = match exec {
             WastExecute::Invoke(i) => match self.invoke(&i) {
-                Err(e) => return Command::Fail(e),
+                Err(c) => return c,
                 Ok(r) => r.map(drop),
             },
             WastExecute::Wat(mut w) => {
@@ -248,16 +258,13 @@ impl Components {
                     Ok(b) => b,
                     Err(e) => return Ok(Some(Command::Fail(e.to_string()))),
                 };
-                Ok(unless_passed(match self.instantiate(&bytes) {
-                    Ok(exports) => {
-                        self.set_current(n, exports);
-                        Command::Pass
-                    }
-                    Err(c) => {
-                        self.current = None;
-                        c
-                    }
-                }))
+                let t = self.instantiate(&bytes);
+                let cmd = match &t {
+                    Ok(_) => Command::Pass,
+                    Err(c) => c.clone(),
+                };
+                self.set_current(n, t);
+                Ok(unless_passed(cmd))
             }
             WastDirective::Module(q) => {
                 // A core module: it becomes current and may shadow a name.
@@ -272,14 +279,16 @@ impl Components {
                     Ok(b) => b,
                     Err(e) => return Ok(Some(Command::Fail(e.to_string()))),
                 };
-                let cmd = match Component::new(&HOSTED, &bytes) {
-                    Ok(c) => {
-                        self.defs.insert(name(&q).unwrap_or_default(), c);
-                        Command::Pass
-                    }
-                    Err(Error::Invalid(e)) => invalid(&bytes, &e),
-                    Err(e) => Command::Fail(e.to_string()),
+                let def = match Component::new(&HOSTED, &bytes) {
+                    Ok(c) => Ok(c),
+                    Err(Error::Invalid(e)) => Err(invalid(&bytes, &e)),
+                    Err(e) => Err(Command::Fail(e.to_string())),
                 };
+                let cmd = match &def {
+                    Ok(_) => Command::Pass,
+                    Err(c) => c.clone(),
+                };
+                self.defs.insert(name(&q).unwrap_or_default(), def);
                 Ok(unless_passed(cmd))
             }
             WastDirective::ModuleInstance {
@@ -290,18 +299,21 @@ impl Components {
                 let def = module.map(|m| m.name().to_string()).unwrap_or_default();
                 match self.defs.get(&def).cloned() {
                     Some(c) => {
-                        let imports = self.registry.clone();
-                        let r = self.store().instantiate(&c, &imports);
-                        Ok(unless_passed(match r {
-                            Ok(exports) => {
-                                self.set_current(instance.map(|i| i.name().to_string()), exports);
-                                Command::Pass
+                        let t = match c {
+                            Ok(c) => {
+                                let imports = self.registry.clone();
+                                self.store().instantiate(&c, &imports).map_err(|e| {
+                                    Command::Fail(format!("component instantiation: {e}"))
+                                })
                             }
-                            Err(e) => {
-                                self.current = None;
-                                Command::Fail(format!("component instantiation: {e}"))
-                            }
-                        }))
+                            Err(c) => Err(broken(&c)),
+                        };
+                        let cmd = match &t {
+                            Ok(_) => Command::Pass,
+                            Err(c) => c.clone(),
+                        };
+                        self.set_current(instance.map(|i| i.name().to_string()), t);
+                        Ok(unless_passed(cmd))
                     }
                     None => {
                         self.current = None;
@@ -318,17 +330,17 @@ impl Components {
             }
             WastDirective::Register { module, name, .. } if self.targets(module) => {
                 match self.instance(module) {
-                    Some(e) => {
+                    Ok(e) => {
                         self.registry.insert(name.to_string(), Item::Instance(e));
                         Ok(None)
                     }
-                    None => Ok(Some(Command::Fail("register: no such component".into()))),
+                    Err(c) => Ok(Some(broken(&c))),
                 }
             }
             WastDirective::Invoke(i) if self.targets(i.module) => Ok(Some(match self.invoke(&i) {
                 Ok(Ok(_)) => return Ok(None),
                 Ok(Err(e)) => Command::Fail(format!("invoke failed: {e}")),
-                Err(e) => Command::Fail(e),
+                Err(c) => c,
             })),
             WastDirective::AssertReturn { exec, results, .. } if self.exec_targets(&exec) => {
                 Ok(Some(self.assert_return(exec, &results)))
@@ -386,19 +398,26 @@ fn to_value(v: &WastVal<'_>, t: &ValType) -> Result<Value, String> {
         (WastVal::F64(x), ValType::F64) => Value::F64(f64::from_bits(x.bits)),
         (WastVal::Char(c), ValType::Char) => Value::Char(*c),
         (WastVal::String(s), ValType::String) => Value::string(s),
-        (WastVal::List(vs), ValType::List(e)) => {
-            Value::List(vs.iter().map(|v| to_value(v, e)).collect::<Result<_, _>>()?)
-        }
-        (WastVal::List(vs), ValType::FixedList(e, n)) if vs.len() == *n as usize => {
-            Value::List(vs.iter().map(|v| to_value(v, e)).collect::<Result<_, _>>()?)
-        }
+        (WastVal::List(vs), ValType::List(e)) => Value::List(
+            vs.iter()
+                .map(|v| to_value(v, e))
+                .collect::<Result<_, _>>()?,
+        ),
+        (WastVal::List(vs), ValType::FixedList(e, n)) if vs.len() == *n as usize => Value::List(
+            vs.iter()
+                .map(|v| to_value(v, e))
+                .collect::<Result<_, _>>()?,
+        ),
         (WastVal::Map(es), ValType::Map(entry)) => {
             let ValType::Tuple(kv) = &**entry else {
                 return Err(mismatch());
             };
             let mut out = Vec::new();
             for (k, v) in es {
-                out.push(Value::Record(vec![to_value(k, &kv[0])?, to_value(v, &kv[1])?]));
+                out.push(Value::Record(vec![
+                    to_value(k, &kv[0])?,
+                    to_value(v, &kv[1])?,
+                ]));
             }
             Value::List(out)
         }

@@ -133,6 +133,9 @@ pub enum Command {
     Pass,
     /// A directive the host could not turn into a command: counts failed.
     Fail(String),
+    /// A directive that needs a proposal the runtime's feature set leaves
+    /// off (the string says which): counted as skipped, never as passed.
+    Skip(String),
 }
 
 impl Command {
@@ -309,6 +312,7 @@ pub fn encode(cmds: &[Located]) -> Vec<u8> {
             Command::AssertUnlinkable { .. } => 10,
             Command::Pass => 11,
             Command::Fail(_) => 12,
+            Command::Skip(_) => 13,
         };
         w.u8(tag);
         w.u32(c.line);
@@ -353,7 +357,7 @@ pub fn encode(cmds: &[Located]) -> Vec<u8> {
                 w.str(message)
             }
             Command::Pass => {}
-            Command::Fail(m) => w.str(m),
+            Command::Fail(m) | Command::Skip(m) => w.str(m),
         }
     }
     w.0
@@ -513,6 +517,7 @@ impl<'a> R<'a> {
             },
             11 => Command::Pass,
             12 => Command::Fail(self.str()?),
+            13 => Command::Skip(self.str()?),
             _ => return Err(BadBundle),
         };
         Ok(Located { line, col, cmd })
@@ -540,18 +545,22 @@ pub fn decode(bundle: &[u8]) -> D<impl Iterator<Item = D<Located>> + '_> {
 pub struct Tally {
     pub passed: u32,
     pub failed: u32,
+    /// Directives that need a proposal off in the runtime's feature set.
+    pub skipped: u32,
 }
 
 impl core::ops::AddAssign for Tally {
     fn add_assign(&mut self, o: Tally) {
         self.passed += o.passed;
         self.failed += o.failed;
+        self.skipped += o.skipped;
     }
 }
 
 /// Runs every command of `bundle` in a fresh store on `platform`; Wasm may
 /// use `stack_budget` bytes of the caller's stack. `on_failure(line, col,
-/// why)` hears about each failure.
+/// why)` hears about each failure (and each skipped directive, its `why`
+/// starting with `skipped: `).
 pub fn run(
     platform: &'static dyn Platform,
     bundle: &[u8],
@@ -563,6 +572,11 @@ pub fn run(
     for c in decode(bundle)? {
         let c = c?;
         let counted = c.cmd.is_assertion();
+        if let Command::Skip(why) = &c.cmd {
+            tally.skipped += 1;
+            on_failure(c.line, c.col, &alloc::format!("skipped: {why}"));
+            continue;
+        }
         match r.command(c.cmd) {
             Ok(()) if counted => tally.passed += 1,
             Ok(()) => {}
@@ -678,6 +692,7 @@ impl Runner {
             },
             Command::Pass => Ok(()),
             Command::Fail(why) => Err(why),
+            Command::Skip(_) => Ok(()),
         }
     }
 
@@ -915,7 +930,8 @@ mod tests {
             t,
             Tally {
                 passed: 3,
-                failed: 2
+                failed: 2,
+                skipped: 0,
             }
         );
         assert_eq!(fails.len(), 2);

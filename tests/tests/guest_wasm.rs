@@ -104,6 +104,7 @@ fn guest_trap_is_reported_and_the_kernel_keeps_going() {
         let want = Tally {
             passed: 7,
             failed: 1,
+            skipped: 0,
         };
         assert_eq!(
             r.files,

@@ -48,6 +48,7 @@ pub fn run() -> bool {
             Tally {
                 passed: 0,
                 failed: 1,
+                skipped: 0,
             }
         });
         println!(

@@ -48,30 +48,55 @@ fn may_leave(sh: &Shared, inst: InstId) -> Result<(), Trapped> {
 }
 
 /// `canon resource.new rt`: `(rep: i32) -> i32`.
-pub(crate) fn resource_new(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_new(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[CoreValType::I32], &[CoreValType::I32], move |_, args| {
-        may_leave(&sh, inst)?;
-        let mut st = sh.get()?;
-        let i = handles::resource_new(&mut st.inst(inst).table, rt, arg(args, 0))?;
-        Ok(vec![Val::I32(i as i32)])
-    })
+    builtin(
+        store,
+        &[CoreValType::I32],
+        &[CoreValType::I32],
+        move |_, args| {
+            may_leave(&sh, inst)?;
+            let mut st = sh.get()?;
+            let i = handles::resource_new(&mut st.inst(inst).table, rt, arg(args, 0))?;
+            Ok(vec![Val::I32(i as i32)])
+        },
+    )
 }
 
 /// `canon resource.rep rt`: `(handle: i32) -> i32`.
-pub(crate) fn resource_rep(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_rep(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[CoreValType::I32], &[CoreValType::I32], move |_, args| {
-        may_leave(&sh, inst)?;
-        let mut st = sh.get()?;
-        let rep = handles::resource_rep(&st.inst(inst).table, rt, arg(args, 0))?;
-        Ok(vec![Val::I32(rep as i32)])
-    })
+    builtin(
+        store,
+        &[CoreValType::I32],
+        &[CoreValType::I32],
+        move |_, args| {
+            may_leave(&sh, inst)?;
+            let mut st = sh.get()?;
+            let rep = handles::resource_rep(&st.inst(inst).table, rt, arg(args, 0))?;
+            Ok(vec![Val::I32(rep as i32)])
+        },
+    )
 }
 
 /// `canon resource.drop rt`: `(handle: i32)`; runs the destructor of an
 /// owned resource in its implementing instance.
-pub(crate) fn resource_drop(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_drop(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[CoreValType::I32], &[], move |store, args| {
         may_leave(&sh, inst)?;

@@ -17,8 +17,8 @@ use ringos_abi::layout::{flatten_functype, Context, FlattenOpts};
 use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
 use ringos_abi::{
-    self as abi, CoreVal, CoreValueIter, Cx, Handles, Options, ResourceType, StringEncoding,
-    Value, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
+    self as abi, CoreVal, CoreValueIter, Cx, Handles, Options, ResourceType, StringEncoding, Value,
+    MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
 };
 use wasmparser::ValType as CoreValType;
 

@@ -305,7 +305,9 @@ impl Walk<'_> {
                                 Error::Link(format!("instance has no export `{name}`"))
                             })?;
                             if item.kind() != kind {
-                                return Err(Error::Link(format!("export `{name}` is not a {kind:?}")));
+                                return Err(Error::Link(format!(
+                                    "export `{name}` is not a {kind:?}"
+                                )));
                             }
                             self.push_item(item)?;
                         }
@@ -323,19 +325,43 @@ impl Walk<'_> {
                             };
                             self.core_space(kind)?.push(item);
                         }
+                        ComponentAlias::Outer {
+                            kind,
+                            count: 0,
+                            index,
+                        } => {
+                            // Count 0: this component's own index space.
+                            match kind {
+                                ComponentOuterAliasKind::CoreModule => {
+                                    self.modules.push(get(&self.modules, index, "module")?)
+                                }
+                                ComponentOuterAliasKind::Component => {
+                                    let c = get(&self.components, index, "component")?;
+                                    self.components.push(c)
+                                }
+                                ComponentOuterAliasKind::Type => {
+                                    let rt = get(&self.types_idx, index, "type")?;
+                                    self.push_type(rt);
+                                }
+                                ComponentOuterAliasKind::CoreType => {}
+                            }
+                        }
                         ComponentAlias::Outer { kind, count, index } => {
                             let mut scope = self.outer.clone();
                             for _ in 1..count {
                                 scope = scope.and_then(|s| s.parent.clone());
                             }
-                            let scope = scope.ok_or_else(|| Error::Invalid("outer alias".into()))?;
+                            let scope =
+                                scope.ok_or_else(|| Error::Invalid("outer alias".into()))?;
                             match kind {
                                 ComponentOuterAliasKind::CoreModule => {
                                     self.modules.push(get(&scope.modules, index, "module")?)
                                 }
-                                ComponentOuterAliasKind::Component => self
-                                    .components
-                                    .push(get(&scope.components, index, "component")?),
+                                ComponentOuterAliasKind::Component => self.components.push(get(
+                                    &scope.components,
+                                    index,
+                                    "component",
+                                )?),
                                 ComponentOuterAliasKind::Type => {
                                     let rt = scope.types.get(index as usize).copied().flatten();
                                     self.push_type(rt);
@@ -356,9 +382,17 @@ impl Walk<'_> {
                             let def = get(&self.components, component_index, "component")?;
                             let mut child_args = BTreeMap::new();
                             for arg in a.iter() {
-                                child_args.insert(arg.name.to_string(), self.item(arg.kind, arg.index)?);
+                                child_args
+                                    .insert(arg.name.to_string(), self.item(arg.kind, arg.index)?);
                             }
-                            instantiate(self.store, self.sh, &def, &child_args, Some(self.inst), false)?
+                            instantiate(
+                                self.store,
+                                self.sh,
+                                &def,
+                                &child_args,
+                                Some(self.inst),
+                                false,
+                            )?
                         }
                         ComponentInstance::FromExports(es) => {
                             let mut m = BTreeMap::new();
@@ -495,9 +529,8 @@ impl Walk<'_> {
                 let ty = self.types.as_ref().component_function_at(func_index);
                 let sig = self.resolver().func(ty);
                 let opts = self.opts(&options)?;
-                let f = call::lower(self.store, self.sh, callee, sig, opts, inst).map_err(|t| {
-                    Error::Unsupported(t.0)
-                })?;
+                let f = call::lower(self.store, self.sh, callee, sig, opts, inst)
+                    .map_err(|t| Error::Unsupported(t.0))?;
                 self.core_funcs.push(Extern::Func(f));
             }
             CanonicalFunction::ResourceNew { resource: r } => {

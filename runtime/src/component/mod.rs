@@ -27,7 +27,9 @@ use core::cell::RefCell;
 use core::ops::Range;
 
 use wasmparser::types::Types;
-use wasmparser::{ComponentExternalKind, Encoding, Parser, Payload, ValidPayload, Validator, WasmFeatures};
+use wasmparser::{
+    ComponentExternalKind, Encoding, Parser, Payload, ValidPayload, Validator, WasmFeatures,
+};
 
 use crate::{Error, Module, Platform, Store};
 use state::Shared;
@@ -84,7 +86,10 @@ impl Component {
         let mut types = BTreeMap::new();
         for p in Parser::new(0).parse_all(bytes) {
             let p = p.map_err(|e| Error::Invalid(e.to_string()))?;
-            if let Payload::Version { encoding, range, .. } = &p {
+            if let Payload::Version {
+                encoding, range, ..
+            } = &p
+            {
                 starts.push((*encoding, range.start as usize));
             }
             match v.payload(&p).map_err(|e| Error::Invalid(e.to_string()))? {
@@ -184,7 +189,11 @@ impl ComponentStore {
     }
 
     /// Instantiates `c` with `imports` (by import name).
-    pub fn instantiate(&mut self, c: &Rc<Component>, imports: &Exports) -> Result<Rc<Exports>, Error> {
+    pub fn instantiate(
+        &mut self,
+        c: &Rc<Component>,
+        imports: &Exports,
+    ) -> Result<Rc<Exports>, Error> {
         instantiate::instantiate(&mut self.core, &self.sh, &c.def(), imports, None, true)
     }
 

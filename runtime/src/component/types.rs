@@ -78,7 +78,9 @@ impl Resolver<'_> {
             ComponentDefinedType::FixedLengthList {
                 element, length, ..
             } => V::FixedList(Box::new(self.val(*element)), *length),
-            ComponentDefinedType::Tuple(t) => V::Tuple(t.types.iter().map(|t| self.val(*t)).collect()),
+            ComponentDefinedType::Tuple(t) => {
+                V::Tuple(t.types.iter().map(|t| self.val(*t)).collect())
+            }
             ComponentDefinedType::Flags(f) => V::Flags(f.iter().map(|n| n.to_string()).collect()),
             ComponentDefinedType::Enum(e) => V::Enum(e.iter().map(|n| n.to_string()).collect()),
             ComponentDefinedType::Option { ty, .. } => V::Option(Box::new(self.val(*ty))),
@@ -152,7 +154,13 @@ pub(crate) fn bind(
     res: &mut ResMap,
 ) {
     match (ty, item) {
-        (ComponentEntityType::Type { referenced, created }, super::Item::Type(Some(rt))) => {
+        (
+            ComponentEntityType::Type {
+                referenced,
+                created,
+            },
+            super::Item::Type(Some(rt)),
+        ) => {
             for t in [referenced, created] {
                 if let Some(id) = resource_of(*t) {
                     res.insert(id, *rt);
