@@ -102,6 +102,13 @@ pub struct FuncId(usize);
 pub struct TableId(usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryId(usize);
+
+impl MemoryId {
+    /// The memory's index in its store (an identity for comparisons).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalId(usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,17 +1,32 @@
-//! Canonical built-ins that are core functions: `resource.new`,
-//! `resource.drop`, `resource.rep` (definitions.py `canon_resource_*`).
+//! Canonical built-ins, each a core function bound to the instance that
+//! defines it (definitions.py `canon_*`): resources, tasks, subtasks,
+//! waitable sets, streams and futures. Rules and their traps come from
+//! `ringos_abi::concurrency`; this module moves values and blocks.
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ringos_abi::handles::{self, Dropped};
-use ringos_abi::ResourceType;
+use ringos_abi::buffers::GuestBuffer;
+use ringos_abi::concurrency::{CopyCall, CopyElems, EndKind, Notice, Side};
+use ringos_abi::events::{Event, BLOCKED};
+use ringos_abi::handles::Dropped;
+use ringos_abi::layout::flatten_types;
+use ringos_abi::lift::lift_flat_values;
+use ringos_abi::lower::store as store_value;
+use ringos_abi::{
+    self as abi, CoreVal, CoreValueIter, Cx, NoHandles, Options, ResourceType, ValType, Value,
+    MAX_FLAT_PARAMS,
+};
 use wasmparser::ValType as CoreValType;
 
-use super::state::{InstId, Shared, Trapped};
+use super::call::{to_core, with_cx, GuestMemory, GuestRealloc, Opts};
+use super::sched;
+use super::state::{InstId, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
 use crate::{FuncId, Store, Trap, TrapKind};
+
+const I32: CoreValType = CoreValType::I32;
 
 /// Registers a host function whose failures trap with their message.
 pub(crate) fn builtin(
@@ -39,86 +54,87 @@ fn arg(args: &[Val], i: usize) -> u32 {
     }
 }
 
-fn may_leave(sh: &Shared, inst: InstId) -> Result<(), Trapped> {
-    if sh.get()?.inst(inst).may_leave {
-        Ok(())
-    } else {
-        Err(Trapped::new("cannot leave component instance"))
-    }
+fn i32v(v: u32) -> Vec<Val> {
+    vec![Val::I32(v as i32)]
 }
 
-/// `canon resource.new rt`: `(rep: i32) -> i32`.
-pub(crate) fn resource_new(
+/// A Cx over `opts`' memory only (no realloc, no handles): for event
+/// payloads and buffer checks.
+fn with_memory<R>(
     store: &mut Store,
-    sh: &Shared,
-    inst: InstId,
-    rt: ResourceType,
-) -> FuncId {
-    let sh = sh.clone();
-    builtin(
-        store,
-        &[CoreValType::I32],
-        &[CoreValType::I32],
-        move |_, args| {
-            may_leave(&sh, inst)?;
-            let mut st = sh.get()?;
-            let i = handles::resource_new(&mut st.inst(inst).table, rt, arg(args, 0))?;
-            Ok(vec![Val::I32(i as i32)])
+    opts: &Opts,
+    f: impl FnOnce(&mut Cx<'_>) -> Result<R, abi::Trap>,
+) -> Result<R, Trapped> {
+    let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
+    let mut nh = NoHandles;
+    let mut cx = Cx::new(
+        Options {
+            string_encoding: opts.encoding,
+            addr: abi::AddrType::I32,
         },
-    )
+        mem.as_mut().map(|m| m as &mut dyn abi::Memory),
+        None,
+        &mut nh,
+    );
+    Ok(f(&mut cx)?)
+}
+
+// ---- resources -----------------------------------------------------------
+
+/// `canon resource.new rt`: `(rep: i32) -> i32`.
+pub(crate) fn resource_new(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[I32], move |_, args| {
+        let mut st = sh.get()?;
+        let i = st.inst(inst)?;
+        i.check_may_leave("resource.new")?;
+        Ok(i32v(i.canon_resource_new(rt, arg(args, 0))?))
+    })
 }
 
 /// `canon resource.rep rt`: `(handle: i32) -> i32`.
-pub(crate) fn resource_rep(
-    store: &mut Store,
-    sh: &Shared,
-    inst: InstId,
-    rt: ResourceType,
-) -> FuncId {
+pub(crate) fn resource_rep(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
     let sh = sh.clone();
-    builtin(
-        store,
-        &[CoreValType::I32],
-        &[CoreValType::I32],
-        move |_, args| {
-            may_leave(&sh, inst)?;
-            let mut st = sh.get()?;
-            let rep = handles::resource_rep(&st.inst(inst).table, rt, arg(args, 0))?;
-            Ok(vec![Val::I32(rep as i32)])
-        },
-    )
+    builtin(store, &[I32], &[I32], move |_, args| {
+        let mut st = sh.get()?;
+        Ok(i32v(st.inst(inst)?.canon_resource_rep(rt, arg(args, 0))?))
+    })
 }
 
 /// `canon resource.drop rt`: `(handle: i32)`; runs the destructor of an
 /// owned resource in its implementing instance.
-pub(crate) fn resource_drop(
-    store: &mut Store,
-    sh: &Shared,
-    inst: InstId,
-    rt: ResourceType,
-) -> FuncId {
+pub(crate) fn resource_drop(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[CoreValType::I32], &[], move |store, args| {
-        may_leave(&sh, inst)?;
+    builtin(store, &[I32], &[], move |store, args| {
         let (dropped, dtor, owner) = {
             let mut st = sh.get()?;
-            if st.inst(inst).table_out {
-                return Err(Trapped::new("cannot leave component instance"));
-            }
-            let d = handles::resource_drop(&mut st.inst(inst).table, rt, arg(args, 0))?;
+            let i = st.inst(inst)?;
+            i.check_may_leave("resource.drop")?;
+            let d = i.canon_resource_drop(rt, arg(args, 0))?;
             let def = st.resource(rt)?;
             (d, def.dtor, def.inst)
         };
         match dropped {
             Dropped::Own { rep } => {
                 if let Some(dtor) = dtor {
-                    drop_own(store, &sh, inst, owner, dtor, rep)?;
+                    let crossing = owner.filter(|o| *o != inst);
+                    if let Some(o) = crossing {
+                        sh.get()?.enter(o, Some(inst))?;
+                    }
+                    store
+                        .call(dtor, &[Val::I32(rep as i32)])
+                        .map_err(|e| Trapped::from_core(store, e))?;
+                    if let Some(o) = crossing {
+                        sh.get()?.leave(o, Some(inst));
+                    }
                 }
             }
             Dropped::Borrow { scope } => {
                 let mut st = sh.get()?;
-                if let Some(n) = scope.and_then(|s| st.scopes.get_mut(&s)) {
-                    *n = n.saturating_sub(1);
+                if let Some(t) = scope.and_then(|s| st.tasks.get_mut(s as usize)) {
+                    if let Some(t) = t.as_mut() {
+                        t.abi.borrows.release()?;
+                    }
                 }
             }
         }
@@ -126,25 +142,406 @@ pub(crate) fn resource_drop(
     })
 }
 
-/// Runs a destructor: directly in the implementing instance, or through
-/// a synchronous lift into it from another instance.
-fn drop_own(
+// ---- tasks -----------------------------------------------------------------
+
+/// `canon backpressure.inc` / `.dec`.
+pub(crate) fn backpressure(store: &mut Store, sh: &Shared, inst: InstId, inc: bool) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[], &[], move |_, _| {
+        let mut st = sh.get()?;
+        let i = st.inst(inst)?;
+        i.check_may_leave(if inc { "backpressure.inc" } else { "backpressure.dec" })?;
+        if inc {
+            i.canon_backpressure_inc()?;
+        } else {
+            i.canon_backpressure_dec()?;
+        }
+        Ok(Vec::new())
+    })
+}
+
+/// `canon task.return (result t) opts`: the flat result as parameters.
+pub(crate) fn task_return(
     store: &mut Store,
     sh: &Shared,
-    caller: InstId,
-    owner: Option<InstId>,
-    dtor: FuncId,
-    rep: u32,
-) -> Result<(), Trapped> {
-    let crossing = owner.filter(|o| *o != caller);
-    if let Some(o) = crossing {
-        sh.get()?.enter(o, Some(caller))?;
+    inst: InstId,
+    result: Option<ValType>,
+    opts: Opts,
+) -> FuncId {
+    let ts: Vec<ValType> = result.iter().cloned().collect();
+    let mut flat = flatten_types(&ts, abi::AddrType::I32);
+    if flat.len() > MAX_FLAT_PARAMS {
+        flat = vec![abi::CoreType::I32];
     }
-    store
-        .call(dtor, &[Val::I32(rep as i32)])
-        .map_err(|e| Trapped::from_core(store, e))?;
-    if let Some(o) = crossing {
-        sh.get()?.leave(o, Some(caller));
+    let params: Vec<CoreValType> = flat.iter().map(|t| super::call::core_type(*t)).collect();
+    let sh = sh.clone();
+    builtin(store, &params, &[], move |store, args| {
+        let tid = {
+            let mut st = sh.get()?;
+            st.inst(inst)?.check_may_leave("task.return")?;
+            let (tid, t) = st.current_task()?;
+            if t.inst != inst {
+                return Err(Trapped::new("task.return called from another instance"));
+            }
+            t.abi.check_task_return(result.as_ref(), &opts.lift_options())?;
+            tid
+        };
+        let flat: Vec<CoreVal> = args.iter().map(to_core).collect();
+        let (vs, _) = with_cx(store, &sh, inst, &opts, None, |cx| {
+            let mut vi = CoreValueIter::new(&flat);
+            lift_flat_values(cx, MAX_FLAT_PARAMS, &mut vi, &ts)
+        })?;
+        sched::resolve(store, &sh, tid, vs.into_iter().next())?;
+        Ok(Vec::new())
+    })
+}
+
+/// `canon context.get i32 slot` / `context.set`.
+pub(crate) fn context(store: &mut Store, sh: &Shared, inst: InstId, slot: u32, set: bool) -> FuncId {
+    let sh = sh.clone();
+    let (params, results): (&[CoreValType], &[CoreValType]) =
+        if set { (&[I32], &[]) } else { (&[], &[I32]) };
+    builtin(store, params, results, move |_, args| {
+        let mut st = sh.get()?;
+        st.inst(inst)?
+            .check_may_leave(if set { "context.set" } else { "context.get" })?;
+        let (_, t) = st.current_task()?;
+        if set {
+            t.abi.context_set(slot, u64::from(arg(args, 0)))?;
+            Ok(Vec::new())
+        } else {
+            Ok(i32v(t.abi.context_get(slot)? as u32))
+        }
+    })
+}
+
+/// `canon thread.yield`: lets another ready task run; `-> cancelled`.
+pub(crate) fn thread_yield(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[], &[I32], move |store, _| {
+        sh.get()?.inst(inst)?.check_may_leave("thread.yield")?;
+        sched::run_one(store, &sh)?;
+        Ok(i32v(0))
+    })
+}
+
+// ---- subtasks and waitables -----------------------------------------------
+
+/// `canon subtask.drop`.
+pub(crate) fn subtask_drop(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[], move |_, args| {
+        sh.get()?.inst(inst)?.canon_subtask_drop(arg(args, 0))?;
+        Ok(Vec::new())
+    })
+}
+
+/// `canon subtask.cancel` (synchronous).
+pub(crate) fn subtask_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[I32], move |_, args| {
+        let mut st = sh.get()?;
+        let State { insts, shared, .. } = &mut *st;
+        match insts[inst].canon_subtask_cancel(arg(args, 0), false, shared)? {
+            ringos_abi::concurrency::SubtaskCancel::Done(s) => Ok(i32v(s as u32)),
+            ringos_abi::concurrency::SubtaskCancel::CallOnCancel { .. } => Err(Trapped::new(
+                "not supported yet: subtask.cancel of a subtask that has not resolved",
+            )),
+        }
+    })
+}
+
+/// `canon waitable-set.new`.
+pub(crate) fn waitable_set_new(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[], &[I32], move |_, _| {
+        Ok(i32v(sh.get()?.inst(inst)?.canon_waitable_set_new()?))
+    })
+}
+
+/// `canon waitable-set.drop`.
+pub(crate) fn waitable_set_drop(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[], move |_, args| {
+        sh.get()?.inst(inst)?.canon_waitable_set_drop(arg(args, 0))?;
+        Ok(Vec::new())
+    })
+}
+
+/// `canon waitable.join`.
+pub(crate) fn waitable_join(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32, I32], &[], move |_, args| {
+        sh.get()?
+            .inst(inst)?
+            .canon_waitable_join(arg(args, 0), arg(args, 1))?;
+        Ok(Vec::new())
+    })
+}
+
+/// `unpack_event`: stores `p1`, `p2` at `ptr`, returns the code.
+fn unpack_event(store: &mut Store, opts: &Opts, ptr: u32, ev: Event) -> Result<Vec<Val>, Trapped> {
+    with_memory(store, opts, |cx| {
+        store_value(cx, &Value::U32(ev.p1), &ValType::U32, u64::from(ptr))?;
+        store_value(cx, &Value::U32(ev.p2), &ValType::U32, u64::from(ptr) + 4)
+    })?;
+    Ok(i32v(ev.code as u32))
+}
+
+/// `canon waitable-set.wait (memory m)`: `(si, ptr) -> event code`.
+pub(crate) fn waitable_set_wait(store: &mut Store, sh: &Shared, inst: InstId, opts: Opts) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32, I32], &[I32], move |store, args| {
+        let si = arg(args, 0);
+        sh.get()?.inst(inst)?.canon_waitable_set_wait(si)?;
+        let r = sched::block_until(store, &sh, true, &mut || {
+            sh.get()
+                .ok()
+                .and_then(|mut st| st.inst(inst).ok()?.set_has_pending_event(si).ok())
+                .unwrap_or(true)
+        });
+        let ev = {
+            let mut st = sh.get()?;
+            let State { insts, shared, .. } = &mut *st;
+            let cancelled = r.is_err();
+            let ev = insts[inst].wait_end(si, cancelled, shared);
+            r?;
+            ev?
+        };
+        unpack_event(store, &opts, arg(args, 1), ev)
+    })
+}
+
+/// `canon waitable-set.poll (memory m)`: `(si, ptr) -> event code`.
+pub(crate) fn waitable_set_poll(store: &mut Store, sh: &Shared, inst: InstId, opts: Opts) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32, I32], &[I32], move |store, args| {
+        let ev = {
+            let mut st = sh.get()?;
+            let (tid, _) = st.current_task()?;
+            let State {
+                insts,
+                shared,
+                tasks,
+                ..
+            } = &mut *st;
+            let task = tasks[tid].as_mut().ok_or_else(|| Trapped::new("no task"))?;
+            insts[inst].canon_waitable_set_poll(arg(args, 0), &mut task.abi, false, shared)?
+        };
+        unpack_event(store, &opts, arg(args, 1), ev)
+    })
+}
+
+// ---- streams and futures ----------------------------------------------------
+
+/// Moves elements between two buffers of a copy: guest memory through
+/// values (lifted with the writer's options, lowered with the reader's,
+/// whose `realloc` may run), or host values.
+struct Copier {
+    store: *mut Store,
+    t: Option<ValType>,
+}
+
+impl CopyElems<RtBuffer> for Copier {
+    fn copy(&mut self, src: &mut RtBuffer, dst: &mut RtBuffer, n: u32) -> Result<(), abi::Trap> {
+        // SAFETY: the built-in that made this copier holds the store and
+        // does not use it while the copy runs.
+        let store = unsafe { &mut *self.store };
+        let t = self.t.as_ref();
+        let vals: Vec<Value> = match src {
+            RtBuffer::Guest { buf, opts, .. } => match t {
+                None => {
+                    buf.advance(n);
+                    Vec::new()
+                }
+                Some(_) => with_memory(store, opts, |cx| buf.read(cx, t, n))
+                    .map_err(|e| abi::Trap::Guest(e.0))?,
+            },
+            RtBuffer::Host(h) => h.read(n),
+        };
+        match dst {
+            RtBuffer::Guest { buf, opts, .. } => {
+                if t.is_none() {
+                    buf.advance(n);
+                    return Ok(());
+                }
+                let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
+                let mut realloc = opts.realloc.map(|func| GuestRealloc {
+                    store: self.store,
+                    func,
+                });
+                let mut nh = NoHandles;
+                let mut cx = Cx::new(
+                    Options {
+                        string_encoding: opts.encoding,
+                        addr: abi::AddrType::I32,
+                    },
+                    mem.as_mut().map(|m| m as &mut dyn abi::Memory),
+                    realloc.as_mut().map(|r| r as &mut dyn abi::Realloc),
+                    &mut nh,
+                );
+                buf.write(&mut cx, t, &vals)
+            }
+            RtBuffer::Host(h) => {
+                if t.is_none() {
+                    h.write(vec![Value::Bool(false); n as usize])
+                } else {
+                    h.write(vals)
+                }
+            }
+        }
+    }
+}
+
+/// Delivers a notice to the other side of a copy.
+pub(crate) fn deliver(st: &mut State, notice: Option<Notice<RtBuffer>>) -> Result<(), Trapped> {
+    let Some(n) = notice else {
+        return Ok(());
+    };
+    match n.side() {
+        Side::Guest { inst, .. } => {
+            let i = st
+                .insts
+                .get_mut(inst as usize)
+                .ok_or_else(|| Trapped::new("notice for an unknown instance"))?;
+            i.apply_notice(n)?;
+        }
+        Side::Host(token) => st.host_notice(token, n),
     }
     Ok(())
+}
+
+/// The payload of a copy or cancel, blocking for a synchronous one.
+fn finish_copy(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    i: u32,
+    async_: bool,
+    call: CopyCall<RtBuffer>,
+) -> Result<Vec<Val>, Trapped> {
+    deliver(&mut *sh.get()?, call.notice)?;
+    if let Some(p) = call.payload {
+        return Ok(i32v(p));
+    }
+    if async_ {
+        return Ok(i32v(BLOCKED));
+    }
+    sh.get()?.inst(inst)?.begin_sync_wait(i)?;
+    sched::block_until(store, sh, true, &mut || {
+        sh.get()
+            .ok()
+            .and_then(|mut st| st.inst(inst).ok()?.has_pending_event(i).ok())
+            .unwrap_or(true)
+    })?;
+    let mut st = sh.get()?;
+    let State { insts, shared, .. } = &mut *st;
+    insts[inst].end_sync_wait(i)?;
+    Ok(i32v(insts[inst].get_pending_event(i, shared)?.p2))
+}
+
+/// `canon stream.new` / `future.new`: `() -> i64` (both ends).
+pub(crate) fn end_new(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    t: Option<ValType>,
+    stream: bool,
+) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[], &[CoreValType::I64], move |_, _| {
+        let mut st = sh.get()?;
+        let State { insts, shared, .. } = &mut *st;
+        let packed = if stream {
+            insts[inst].canon_stream_new(shared, t.as_ref())?
+        } else {
+            insts[inst].canon_future_new(shared, t.as_ref())?
+        };
+        Ok(vec![Val::I64(packed as i64)])
+    })
+}
+
+/// `canon {stream,future}.{read,write} opts`: `(end, ptr[, n]) -> packed`.
+pub(crate) fn copy(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    kind: EndKind,
+    t: Option<ValType>,
+    opts: Opts,
+) -> FuncId {
+    let sh = sh.clone();
+    let params: &[CoreValType] = if kind.is_stream() {
+        &[I32, I32, I32]
+    } else {
+        &[I32, I32]
+    };
+    builtin(store, params, &[I32], move |store, args| {
+        let (i, ptr) = (arg(args, 0), arg(args, 1));
+        let n = if kind.is_stream() { arg(args, 2) } else { 1 };
+        let store_ptr: *mut Store = store;
+        let call = {
+            let mut st = sh.get()?;
+            st.inst(inst)?;
+            let State { insts, shared, .. } = &mut *st;
+            let mut copier = Copier {
+                store: store_ptr,
+                t: t.clone(),
+            };
+            let t = t.as_ref();
+            // SAFETY: the store stays alive; nothing else uses it while
+            // the buffer is checked.
+            let s = unsafe { &mut *store_ptr };
+            let make = || {
+                with_memory(s, &opts, |cx| GuestBuffer::new(cx, t, u64::from(ptr), u64::from(n)))
+                    .map_err(|e| abi::Trap::Guest(e.0))
+                    .map(|buf| RtBuffer::Guest { buf, inst, opts })
+            };
+            insts[inst].copy(shared, kind, t, i, opts.async_, make, &mut copier)?
+        };
+        finish_copy(store, &sh, inst, i, opts.async_, call)
+    })
+}
+
+/// `canon {stream,future}.cancel-{read,write}`: `(end) -> packed`.
+pub(crate) fn cancel(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    kind: EndKind,
+    t: Option<ValType>,
+    async_: bool,
+) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[I32], move |store, args| {
+        let i = arg(args, 0);
+        let call = {
+            let mut st = sh.get()?;
+            st.inst(inst)?;
+            let State { insts, shared, .. } = &mut *st;
+            insts[inst].cancel_copy(shared, kind, t.as_ref(), i, async_)?
+        };
+        finish_copy(store, &sh, inst, i, async_, call)
+    })
+}
+
+/// `canon {stream,future}.drop-{readable,writable}`: `(end)`.
+pub(crate) fn drop_end(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    kind: EndKind,
+    t: Option<ValType>,
+) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[I32], &[], move |_, args| {
+        let mut st = sh.get()?;
+        st.inst(inst)?;
+        let notice = {
+            let State { insts, shared, .. } = &mut *st;
+            insts[inst].drop_end(shared, kind, t.as_ref(), arg(args, 0))?
+        };
+        deliver(&mut st, notice)?;
+        Ok(Vec::new())
+    })
 }

@@ -1,28 +1,36 @@
 //! Calls across a component boundary: `canon lift` (a component function
-//! made of a core function) and `canon lower` (a core function, the
+//! made of a core function) and `canon lower` (the core function, an
 //! adapter, that calls a component function), after definitions.py's
-//! `canon_lift` / `canon_lower` for synchronous functions.
+//! `canon_lift` / `canon_lower`, synchronous and async (with `callback`).
 //!
 //! Values cross as [`Value`]s: the caller's flat arguments are lifted with
 //! the caller's options, lowered into the callee with the callee's, and
-//! the result goes back the same way. The call is direct and in-process.
+//! the result goes back the same way. The call is direct and in-process;
+//! an async callee that does not finish at once leaves a task that the
+//! one loop ([`super::sched`]) drives.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
-use ringos_abi::handles::{self, BorrowScope, ScopeId, Table};
+use ringos_abi::concurrency::{self as cc, Instance, InstanceHandles, LiftOptions, Subtask};
+use ringos_abi::events::{pack_subtask_return, SubtaskState};
+use ringos_abi::handles::BorrowScope;
 use ringos_abi::layout::{flatten_functype, Context, FlattenOpts};
 use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
+use ringos_abi::values::FlatSource;
 use ringos_abi::{
-    self as abi, CoreVal, CoreValueIter, Cx, Handles, Options, ResourceType, StringEncoding, Value,
+    self as abi, CoreType, CoreVal, Cx, Options, StringEncoding, Value, MAX_FLAT_ASYNC_PARAMS,
     MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
 };
 use wasmparser::ValType as CoreValType;
 
-use super::state::{Entry, InstId, Shared, Trapped};
+use super::sched;
+use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, Step, TaskId, Trapped};
 use super::types::FuncSig;
 use crate::instance::Val;
 use crate::vmctx::MemoryDef;
@@ -32,7 +40,7 @@ use crate::{FuncId, MemoryId, Store, Trap, TrapKind};
 /// returns the result (or a trap message).
 pub type HostComponentFn = dyn Fn(&mut Store, &[Value]) -> Result<Option<Value>, String>;
 
-/// The canonical options of a lift or lower.
+/// The canonical options of a lift, lower or built-in.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Opts {
     pub encoding: StringEncoding,
@@ -41,6 +49,16 @@ pub struct Opts {
     pub post_return: Option<FuncId>,
     pub async_: bool,
     pub callback: Option<FuncId>,
+}
+
+impl Opts {
+    /// The options `task.return` must repeat (`LiftOptions`).
+    pub fn lift_options(&self) -> LiftOptions {
+        LiftOptions {
+            string_encoding: self.encoding,
+            memory: self.memory.map(|m| m.index() as u32),
+        }
+    }
 }
 
 /// A component function.
@@ -68,12 +86,12 @@ impl Func {
     }
 }
 
-fn core_type(t: abi::CoreType) -> CoreValType {
+pub(crate) fn core_type(t: CoreType) -> CoreValType {
     match t {
-        abi::CoreType::I32 => CoreValType::I32,
-        abi::CoreType::I64 => CoreValType::I64,
-        abi::CoreType::F32 => CoreValType::F32,
-        abi::CoreType::F64 => CoreValType::F64,
+        CoreType::I32 => CoreValType::I32,
+        CoreType::I64 => CoreValType::I64,
+        CoreType::F32 => CoreValType::F32,
+        CoreType::F64 => CoreValType::F64,
     }
 }
 
@@ -97,9 +115,31 @@ pub(crate) fn from_core(v: CoreVal) -> Val {
     }
 }
 
+/// Flat arguments a lowered call consumes in two steps (the parameters at
+/// the start, the result pointer when it resolves).
+#[derive(Default)]
+pub(crate) struct FlatArgs {
+    vals: Vec<CoreVal>,
+    pos: usize,
+}
+
+impl FlatSource for FlatArgs {
+    fn next(&mut self, want: CoreType) -> Result<CoreVal, abi::Trap> {
+        let v = *self
+            .vals
+            .get(self.pos)
+            .ok_or(abi::Trap::Mismatch("too few flat values"))?;
+        if v.ty() != want {
+            return Err(abi::Trap::Mismatch("flat value of the wrong type"));
+        }
+        self.pos += 1;
+        Ok(v)
+    }
+}
+
 /// A linear memory seen through its `MemoryDef` (re-read on every access:
 /// `realloc` may grow it).
-struct GuestMemory(*mut MemoryDef);
+pub(crate) struct GuestMemory(pub *mut MemoryDef);
 
 impl abi::Memory for GuestMemory {
     fn bytes(&self) -> &[u8] {
@@ -114,10 +154,11 @@ impl abi::Memory for GuestMemory {
     }
 }
 
-/// The guest's `realloc`, run with the instance's `may_leave` cleared.
-struct GuestRealloc {
-    store: *mut Store,
-    func: FuncId,
+/// The guest's `realloc` (the instance's `may_leave` is cleared around
+/// it by [`with_cx`]).
+pub(crate) struct GuestRealloc {
+    pub store: *mut Store,
+    pub func: FuncId,
 }
 
 impl abi::Realloc for GuestRealloc {
@@ -148,179 +189,160 @@ impl abi::Realloc for GuestRealloc {
     }
 }
 
-/// The handle operations of one lift or lower, on one instance's table.
-struct CallHandles<'a> {
-    table: &'a mut Table<Entry>,
-    /// Resource types the instance implements (`cx.inst is t.impl`).
-    implements: &'a [ResourceType],
-    /// The callee task's borrow scope (lowering arguments).
-    scope: BorrowScope,
-    /// Handles lent by `lift_borrow` (released when the call resolves).
-    lenders: Vec<u32>,
-}
-
-impl Handles for CallHandles<'_> {
-    fn lift_own(&mut self, index: u32, rt: ResourceType) -> Result<u32, abi::Trap> {
-        handles::lift_own(self.table, index, rt)
-    }
-    fn lift_borrow(&mut self, index: u32, rt: ResourceType) -> Result<u32, abi::Trap> {
-        let rep = handles::lift_borrow(self.table, index, rt)?;
-        self.lenders.push(index);
-        Ok(rep)
-    }
-    fn lower_own(&mut self, rep: u32, rt: ResourceType) -> Result<u32, abi::Trap> {
-        handles::lower_own(self.table, rep, rt)
-    }
-    fn lower_borrow(&mut self, rep: u32, rt: ResourceType) -> Result<u32, abi::Trap> {
-        let implements = self.implements.contains(&rt);
-        handles::lower_borrow(self.table, rep, rt, implements, &mut self.scope)
-    }
-}
-
-/// What a lift or lower did to the handle table besides moving values.
-#[derive(Default)]
-pub(crate) struct HandleEffects {
-    pub lenders: Vec<u32>,
-    pub borrows: u32,
-}
-
 /// Runs `f` with a `Cx` over instance `inst`'s memory, realloc and handle
-/// table (taken out of the state meanwhile, with `may_leave` cleared so
-/// `realloc` cannot call out).
+/// table. The instance is taken out of the state meanwhile (built-ins
+/// that would reach it trap) with `may_leave` cleared, so `realloc` cannot
+/// call out. `scope` is the task whose borrow count `lower_borrow` raises.
+/// Returns `f`'s result and the handles `lift_borrow` lent.
 pub(crate) fn with_cx<R>(
     store: &mut Store,
     sh: &Shared,
     inst: InstId,
     opts: &Opts,
-    scope: ScopeId,
+    scope: Option<TaskId>,
     f: impl FnOnce(&mut Cx<'_>) -> Result<R, abi::Trap>,
-) -> Result<(R, HandleEffects), Trapped> {
-    let (mut table, implements) = {
+) -> Result<(R, Vec<u32>), Trapped> {
+    let (mut instance, implements, mut bscope) = {
         let mut st = sh.get()?;
-        let implements: Vec<ResourceType> = st
-            .resources
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.inst == Some(inst))
-            .map(|(i, _)| ResourceType(i as u32))
-            .collect();
-        let t = st.take_table(inst)?;
-        st.inst(inst).may_leave = false;
-        (t, implements)
+        let cur = st.inst(inst)?;
+        let mut placeholder = Instance::new(cur.id, cur.parent);
+        placeholder.may_enter = cur.may_enter;
+        placeholder.may_leave = false;
+        let implements = st.implements(inst);
+        let bscope: Option<BorrowScope> = match scope {
+            Some(t) => Some(st.task(t)?.abi.borrows),
+            None => None,
+        };
+        st.checked_out[inst] = true;
+        let instance = core::mem::replace(&mut st.insts[inst], placeholder);
+        (instance, implements, bscope)
     };
+    let prev_leave = instance.may_leave;
+    instance.may_leave = false;
     let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
     let store: *mut Store = store;
     let mut realloc = opts.realloc.map(|func| GuestRealloc { store, func });
-    let mut hs = CallHandles {
-        table: &mut table,
-        implements: &implements,
-        scope: BorrowScope::new(scope),
-        lenders: Vec::new(),
+    let (r, lenders) = {
+        let mut hs = InstanceHandles::new(&mut instance, &implements);
+        hs.scope = bscope.as_mut();
+        let r = {
+            let mut cx = Cx::new(
+                Options {
+                    string_encoding: opts.encoding,
+                    addr: abi::AddrType::I32,
+                },
+                mem.as_mut().map(|m| m as &mut dyn abi::Memory),
+                realloc.as_mut().map(|r| r as &mut dyn abi::Realloc),
+                &mut hs,
+            );
+            f(&mut cx)
+        };
+        (r, core::mem::take(&mut hs.lenders))
     };
-    let r = {
-        let mut cx = Cx::new(
-            Options {
-                string_encoding: opts.encoding,
-                addr: abi::AddrType::I32,
-            },
-            mem.as_mut().map(|m| m as &mut dyn abi::Memory),
-            realloc.as_mut().map(|r| r as &mut dyn abi::Realloc),
-            &mut hs,
-        );
-        f(&mut cx)
-    };
-    let effects = HandleEffects {
-        lenders: core::mem::take(&mut hs.lenders),
-        borrows: hs.scope.num_borrows,
-    };
+    instance.may_leave = prev_leave;
     let mut st = sh.get()?;
-    st.put_table(inst, table);
-    st.inst(inst).may_leave = true;
-    Ok((r?, effects))
+    st.insts[inst] = instance;
+    st.checked_out[inst] = false;
+    if let (Some(t), Some(b)) = (scope, bscope) {
+        st.task(t)?.abi.borrows = b;
+    }
+    Ok((r?, lenders))
 }
 
-/// Calls `f` from `caller` (None: the host): `on_start` produces the
-/// arguments once the callee is entered, `on_resolve` takes the result
-/// before `post-return` runs (`canon_lift`, synchronous).
+/// Calls `f` from `caller` (`None`: the host), `Store.lift`'s
+/// `func_inst`: `on_start` produces the arguments once the callee starts,
+/// `on_resolve` takes the result. A synchronous callee has finished when
+/// this returns; an async one may have left a task for the loop.
 pub(crate) fn call(
     store: &mut Store,
     sh: &Shared,
     f: &Func,
     caller: Option<InstId>,
-    on_start: &mut dyn FnMut(&mut Store) -> Result<Vec<Value>, Trapped>,
-    on_resolve: &mut dyn FnMut(&mut Store, Option<Value>) -> Result<(), Trapped>,
+    mut on_start: OnStart,
+    mut on_resolve: OnResolve,
 ) -> Result<(), Trapped> {
     let (core, opts, inst) = match &f.kind {
         FuncKind::Host(h) => {
-            let args = on_start(store)?;
+            let args = on_start(store, sh)?;
             let r = h(store, &args).map_err(Trapped)?;
-            return on_resolve(store, r);
+            return on_resolve(store, sh, r);
         }
         FuncKind::Lifted { core, opts, inst } => (*core, *opts, *inst),
     };
-    if opts.async_ {
+    if opts.async_ && opts.callback.is_none() {
         return Err(Trapped::new(
-            "not supported yet: calling an async-lifted function",
+            "not supported: async lift without a callback (stackful async is off in WASI 0.3.0)",
         ));
     }
-    let scope = {
+    let ft = &f.sig.ty;
+    let tid = {
         let mut st = sh.get()?;
         st.enter(inst, caller)?;
-        st.open_scope()
+        let tid = st.tasks.len();
+        let abi_task = cc::Task::new(
+            tid as u32,
+            ft.async_,
+            opts.async_,
+            opts.callback.is_some(),
+            ft.result.clone(),
+            opts.lift_options(),
+        );
+        st.add_task(RtTask {
+            inst,
+            sig: f.sig.clone(),
+            opts,
+            core,
+            caller,
+            abi: abi_task,
+            step: Step::ToStart,
+            on_start: Some(on_start),
+            on_resolve: Some(on_resolve),
+        })
     };
-    let ft = &f.sig.ty;
-    let args = on_start(store)?;
-    let (flat, eff) = with_cx(store, sh, inst, &opts, scope, |cx| {
-        lower_flat_values(cx, MAX_FLAT_PARAMS, &args, ft.param_types(), None)
-    })?;
-    sh.get()?
-        .scopes
-        .entry(scope)
-        .and_modify(|n| *n += eff.borrows);
-    let core_args: Vec<Val> = flat.into_iter().map(from_core).collect();
-    let core_results = store
-        .call(core, &core_args)
-        .map_err(|e| Trapped::from_core(store, e))?;
-    let flat_results: Vec<CoreVal> = core_results.iter().map(to_core).collect();
-    let (result, _) = with_cx(store, sh, inst, &opts, scope, |cx| {
-        let mut vi = CoreValueIter::new(&flat_results);
-        lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
-    })?;
-    // `Task.return_`: borrows given to the callee must be dropped by now.
-    sh.get()?.close_scope(scope)?;
-    on_resolve(store, result.into_iter().next())?;
-    if let Some(pr) = opts.post_return {
-        sh.get()?.inst(inst).may_leave = false;
-        store
-            .call(pr, &core_results)
-            .map_err(|e| Trapped::from_core(store, e))?;
-        sh.get()?.inst(inst).may_leave = true;
+    // `enter_implicit_thread`: an async call waits while the instance has
+    // backpressure (or another task holds its exclusive lock).
+    let wait = {
+        let mut st = sh.get()?;
+        let needs_excl = st.task(tid)?.abi.needs_exclusive();
+        let i = st.inst(inst)?;
+        let wait = ft.async_ && i.must_wait_to_enter(needs_excl);
+        if wait {
+            i.start_waiting_to_enter();
+        }
+        wait
+    };
+    if !wait {
+        sched::start_task(store, sh, tid)?;
     }
     sh.get()?.leave(inst, caller);
     Ok(())
 }
 
-/// Calls `f` from the host with host values.
+/// Calls `f` from the host with host values and drives the loop until its
+/// task resolves.
 pub(crate) fn call_from_host(
     store: &mut Store,
     sh: &Shared,
     f: &Func,
     args: &[Value],
 ) -> Result<Option<Value>, Trapped> {
-    let mut args = Some(args.to_vec());
-    let mut out = None;
+    let args = args.to_vec();
+    let out: Rc<RefCell<Option<Option<Value>>>> = Rc::new(RefCell::new(None));
+    let out2 = out.clone();
     call(
         store,
         sh,
         f,
         None,
-        &mut |_| Ok(args.take().unwrap_or_default()),
-        &mut |_, r| {
-            out = r;
+        Box::new(move |_, _| Ok(args.clone())),
+        Box::new(move |_, _, r| {
+            *out2.borrow_mut() = Some(r);
             Ok(())
-        },
+        }),
     )?;
-    Ok(out)
+    sched::block_until(store, sh, false, &mut || out.borrow().is_some())?;
+    let r = out.borrow_mut().take();
+    Ok(r.flatten())
 }
 
 /// The core signature of `canon lower` of `sig` with `opts`.
@@ -349,66 +371,155 @@ pub(crate) fn lower(
     sig: FuncSig,
     opts: Opts,
     inst: InstId,
-) -> Result<FuncId, Trapped> {
-    if opts.async_ {
-        return Err(Trapped::new(
-            "not supported yet: canon lower async (component instantiation)",
-        ));
-    }
+) -> FuncId {
     let (params, results) = lowered_type(&sig, &opts);
     let sh = sh.clone();
+    let sig = Rc::new(sig);
     let f = move |store: &mut Store, args: &[Val]| -> Result<Vec<Val>, Trap> {
         lowered_call(store, &sh, &callee, &sig, &opts, inst, args).map_err(|t| {
             store.set_trap_message(t.0);
             Trap(TrapKind::Host)
         })
     };
-    Ok(store.host_func(&params, &results, Box::new(f)))
+    store.host_func(&params, &results, Box::new(f))
+}
+
+/// The caller's subtask while it is not (yet) in the caller's table.
+struct SubCell {
+    local: Option<Subtask>,
+    index: Option<u32>,
+}
+
+/// Runs `f` on the subtask, wherever it is.
+fn with_subtask<R>(
+    sh: &Shared,
+    cell: &RefCell<SubCell>,
+    inst: InstId,
+    f: impl FnOnce(&mut Subtask, bool) -> Result<R, abi::Trap>,
+) -> Result<R, Trapped> {
+    let mut c = cell.borrow_mut();
+    match c.index {
+        Some(i) => {
+            let mut st = sh.get()?;
+            Ok(f(st.inst(inst)?.subtask_mut(i)?, true)?)
+        }
+        None => {
+            let s = c
+                .local
+                .as_mut()
+                .ok_or_else(|| Trapped::new("subtask missing"))?;
+            Ok(f(s, false)?)
+        }
+    }
 }
 
 fn lowered_call(
     store: &mut Store,
     sh: &Shared,
-    callee: &Func,
-    sig: &FuncSig,
+    callee: &Rc<Func>,
+    sig: &Rc<FuncSig>,
     opts: &Opts,
     inst: InstId,
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
-    if !sh.get()?.inst(inst).may_leave {
-        return Err(Trapped::new("cannot leave component instance"));
-    }
-    let flat_args: Vec<CoreVal> = args.iter().map(to_core).collect();
-    let vi = core::cell::RefCell::new(CoreValueIter::new(&flat_args));
-    let mut lenders = Vec::new();
-    let mut flat_results = Vec::new();
-    let ft = &sig.ty;
-    call(
-        store,
-        sh,
-        callee,
-        Some(inst),
-        &mut |store| {
-            let (vs, eff) = with_cx(store, sh, inst, opts, 0, |cx| {
-                lift_flat_values(cx, MAX_FLAT_PARAMS, &mut *vi.borrow_mut(), ft.param_types())
+    sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
+    let (max_params, max_results) = if opts.async_ {
+        (MAX_FLAT_ASYNC_PARAMS, 0)
+    } else {
+        (MAX_FLAT_PARAMS, MAX_FLAT_RESULTS)
+    };
+    let flat = Rc::new(RefCell::new(FlatArgs {
+        vals: args.iter().map(to_core).collect(),
+        pos: 0,
+    }));
+    let cell = Rc::new(RefCell::new(SubCell {
+        local: Some(Subtask::new(0)),
+        index: None,
+    }));
+    let flat_results: Rc<RefCell<Vec<CoreVal>>> = Rc::default();
+    let on_start: OnStart = {
+        let (flat, cell, sig, opts) = (flat.clone(), cell.clone(), sig.clone(), *opts);
+        Box::new(move |store, sh| {
+            with_subtask(sh, &cell, inst, |s, in_table| {
+                s.on_start()?;
+                if in_table {
+                    s.on_progress();
+                }
+                Ok(())
             })?;
-            lenders = eff.lenders;
+            let (vs, lenders) = with_cx(store, sh, inst, &opts, None, |cx| {
+                lift_flat_values(cx, max_params, &mut *flat.borrow_mut(), sig.ty.param_types())
+            })?;
+            with_subtask(sh, &cell, inst, |s, _| {
+                for h in lenders {
+                    s.add_lender(h)?;
+                }
+                Ok(())
+            })?;
             Ok(vs)
-        },
-        &mut |store, r| {
-            let vs: Vec<Value> = r.into_iter().collect();
-            let (flat, _) = with_cx(store, sh, inst, opts, 0, |cx| {
-                let mut vi = vi.borrow_mut();
-                lower_flat_values(cx, MAX_FLAT_RESULTS, &vs, ft.result_type(), Some(&mut *vi))
+        })
+    };
+    let on_resolve: OnResolve = {
+        let (flat, cell, sig, opts, out) = (
+            flat.clone(),
+            cell.clone(),
+            sig.clone(),
+            *opts,
+            flat_results.clone(),
+        );
+        Box::new(move |store, sh, result| {
+            let vs: Vec<Value> = result.into_iter().collect();
+            let (results, _) = with_cx(store, sh, inst, &opts, None, |cx| {
+                let mut flat = flat.borrow_mut();
+                lower_flat_values(cx, max_results, &vs, sig.ty.result_type(), Some(&mut *flat))
             })?;
-            flat_results = flat;
-            Ok(())
-        },
-    )?;
-    // `Subtask.deliver_resolve`: the lent handles are the caller's again.
-    let mut st = sh.get()?;
-    for i in lenders {
-        handles::end_lend(&mut st.inst(inst).table, i)?;
+            out.borrow_mut().clone_from(&results);
+            with_subtask(sh, &cell, inst, |s, in_table| {
+                s.on_resolve(Some(results))?;
+                if in_table {
+                    s.on_progress();
+                }
+                Ok(())
+            })
+        })
+    };
+    call(store, sh, callee, Some(inst), on_start, on_resolve)?;
+    let resolved = || -> bool {
+        let c = cell.borrow();
+        match (&c.local, c.index) {
+            (Some(s), _) => s.resolved(),
+            _ => false,
+        }
+    };
+    if !opts.async_ {
+        if !resolved() {
+            sched::block_until(store, sh, true, &mut || resolved())?;
+        }
+        let mut s = cell
+            .borrow_mut()
+            .local
+            .take()
+            .ok_or_else(|| Trapped::new("subtask missing"))?;
+        sh.get()?.inst(inst)?.deliver_resolve(&mut s)?;
+        let r = flat_results.borrow();
+        return Ok(r.iter().copied().map(from_core).collect());
     }
-    Ok(flat_results.into_iter().map(from_core).collect())
+    if resolved() {
+        let mut s = cell
+            .borrow_mut()
+            .local
+            .take()
+            .ok_or_else(|| Trapped::new("subtask missing"))?;
+        sh.get()?.inst(inst)?.deliver_resolve(&mut s)?;
+        return Ok(vec![Val::I32(SubtaskState::Returned as i32)]);
+    }
+    let mut c = cell.borrow_mut();
+    let s = c
+        .local
+        .take()
+        .ok_or_else(|| Trapped::new("subtask missing"))?;
+    let state = s.state;
+    let i = sh.get()?.inst(inst)?.add_subtask(s)?;
+    c.index = Some(i);
+    Ok(vec![Val::I32(pack_subtask_return(state, i) as i32)])
 }

@@ -512,9 +512,6 @@ impl Walk<'_> {
                 let ty = self.types.as_ref().component_function_at(idx);
                 let sig = self.resolver().func(ty);
                 let opts = self.opts(&options)?;
-                if opts.async_ {
-                    return Err(unsupported("async lift"));
-                }
                 let core = self.core_func(core_func_index)?;
                 self.funcs.push(Rc::new(Func {
                     sig,
@@ -529,8 +526,7 @@ impl Walk<'_> {
                 let ty = self.types.as_ref().component_function_at(func_index);
                 let sig = self.resolver().func(ty);
                 let opts = self.opts(&options)?;
-                let f = call::lower(self.store, self.sh, callee, sig, opts, inst)
-                    .map_err(|t| Error::Unsupported(t.0))?;
+                let f = call::lower(self.store, self.sh, callee, sig, opts, inst);
                 self.core_funcs.push(Extern::Func(f));
             }
             CanonicalFunction::ResourceNew { resource: r } => {
@@ -549,12 +545,104 @@ impl Walk<'_> {
                 self.core_funcs.push(Extern::Func(f));
             }
             other => {
+                let f = self.builtin(other)?;
+                self.core_funcs.push(Extern::Func(f));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Walk<'_> {
+    /// The core function of an async built-in.
+    fn builtin(&mut self, c: CanonicalFunction) -> Result<crate::FuncId, Error> {
+        use ringos_abi::concurrency::EndKind::*;
+        let (st, sh, inst) = (&mut *self.store, self.sh, self.inst);
+        let r = Resolver {
+            types: self.types.as_ref(),
+            res: &self.res,
+        };
+        let memory_opts = |w: &Self, m: u32| -> Result<Opts, Error> {
+            w.opts(&[CanonicalOption::Memory(m)])
+        };
+        Ok(match c {
+            CanonicalFunction::BackpressureInc => builtins::backpressure(st, sh, inst, true),
+            CanonicalFunction::BackpressureDec => builtins::backpressure(st, sh, inst, false),
+            CanonicalFunction::TaskReturn { result, options } => {
+                let result = result.map(|t| r.reader_val(t));
+                let opts = self.opts(&options)?;
+                builtins::task_return(self.store, sh, inst, result, opts)
+            }
+            CanonicalFunction::ContextGet { slot, .. } => builtins::context(st, sh, inst, slot, false),
+            CanonicalFunction::ContextSet { slot, .. } => builtins::context(st, sh, inst, slot, true),
+            CanonicalFunction::ThreadYield => builtins::thread_yield(st, sh, inst),
+            CanonicalFunction::SubtaskDrop => builtins::subtask_drop(st, sh, inst),
+            CanonicalFunction::SubtaskCancel { async_: false } => {
+                builtins::subtask_cancel(st, sh, inst)
+            }
+            CanonicalFunction::WaitableSetNew => builtins::waitable_set_new(st, sh, inst),
+            CanonicalFunction::WaitableSetDrop => builtins::waitable_set_drop(st, sh, inst),
+            CanonicalFunction::WaitableJoin => builtins::waitable_join(st, sh, inst),
+            CanonicalFunction::WaitableSetWait { memory } => {
+                let opts = memory_opts(self, memory)?;
+                builtins::waitable_set_wait(self.store, sh, inst, opts)
+            }
+            CanonicalFunction::WaitableSetPoll { memory } => {
+                let opts = memory_opts(self, memory)?;
+                builtins::waitable_set_poll(self.store, sh, inst, opts)
+            }
+            CanonicalFunction::StreamNew { ty } => {
+                builtins::end_new(st, sh, inst, r.elem_type(ty), true)
+            }
+            CanonicalFunction::FutureNew { ty } => {
+                builtins::end_new(st, sh, inst, r.elem_type(ty), false)
+            }
+            CanonicalFunction::StreamRead { ty, options } => {
+                let (t, opts) = (r.elem_type(ty), self.opts(&options)?);
+                builtins::copy(self.store, sh, inst, ReadableStream, t, opts)
+            }
+            CanonicalFunction::StreamWrite { ty, options } => {
+                let (t, opts) = (r.elem_type(ty), self.opts(&options)?);
+                builtins::copy(self.store, sh, inst, WritableStream, t, opts)
+            }
+            CanonicalFunction::FutureRead { ty, options } => {
+                let (t, opts) = (r.elem_type(ty), self.opts(&options)?);
+                builtins::copy(self.store, sh, inst, ReadableFuture, t, opts)
+            }
+            CanonicalFunction::FutureWrite { ty, options } => {
+                let (t, opts) = (r.elem_type(ty), self.opts(&options)?);
+                builtins::copy(self.store, sh, inst, WritableFuture, t, opts)
+            }
+            CanonicalFunction::StreamCancelRead { ty, async_ } => {
+                builtins::cancel(st, sh, inst, ReadableStream, r.elem_type(ty), async_)
+            }
+            CanonicalFunction::StreamCancelWrite { ty, async_ } => {
+                builtins::cancel(st, sh, inst, WritableStream, r.elem_type(ty), async_)
+            }
+            CanonicalFunction::FutureCancelRead { ty, async_ } => {
+                builtins::cancel(st, sh, inst, ReadableFuture, r.elem_type(ty), async_)
+            }
+            CanonicalFunction::FutureCancelWrite { ty, async_ } => {
+                builtins::cancel(st, sh, inst, WritableFuture, r.elem_type(ty), async_)
+            }
+            CanonicalFunction::StreamDropReadable { ty } => {
+                builtins::drop_end(st, sh, inst, ReadableStream, r.elem_type(ty))
+            }
+            CanonicalFunction::StreamDropWritable { ty } => {
+                builtins::drop_end(st, sh, inst, WritableStream, r.elem_type(ty))
+            }
+            CanonicalFunction::FutureDropReadable { ty } => {
+                builtins::drop_end(st, sh, inst, ReadableFuture, r.elem_type(ty))
+            }
+            CanonicalFunction::FutureDropWritable { ty } => {
+                builtins::drop_end(st, sh, inst, WritableFuture, r.elem_type(ty))
+            }
+            other => {
                 let name = format!("{other:?}");
                 let name = name.split([' ', '{', '(']).next().unwrap_or("").to_string();
                 return Err(unsupported(&format!("canon {name}")));
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 mod builtins;
 mod call;
 mod instantiate;
+mod sched;
 mod state;
 pub mod types;
 

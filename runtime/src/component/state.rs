@@ -1,26 +1,31 @@
-//! Per-store Component Model state: component instances (their handle
-//! table and the flags the canonical ABI checks), resource types, and the
-//! borrow scopes of calls in progress.
+//! Per-store Component Model state: component instances (the canonical
+//! ABI's `ComponentInstance`: handle table, flags, backpressure), resource
+//! types, the shared state of streams and futures, and tasks.
 //!
 //! The state sits in an `Rc<RefCell<..>>` shared by the store's host
-//! functions (lowered imports, built-ins). No borrow is ever held across a
-//! call into Wasm; [`Shared::get`] turns an unexpected re-entry into a trap
+//! functions (lowered imports, built-ins). No borrow is held across a call
+//! into Wasm; [`Shared::get`] turns an unexpected re-entry into a trap
 //! instead of a panic.
 
-use alloc::collections::BTreeMap;
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::{RefCell, RefMut};
 
-use ringos_abi::handles::{AsResource, ResourceHandle, ScopeId, Table};
-use ringos_abi::ResourceType;
+use ringos_abi::buffers::GuestBuffer;
+use ringos_abi::concurrency::{self as cc, Buffer, HostBuffer, Instance, SharedStore};
+use ringos_abi::{ResourceType, Value};
 
+use super::call::Opts;
+use super::types::FuncSig;
 use crate::{Error, FuncId, Store, Trap, TrapKind};
 
-/// Index of a component instance in [`State::instances`].
+/// Index of a component instance in [`State::insts`].
 pub type InstId = usize;
+/// Index of a task in [`State::tasks`] (also its borrow-scope id).
+pub type TaskId = usize;
 
 /// Why a component-level operation trapped; the message names the rule
 /// (and uses the wording the conformance tests look for).
@@ -55,44 +60,39 @@ impl From<ringos_abi::Trap> for Trapped {
     }
 }
 
-/// One slot of an instance's handle table.
-#[derive(Debug, Clone)]
-pub enum Entry {
-    Resource(ResourceHandle),
+/// One side's buffer of a stream/future copy: guest memory of an
+/// instance (with the options of the built-in that made it), or values
+/// the host reads or writes.
+pub enum RtBuffer {
+    Guest {
+        buf: GuestBuffer,
+        inst: InstId,
+        opts: Opts,
+    },
+    Host(HostBuffer),
 }
 
-impl AsResource for Entry {
-    fn as_resource(&self) -> Option<&ResourceHandle> {
+impl Buffer for RtBuffer {
+    fn remain(&self) -> u32 {
         match self {
-            Entry::Resource(h) => Some(h),
+            RtBuffer::Guest { buf, .. } => buf.remain(),
+            RtBuffer::Host(h) => h.remain(),
         }
     }
-    fn as_resource_mut(&mut self) -> Option<&mut ResourceHandle> {
+    fn is_zero_length(&self) -> bool {
         match self {
-            Entry::Resource(h) => Some(h),
+            RtBuffer::Guest { buf, .. } => buf.is_zero_length(),
+            RtBuffer::Host(h) => h.is_zero_length(),
         }
     }
-    fn from_resource(h: ResourceHandle) -> Self {
-        Entry::Resource(h)
+    fn progress(&self) -> u32 {
+        match self {
+            RtBuffer::Guest { buf, .. } => buf.progress,
+            RtBuffer::Host(h) => h.progress(),
+        }
     }
 }
 
-/// A component instance as the canonical ABI sees it
-/// (`ComponentInstance`).
-#[derive(Default)]
-pub struct InstState {
-    pub parent: Option<InstId>,
-    pub table: Table<Entry>,
-    /// Cleared while a call is inside the instance or one of its
-    /// descendants; never set again after a trap unwound through it, which
-    /// poisons the instance as the spec's abort does.
-    pub may_enter: bool,
-    /// Cleared while the instance runs `realloc` or `post-return`: it must
-    /// not call out then.
-    pub may_leave: bool,
-    /// The table is lent to a lift/lower in progress.
-    pub table_out: bool,
-}
 /// A resource type made by a component instance (or the host).
 pub struct ResourceDef {
     /// The implementing instance (`rt.impl`); `None` for host resources.
@@ -102,66 +102,61 @@ pub struct ResourceDef {
     pub dtor: Option<FuncId>,
 }
 
+/// Delivers a task's result (or `None`: cancelled) to its caller.
+pub type OnResolve = Box<dyn FnMut(&mut Store, &Shared, Option<Value>) -> Result<(), Trapped>>;
+/// Produces a task's arguments once it starts.
+pub type OnStart = Box<dyn FnMut(&mut Store, &Shared) -> Result<Vec<Value>, Trapped>>;
+
+/// Where a parked task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Its core code is on the stack.
+    Running,
+    /// Waiting for backpressure or the exclusive lock to let it start.
+    ToStart,
+    /// Its callback asked to run again (`YIELD`).
+    Yield,
+    /// Its callback waits for an event of waitable set `si` (`WAIT`).
+    Wait(u32),
+    /// The callback returned `EXIT`.
+    Exited,
+}
+
+/// A call of a lifted function (`Task`) with what the runtime needs to
+/// run it: its function, caller, and the closures to the caller.
+pub struct RtTask {
+    pub inst: InstId,
+    pub sig: FuncSig,
+    pub opts: Opts,
+    pub core: FuncId,
+    pub caller: Option<InstId>,
+    pub abi: cc::Task,
+    pub step: Step,
+    pub on_start: Option<OnStart>,
+    pub on_resolve: Option<OnResolve>,
+}
+
 #[derive(Default)]
 pub struct State {
-    pub instances: Vec<InstState>,
+    pub insts: Vec<Instance>,
     pub resources: Vec<ResourceDef>,
-    /// `Task.num_borrows` of each call in progress, by scope id.
-    pub scopes: BTreeMap<ScopeId, u32>,
-    next_scope: ScopeId,
+    pub shared: SharedStore<RtBuffer>,
+    pub tasks: Vec<Option<RtTask>>,
+    /// Tasks whose core code is on the stack, innermost last.
+    pub current: Vec<TaskId>,
+    /// Lift/lower in progress took the instance out of `insts`.
+    pub checked_out: Vec<bool>,
+    /// Notices for host-side stream/future ends, by token.
+    pub host_notices: Vec<(u64, cc::Notice<RtBuffer>)>,
 }
 
 impl State {
     pub fn new_instance(&mut self, parent: Option<InstId>) -> InstId {
-        self.instances.push(InstState {
-            parent,
-            may_enter: true,
-            may_leave: true,
-            ..InstState::default()
-        });
-        self.instances.len() - 1
-    }
-
-    /// `self_and_ancestors`.
-    fn self_and_ancestors(&self, i: InstId) -> Vec<InstId> {
-        let mut v = alloc::vec![i];
-        let mut a = self.instances[i].parent;
-        while let Some(p) = a {
-            v.push(p);
-            a = self.instances[p].parent;
-        }
-        v
-    }
-
-    /// `entering_set(caller)`: what a call from `caller` into `callee`
-    /// enters.
-    fn entering_set(&self, callee: InstId, caller: Option<InstId>) -> Vec<InstId> {
-        let mut set = self.self_and_ancestors(callee);
-        if let Some(c) = caller {
-            let theirs = self.self_and_ancestors(c);
-            set.retain(|i| !theirs.contains(i));
-        }
-        set
-    }
-
-    /// `may_enter_from` + `enter_from`: traps if any instance entered is
-    /// already running (or poisoned by a trap).
-    pub fn enter(&mut self, callee: InstId, caller: Option<InstId>) -> Result<(), Trapped> {
-        let set = self.entering_set(callee, caller);
-        if set.iter().any(|i| !self.instances[*i].may_enter) {
-            return Err(Trapped::new("wasm trap: cannot enter component instance"));
-        }
-        for i in set {
-            self.instances[i].may_enter = false;
-        }
-        Ok(())
-    }
-
-    /// `leave_to`.
-    pub fn leave(&mut self, callee: InstId, caller: Option<InstId>) {
-        for i in self.entering_set(callee, caller) {
-            self.instances[i].may_enter = true;
-        }
+        let id = self.insts.len();
+        self.insts
+            .push(Instance::new(id as u32, parent.map(|p| p as u32)));
+        self.checked_out.push(false);
+        id
     }
 
     pub fn new_resource(&mut self, inst: Option<InstId>, dtor: Option<FuncId>) -> ResourceType {
@@ -175,43 +170,71 @@ impl State {
             .ok_or_else(|| Trapped::new("unknown resource type"))
     }
 
-    pub fn inst(&mut self, i: InstId) -> &mut InstState {
-        &mut self.instances[i]
+    /// Resource types `inst` implements.
+    pub fn implements(&self, inst: InstId) -> Vec<ResourceType> {
+        self.resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.inst == Some(inst))
+            .map(|(i, _)| ResourceType(i as u32))
+            .collect()
     }
 
-    pub fn open_scope(&mut self) -> ScopeId {
-        self.next_scope = self.next_scope.wrapping_add(1);
-        self.scopes.insert(self.next_scope, 0);
-        self.next_scope
-    }
-
-    /// Ends a call's borrow scope: traps if borrows are still held.
-    pub fn close_scope(&mut self, id: ScopeId) -> Result<(), Trapped> {
-        match self.scopes.remove(&id) {
-            Some(0) | None => Ok(()),
-            Some(n) => Err(Trapped(format!(
-                "borrow handles still remain at the end of the call ({n} not dropped)"
-            ))),
-        }
-    }
-
-    /// Takes an instance's table for a lift or lower that may run Wasm
-    /// (`realloc`); built-ins that find it out trap.
-    pub fn take_table(&mut self, i: InstId) -> Result<Table<Entry>, Trapped> {
-        let inst = &mut self.instances[i];
-        if inst.table_out {
+    /// The instance, unless a lift/lower in progress has it.
+    pub fn inst(&mut self, i: InstId) -> Result<&mut Instance, Trapped> {
+        if self.checked_out[i] {
             return Err(Trapped::new(
-                "cannot leave component instance (handle table in use)",
+                "cannot leave component instance (its handle table is in use)",
             ));
         }
-        inst.table_out = true;
-        Ok(core::mem::take(&mut inst.table))
+        Ok(&mut self.insts[i])
     }
 
-    pub fn put_table(&mut self, i: InstId, t: Table<Entry>) {
-        let inst = &mut self.instances[i];
-        inst.table = t;
-        inst.table_out = false;
+    /// `may_enter_from` + `enter_from`: traps if an instance entered is
+    /// running (or poisoned by a trap).
+    pub fn enter(&mut self, callee: InstId, caller: Option<InstId>) -> Result<(), Trapped> {
+        let (c, from) = (callee as u32, caller.map(|c| c as u32));
+        if !cc::may_enter_from(&self.insts, c, from) {
+            return Err(Trapped::new("wasm trap: cannot enter component instance"));
+        }
+        cc::enter_from(&mut self.insts, c, from)?;
+        Ok(())
+    }
+
+    pub fn may_enter(&self, callee: InstId, caller: Option<InstId>) -> bool {
+        cc::may_enter_from(&self.insts, callee as u32, caller.map(|c| c as u32))
+    }
+
+    /// `leave_to`.
+    pub fn leave(&mut self, callee: InstId, caller: Option<InstId>) {
+        cc::leave_to(&mut self.insts, callee as u32, caller.map(|c| c as u32));
+    }
+
+    pub fn task(&mut self, t: TaskId) -> Result<&mut RtTask, Trapped> {
+        self.tasks
+            .get_mut(t)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| Trapped::new("no such task"))
+    }
+
+    /// The task whose core code is running (what task built-ins act on).
+    pub fn current_task(&mut self) -> Result<(TaskId, &mut RtTask), Trapped> {
+        let t = *self
+            .current
+            .last()
+            .ok_or_else(|| Trapped::new("built-in called outside a task"))?;
+        Ok((t, self.task(t)?))
+    }
+
+    /// A notice for a host-side end (`Side::Host(token)`): kept until the
+    /// host end asks.
+    pub fn host_notice(&mut self, token: u64, n: cc::Notice<RtBuffer>) {
+        self.host_notices.push((token, n));
+    }
+
+    pub fn add_task(&mut self, t: RtTask) -> TaskId {
+        self.tasks.push(Some(t));
+        self.tasks.len() - 1
     }
 }
 

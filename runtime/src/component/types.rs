@@ -95,6 +95,25 @@ impl Resolver<'_> {
         }
     }
 
+    /// A value type as the binary writes it (a primitive or a type
+    /// index of this component).
+    pub fn reader_val(&self, t: wasmparser::ComponentValType) -> abi::ValType {
+        match t {
+            wasmparser::ComponentValType::Primitive(p) => primitive(p),
+            wasmparser::ComponentValType::Type(i) => {
+                self.defined(&self.types[self.types.component_defined_type_at(i)])
+            }
+        }
+    }
+
+    /// The element type of the `stream<T>` / `future<T>` at type index `i`.
+    pub fn elem_type(&self, i: u32) -> Option<abi::ValType> {
+        match self.defined(&self.types[self.types.component_defined_type_at(i)]) {
+            abi::ValType::Stream(t) | abi::ValType::Future(t) => t.map(|b| *b),
+            _ => None,
+        }
+    }
+
     /// A component function type with labelled parameters.
     pub fn func(&self, id: ComponentFuncTypeId) -> FuncSig {
         let f = &self.types[id];
