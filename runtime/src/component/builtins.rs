@@ -160,6 +160,15 @@ pub(crate) fn backpressure(store: &mut Store, sh: &Shared, inst: InstId, inc: bo
     })
 }
 
+/// Whether lifting a value of type `t` as flat parameters reads memory.
+fn needs_memory(t: Option<&ValType>) -> bool {
+    t.is_some_and(|t| {
+        flatten_types([t], abi::AddrType::I32).len() > MAX_FLAT_PARAMS
+            || t.clone()
+                .contains(&mut |t| matches!(t, ValType::String | ValType::List(_)))
+    })
+}
+
 /// `canon task.return (result t) opts`: the flat result as parameters.
 pub(crate) fn task_return(
     store: &mut Store,
@@ -183,7 +192,13 @@ pub(crate) fn task_return(
             if t.inst != inst {
                 return Err(Trapped::new("task.return called from another instance"));
             }
-            t.abi.check_task_return(result.as_ref(), &opts.lift_options())?;
+            // Options matter only where the result goes through memory.
+            let lo = if needs_memory(result.as_ref()) {
+                opts.lift_options()
+            } else {
+                t.abi.lift_opts
+            };
+            t.abi.check_task_return(result.as_ref(), &lo)?;
             tid
         };
         let flat: Vec<CoreVal> = args.iter().map(to_core).collect();

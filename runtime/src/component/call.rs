@@ -327,6 +327,9 @@ pub(crate) fn call_from_host(
     args: &[Value],
 ) -> Result<Option<Value>, Trapped> {
     let args = args.to_vec();
+    // A trap may have left calls "entered" (their instances poisoned);
+    // they are not on the stack any more.
+    sh.get()?.entered.clear();
     let out: Rc<RefCell<Option<Option<Value>>>> = Rc::new(RefCell::new(None));
     let out2 = out.clone();
     call(

@@ -483,7 +483,13 @@ impl Walk<'_> {
                         .ok_or_else(|| Error::Invalid("core instance index".into()))?;
                     imports.push(lookup(self.store, from, &imp.name)?);
                 }
-                CoreInstance::Real(self.store.instantiate(&module, &imports)?)
+                match self.store.instantiate(&module, &imports) {
+                    Ok(id) => CoreInstance::Real(id),
+                    Err(e @ Error::Trap(_)) => {
+                        return Err(Error::Trapped(Trapped::from_core(self.store, e).0))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Instance::FromExports(exports) => {
                 let mut bag = BTreeMap::new();

@@ -112,6 +112,10 @@ fn finish(sh: &Shared, tid: TaskId) -> Result<(), Trapped> {
     let t = st.task(tid)?;
     t.abi.check_exit()?;
     t.step = Step::Exited;
+    let inst = t.inst;
+    if st.insts[inst].exclusive_thread == Some(tid as u32) {
+        st.inst(inst)?.release_exclusive(tid as u32)?;
+    }
     st.tasks[tid] = None;
     Ok(())
 }
@@ -148,8 +152,8 @@ enum Next {
 }
 
 /// Runs one ready task, if any: starts a task that waited to enter, or
-/// calls a callback with its event. `false` when nothing could run.
-pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
+/// calls a callback with its event.
+pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     let picked = {
         let mut st = sh.get()?;
         let mut picked = None;
@@ -176,7 +180,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
             }
         }
         let Some((tid, inst, step)) = picked else {
-            return Ok(false);
+            return Ok(Ran::Nothing);
         };
         let next = match step {
             Step::ToStart => {
@@ -195,6 +199,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
         (tid, inst, next)
     };
     let (tid, inst, next) = picked;
+    let mut ran = Ran::Progress;
     match next {
         Next::Start => start_task(store, sh, tid)?,
         Next::Callback(ev) => {
@@ -216,11 +221,16 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
                 Some(Val::I32(p)) => *p as u32,
                 _ => return Err(Trapped::new("callback returned no code")),
             };
+            if ev.code == ringos_abi::events::EventCode::None
+                && packed & 0xf == CallbackCode::Yield as u32
+            {
+                ran = Ran::Yield;
+            }
             callback_code(sh, tid, packed)?;
         }
     }
     sh.get()?.leave(inst, None);
-    Ok(true)
+    Ok(ran)
 }
 
 /// Runs the loop on this stack until `cond` holds. `from_guest`: core code
@@ -246,14 +256,42 @@ pub(crate) fn block_until(
             }
         }
     }
+    let saved = sh.get()?.suspend_stack();
+    let mut idle_rounds = 0u32;
     loop {
         if cond() {
-            return Ok(());
+            return sh.get()?.resume_stack(saved);
         }
-        if !run_one(store, sh)? {
+        match run_one(store, sh)? {
+            Ran::Nothing => {
+                return Err(Trapped::new(
+                    "wasm trap: deadlock detected: event loop cannot make further progress",
+                ))
+            }
+            Ran::Yield => idle_rounds += 1,
+            Ran::Progress => idle_rounds = 0,
+        }
+        // Only tasks that yield again and again can run while this stack
+        // waits: they wait for something below it (a caller this stack
+        // would have to return to first).
+        if idle_rounds > LIVELOCK_ROUNDS {
             return Err(Trapped::new(
-                "wasm trap: deadlock detected: event loop cannot make further progress",
+                "wasm trap: deadlock detected: only yielding tasks can run while a \
+                 synchronous call blocks (suspending a blocked synchronous callee is not \
+                 supported yet)",
             ));
         }
     }
+}
+
+/// Yield-only rounds after which a blocked stack gives up.
+const LIVELOCK_ROUNDS: u32 = 10_000;
+
+/// What [`run_one`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ran {
+    Nothing,
+    /// A task yielded and asked to yield again.
+    Yield,
+    Progress,
 }

@@ -148,6 +148,9 @@ pub struct State {
     pub checked_out: Vec<bool>,
     /// Notices for host-side stream/future ends, by token.
     pub host_notices: Vec<(u64, cc::Notice<RtBuffer>)>,
+    /// The `enter_from` of every call whose frame is on the stack
+    /// (callee, caller), outermost first.
+    pub entered: Vec<(InstId, Option<InstId>)>,
 }
 
 impl State {
@@ -194,11 +197,31 @@ impl State {
     /// running (or poisoned by a trap).
     pub fn enter(&mut self, callee: InstId, caller: Option<InstId>) -> Result<(), Trapped> {
         let (c, from) = (callee as u32, caller.map(|c| c as u32));
-        if !cc::may_enter_from(&self.insts, c, from) {
+        if !cc::may_enter_from(&self.insts, c, from) || self.recursive(callee, caller) {
             return Err(Trapped::new("wasm trap: cannot enter component instance"));
         }
         cc::enter_from(&mut self.insts, c, from)?;
+        self.entered.push((callee, caller));
         Ok(())
+    }
+
+    /// A call between an instance and its own ancestor or descendant (or
+    /// itself) might re-enter: refused for now, as the conformance tests
+    /// and wasmtime do (the spec's entering sets would allow it).
+    fn recursive(&self, callee: InstId, caller: Option<InstId>) -> bool {
+        let Some(caller) = caller else {
+            return false;
+        };
+        let up = |mut i: InstId, target: InstId| loop {
+            if i == target {
+                return true;
+            }
+            match self.insts[i].parent {
+                Some(p) => i = p as InstId,
+                None => return false,
+            }
+        };
+        up(caller, callee) || up(callee, caller)
     }
 
     pub fn may_enter(&self, callee: InstId, caller: Option<InstId>) -> bool {
@@ -208,6 +231,33 @@ impl State {
     /// `leave_to`.
     pub fn leave(&mut self, callee: InstId, caller: Option<InstId>) {
         cc::leave_to(&mut self.insts, callee as u32, caller.map(|c| c as u32));
+        if let Some(pos) = self.entered.iter().rposition(|e| *e == (callee, caller)) {
+            self.entered.remove(pos);
+        }
+    }
+
+    /// A thread blocks: the calls on its stack stop counting as being
+    /// inside their instances (as a suspended thread's do in the spec)
+    /// until [`State::resume_stack`].
+    pub fn suspend_stack(&mut self) -> Vec<(InstId, Option<InstId>)> {
+        let saved = core::mem::take(&mut self.entered);
+        for (callee, caller) in saved.iter().rev() {
+            cc::leave_to(&mut self.insts, *callee as u32, caller.map(|c| c as u32));
+        }
+        saved
+    }
+
+    /// The blocked thread runs again: re-enter what it had entered.
+    pub fn resume_stack(&mut self, saved: Vec<(InstId, Option<InstId>)>) -> Result<(), Trapped> {
+        for (callee, caller) in &saved {
+            let (c, from) = (*callee as u32, caller.map(|c| c as u32));
+            if !cc::may_enter_from(&self.insts, c, from) {
+                return Err(Trapped::new("wasm trap: cannot enter component instance"));
+            }
+            cc::enter_from(&mut self.insts, c, from)?;
+        }
+        self.entered = saved;
+        Ok(())
     }
 
     pub fn task(&mut self, t: TaskId) -> Result<&mut RtTask, Trapped> {
