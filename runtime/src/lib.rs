@@ -20,6 +20,7 @@ pub mod script;
 mod translate;
 pub mod trap;
 pub mod vmctx;
+pub mod wasi;
 
 use alloc::string::{String, ToString};
 use core::fmt;

@@ -230,3 +230,40 @@ fn components_land_in_target_guests() {
         assert_eq!(guests::component(name), path);
     }
 }
+
+/// Runs `app` hosted, with `providers` instantiated first.
+fn run_hosted(app: &str, providers: &[&str]) -> ringos::hosted_run::Output {
+    let deps: Vec<Vec<u8>> = providers
+        .iter()
+        .map(|p| guests::component_bytes(p))
+        .collect();
+    let bytes = guests::component_bytes(app);
+    // Wasm gets its own thread with room for the runtime's stack budget.
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run(&bytes, &deps, &[], ringos::hosted_run::Echo::Capture)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{app}: {e}"))
+}
+
+#[test]
+fn hello_prints_through_wasi_cli_stdout() {
+    let out = run_hosted("hello", &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), guests::HELLO_OUTPUT);
+    assert!(out.stderr.is_empty());
+    assert!(out.ok, "run returned an error");
+}
+
+#[test]
+fn consumer_composed_with_provider_streams_and_futures() {
+    let out = run_hosted("consumer", &["provider"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        guests::CONSUMER_OUTPUT
+    );
+    assert!(out.ok, "run returned an error");
+}

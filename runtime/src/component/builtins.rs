@@ -82,7 +82,12 @@ fn with_memory<R>(
 // ---- resources -----------------------------------------------------------
 
 /// `canon resource.new rt`: `(rep: i32) -> i32`.
-pub(crate) fn resource_new(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_new(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32], &[I32], move |_, args| {
         let mut st = sh.get()?;
@@ -93,7 +98,12 @@ pub(crate) fn resource_new(store: &mut Store, sh: &Shared, inst: InstId, rt: Res
 }
 
 /// `canon resource.rep rt`: `(handle: i32) -> i32`.
-pub(crate) fn resource_rep(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_rep(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32], &[I32], move |_, args| {
         let mut st = sh.get()?;
@@ -103,7 +113,12 @@ pub(crate) fn resource_rep(store: &mut Store, sh: &Shared, inst: InstId, rt: Res
 
 /// `canon resource.drop rt`: `(handle: i32)`; runs the destructor of an
 /// owned resource in its implementing instance.
-pub(crate) fn resource_drop(store: &mut Store, sh: &Shared, inst: InstId, rt: ResourceType) -> FuncId {
+pub(crate) fn resource_drop(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    rt: ResourceType,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32], &[], move |store, args| {
         let (dropped, dtor, owner) = {
@@ -150,7 +165,11 @@ pub(crate) fn backpressure(store: &mut Store, sh: &Shared, inst: InstId, inc: bo
     builtin(store, &[], &[], move |_, _| {
         let mut st = sh.get()?;
         let i = st.inst(inst)?;
-        i.check_may_leave(if inc { "backpressure.inc" } else { "backpressure.dec" })?;
+        i.check_may_leave(if inc {
+            "backpressure.inc"
+        } else {
+            "backpressure.dec"
+        })?;
         if inc {
             i.canon_backpressure_inc()?;
         } else {
@@ -211,8 +230,29 @@ pub(crate) fn task_return(
     })
 }
 
+/// `canon task.cancel`: only after a cancellation was delivered, which
+/// this runtime never requests yet, so it always traps with the rule.
+pub(crate) fn task_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, &[], &[], move |_, _| {
+        let mut st = sh.get()?;
+        st.inst(inst)?.check_may_leave("task.cancel")?;
+        let (_, t) = st.current_task()?;
+        t.abi.canon_task_cancel()?;
+        Err(Trapped::new(
+            "task.cancel: cancellation is not supported yet",
+        ))
+    })
+}
+
 /// `canon context.get i32 slot` / `context.set`.
-pub(crate) fn context(store: &mut Store, sh: &Shared, inst: InstId, slot: u32, set: bool) -> FuncId {
+pub(crate) fn context(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    slot: u32,
+    set: bool,
+) -> FuncId {
     let sh = sh.clone();
     let (params, results): (&[CoreValType], &[CoreValType]) =
         if set { (&[I32], &[]) } else { (&[], &[I32]) };
@@ -278,7 +318,9 @@ pub(crate) fn waitable_set_new(store: &mut Store, sh: &Shared, inst: InstId) -> 
 pub(crate) fn waitable_set_drop(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32], &[], move |_, args| {
-        sh.get()?.inst(inst)?.canon_waitable_set_drop(arg(args, 0))?;
+        sh.get()?
+            .inst(inst)?
+            .canon_waitable_set_drop(arg(args, 0))?;
         Ok(Vec::new())
     })
 }
@@ -304,7 +346,12 @@ fn unpack_event(store: &mut Store, opts: &Opts, ptr: u32, ev: Event) -> Result<V
 }
 
 /// `canon waitable-set.wait (memory m)`: `(si, ptr) -> event code`.
-pub(crate) fn waitable_set_wait(store: &mut Store, sh: &Shared, inst: InstId, opts: Opts) -> FuncId {
+pub(crate) fn waitable_set_wait(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    opts: Opts,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32, I32], &[I32], move |store, args| {
         let si = arg(args, 0);
@@ -328,7 +375,12 @@ pub(crate) fn waitable_set_wait(store: &mut Store, sh: &Shared, inst: InstId, op
 }
 
 /// `canon waitable-set.poll (memory m)`: `(si, ptr) -> event code`.
-pub(crate) fn waitable_set_poll(store: &mut Store, sh: &Shared, inst: InstId, opts: Opts) -> FuncId {
+pub(crate) fn waitable_set_poll(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    opts: Opts,
+) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32, I32], &[I32], move |store, args| {
         let ev = {
@@ -352,9 +404,9 @@ pub(crate) fn waitable_set_poll(store: &mut Store, sh: &Shared, inst: InstId, op
 /// Moves elements between two buffers of a copy: guest memory through
 /// values (lifted with the writer's options, lowered with the reader's,
 /// whose `realloc` may run), or host values.
-struct Copier {
-    store: *mut Store,
-    t: Option<ValType>,
+pub(crate) struct Copier {
+    pub store: *mut Store,
+    pub t: Option<ValType>,
 }
 
 impl CopyElems<RtBuffer> for Copier {
@@ -409,7 +461,11 @@ impl CopyElems<RtBuffer> for Copier {
 }
 
 /// Delivers a notice to the other side of a copy.
-pub(crate) fn deliver(st: &mut State, notice: Option<Notice<RtBuffer>>) -> Result<(), Trapped> {
+pub(crate) fn deliver(
+    st: &mut State,
+    store: *mut Store,
+    notice: Option<Notice<RtBuffer>>,
+) -> Result<(), Trapped> {
     let Some(n) = notice else {
         return Ok(());
     };
@@ -421,7 +477,7 @@ pub(crate) fn deliver(st: &mut State, notice: Option<Notice<RtBuffer>>) -> Resul
                 .ok_or_else(|| Trapped::new("notice for an unknown instance"))?;
             i.apply_notice(n)?;
         }
-        Side::Host(token) => st.host_notice(token, n),
+        Side::Host(token) => super::host::notice(st, store, token, n)?,
     }
     Ok(())
 }
@@ -435,7 +491,8 @@ fn finish_copy(
     async_: bool,
     call: CopyCall<RtBuffer>,
 ) -> Result<Vec<Val>, Trapped> {
-    deliver(&mut *sh.get()?, call.notice)?;
+    let sp: *mut Store = store;
+    deliver(&mut *sh.get()?, sp, call.notice)?;
     if let Some(p) = call.payload {
         return Ok(i32v(p));
     }
@@ -508,9 +565,11 @@ pub(crate) fn copy(
             // the buffer is checked.
             let s = unsafe { &mut *store_ptr };
             let make = || {
-                with_memory(s, &opts, |cx| GuestBuffer::new(cx, t, u64::from(ptr), u64::from(n)))
-                    .map_err(|e| abi::Trap::Guest(e.0))
-                    .map(|buf| RtBuffer::Guest { buf, inst, opts })
+                with_memory(s, &opts, |cx| {
+                    GuestBuffer::new(cx, t, u64::from(ptr), u64::from(n))
+                })
+                .map_err(|e| abi::Trap::Guest(e.0))
+                .map(|buf| RtBuffer::Guest { buf, inst, opts })
             };
             insts[inst].copy(shared, kind, t, i, opts.async_, make, &mut copier)?
         };
@@ -549,14 +608,14 @@ pub(crate) fn drop_end(
     t: Option<ValType>,
 ) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[I32], &[], move |_, args| {
+    builtin(store, &[I32], &[], move |store, args| {
         let mut st = sh.get()?;
         st.inst(inst)?;
         let notice = {
             let State { insts, shared, .. } = &mut *st;
             insts[inst].drop_end(shared, kind, t.as_ref(), arg(args, 0))?
         };
-        deliver(&mut st, notice)?;
+        deliver(&mut st, store, notice)?;
         Ok(Vec::new())
     })
 }

@@ -29,6 +29,7 @@ use ringos_abi::{
 };
 use wasmparser::ValType as CoreValType;
 
+use super::host::HostCx;
 use super::sched;
 use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, Step, TaskId, Trapped};
 use super::types::FuncSig;
@@ -38,7 +39,7 @@ use crate::{FuncId, MemoryId, Store, Trap, TrapKind};
 
 /// A host function of the component world: gets the lifted arguments,
 /// returns the result (or a trap message).
-pub type HostComponentFn = dyn Fn(&mut Store, &[Value]) -> Result<Option<Value>, String>;
+pub type HostComponentFn = dyn Fn(&mut HostCx<'_>, &[Value]) -> Result<Option<Value>, String>;
 
 /// The canonical options of a lift, lower or built-in.
 #[derive(Clone, Copy, Debug, Default)]
@@ -264,7 +265,7 @@ pub(crate) fn call(
     let (core, opts, inst) = match &f.kind {
         FuncKind::Host(h) => {
             let args = on_start(store, sh)?;
-            let r = h(store, &args).map_err(Trapped)?;
+            let r = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
             return on_resolve(store, sh, r);
         }
         FuncKind::Lifted { core, opts, inst } => (*core, *opts, *inst),
@@ -451,7 +452,12 @@ fn lowered_call(
                 Ok(())
             })?;
             let (vs, lenders) = with_cx(store, sh, inst, &opts, None, |cx| {
-                lift_flat_values(cx, max_params, &mut *flat.borrow_mut(), sig.ty.param_types())
+                lift_flat_values(
+                    cx,
+                    max_params,
+                    &mut *flat.borrow_mut(),
+                    sig.ty.param_types(),
+                )
             })?;
             with_subtask(sh, &cell, inst, |s, _| {
                 for h in lenders {

@@ -281,9 +281,7 @@ impl Walk<'_> {
                 for imp in s {
                     let imp = imp.map_err(|e| Error::Invalid(e.to_string()))?;
                     let name = imp.name.name;
-                    let item = args
-                        .get(name)
-                        .cloned()
+                    let item = lookup_import(args, name)
                         .ok_or_else(|| Error::Link(format!("missing import `{name}`")))?;
                     self.check_import(name, &imp.ty, &item, top_level)?;
                     if let Some(ci) = self.types.as_ref().component_item_for_import(name) {
@@ -568,9 +566,8 @@ impl Walk<'_> {
             types: self.types.as_ref(),
             res: &self.res,
         };
-        let memory_opts = |w: &Self, m: u32| -> Result<Opts, Error> {
-            w.opts(&[CanonicalOption::Memory(m)])
-        };
+        let memory_opts =
+            |w: &Self, m: u32| -> Result<Opts, Error> { w.opts(&[CanonicalOption::Memory(m)]) };
         Ok(match c {
             CanonicalFunction::BackpressureInc => builtins::backpressure(st, sh, inst, true),
             CanonicalFunction::BackpressureDec => builtins::backpressure(st, sh, inst, false),
@@ -579,9 +576,14 @@ impl Walk<'_> {
                 let opts = self.opts(&options)?;
                 builtins::task_return(self.store, sh, inst, result, opts)
             }
-            CanonicalFunction::ContextGet { slot, .. } => builtins::context(st, sh, inst, slot, false),
-            CanonicalFunction::ContextSet { slot, .. } => builtins::context(st, sh, inst, slot, true),
+            CanonicalFunction::ContextGet { slot, .. } => {
+                builtins::context(st, sh, inst, slot, false)
+            }
+            CanonicalFunction::ContextSet { slot, .. } => {
+                builtins::context(st, sh, inst, slot, true)
+            }
             CanonicalFunction::ThreadYield => builtins::thread_yield(st, sh, inst),
+            CanonicalFunction::TaskCancel => builtins::task_cancel(st, sh, inst),
             CanonicalFunction::SubtaskDrop => builtins::subtask_drop(st, sh, inst),
             CanonicalFunction::SubtaskCancel { async_: false } => {
                 builtins::subtask_cancel(st, sh, inst)
@@ -650,6 +652,22 @@ impl Walk<'_> {
             }
         })
     }
+}
+
+/// An import by its exact name, else by the same interface at another
+/// patch version (`wasi:cli/stdout@0.3.2` for `@0.3.0`).
+fn lookup_import(args: &Exports, name: &str) -> Option<Item> {
+    if let Some(i) = args.get(name) {
+        return Some(i.clone());
+    }
+    let (base, ver) = name.split_once('@')?;
+    let minor = |v: &str| v.rsplit_once('.').map(|(mm, _)| mm.to_string());
+    args.iter()
+        .find(|(k, _)| {
+            k.split_once('@')
+                .is_some_and(|(b, v)| b == base && minor(v) == minor(ver))
+        })
+        .map(|(_, i)| i.clone())
 }
 
 fn payload_name(p: &Payload<'_>) -> String {

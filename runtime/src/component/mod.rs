@@ -11,12 +11,14 @@
 
 mod builtins;
 mod call;
+pub mod host;
 mod instantiate;
 mod sched;
 mod state;
 pub mod types;
 
 pub use call::{Func, HostComponentFn, Opts};
+pub use host::HostCx;
 pub use ringos_abi::{ResourceType, ValType, Value};
 pub use state::Trapped;
 pub use types::FuncSig;

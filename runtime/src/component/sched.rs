@@ -190,7 +190,10 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
             Step::Yield => Next::Callback(Event::NONE),
             Step::Wait(si) => {
                 let st = &mut *st;
-                let i = st.insts.get_mut(inst).ok_or_else(|| Trapped::new("instance"))?;
+                let i = st
+                    .insts
+                    .get_mut(inst)
+                    .ok_or_else(|| Trapped::new("instance"))?;
                 Next::Callback(i.wait_end(si, false, &mut st.shared)?)
             }
             _ => unreachable!("only parked tasks are picked"),

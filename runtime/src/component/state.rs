@@ -146,8 +146,9 @@ pub struct State {
     pub current: Vec<TaskId>,
     /// Lift/lower in progress took the instance out of `insts`.
     pub checked_out: Vec<bool>,
-    /// Notices for host-side stream/future ends, by token.
-    pub host_notices: Vec<(u64, cc::Notice<RtBuffer>)>,
+    /// Host-side stream/future ends, by token.
+    pub host_ends: alloc::collections::BTreeMap<u64, super::host::HostEnd>,
+    pub next_token: u64,
     /// The `enter_from` of every call whose frame is on the stack
     /// (callee, caller), outermost first.
     pub entered: Vec<(InstId, Option<InstId>)>,
@@ -274,12 +275,6 @@ impl State {
             .last()
             .ok_or_else(|| Trapped::new("built-in called outside a task"))?;
         Ok((t, self.task(t)?))
-    }
-
-    /// A notice for a host-side end (`Side::Host(token)`): kept until the
-    /// host end asks.
-    pub fn host_notice(&mut self, token: u64, n: cc::Notice<RtBuffer>) {
-        self.host_notices.push((token, n));
     }
 
     pub fn add_task(&mut self, t: RtTask) -> TaskId {

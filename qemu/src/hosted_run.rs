@@ -1,0 +1,78 @@
+//! Running a WASI 0.3 command component in this process (the hosted
+//! mode): `wasi:cli` from `ringos_runtime::wasi`, other imports from
+//! provider components instantiated first, then `wasi:cli/run`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ringos_runtime::component::{Component, ComponentStore, Value};
+use ringos_runtime::hosted::HOSTED;
+use ringos_runtime::wasi::{self, Cli};
+
+/// What the component wrote, and how `run` ended.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// `run` returned `ok`.
+    pub ok: bool,
+}
+
+/// Where output goes: captured, or also echoed to this process's own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    Capture,
+    Through,
+}
+
+fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
+    Rc::new(RefCell::new(move |b: &[u8]| {
+        buf.borrow_mut().extend_from_slice(b);
+        if echo == Echo::Through {
+            use std::io::Write;
+            if err {
+                let _ = std::io::stderr().write_all(b);
+            } else {
+                let mut o = std::io::stdout();
+                let _ = o.write_all(b);
+                let _ = o.flush();
+            }
+        }
+    }))
+}
+
+/// Instantiates `providers` in order (each may use the ones before and
+/// wasi:cli), then `app`, and calls its `wasi:cli/run`.
+pub fn run(
+    app: &[u8],
+    providers: &[Vec<u8>],
+    args: &[String],
+    echo: Echo,
+) -> Result<Output, String> {
+    let out = Rc::new(RefCell::new(Vec::new()));
+    let err = Rc::new(RefCell::new(Vec::new()));
+    let mut store = ComponentStore::new(&HOSTED);
+    let mut imports = wasi::cli(Cli {
+        stdout: sink(out.clone(), echo, false),
+        stderr: sink(err.clone(), echo, true),
+        args: args.to_vec(),
+        env: Vec::new(),
+    });
+    for (i, p) in providers.iter().enumerate() {
+        let c = Component::new(&HOSTED, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
+        let exports = store
+            .instantiate(&c, &imports)
+            .map_err(|e| format!("provider {}: {e}", i + 1))?;
+        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let c = Component::new(&HOSTED, app).map_err(|e| format!("component: {e}"))?;
+    let exports = store
+        .instantiate(&c, &imports)
+        .map_err(|e| format!("instantiation: {e}"))?;
+    let run = wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run")?;
+    let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;
+    let ok = matches!(r, Some(Value::Variant(0, _)));
+    let stdout = out.borrow().clone();
+    let stderr = err.borrow().clone();
+    Ok(Output { stdout, stderr, ok })
+}

@@ -1,0 +1,204 @@
+//! WASI 0.3 `wasi:cli` for components, over output sinks the embedder
+//! gives (the hosted mode writes to the process's stdout/stderr; the
+//! kernel to its console). Provides `types`, `stdin` (empty), `stdout`,
+//! `stderr` and `environment`, as instances to pass as imports.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use ringos_abi::{ValType, Value};
+
+use crate::component::{Exports, Func, FuncSig, HostCx, Item};
+
+/// Where a component's output goes.
+pub type Sink = Rc<RefCell<dyn FnMut(&[u8])>>;
+
+/// What `wasi:cli` serves a component.
+pub struct Cli {
+    pub stdout: Sink,
+    pub stderr: Sink,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The WASI version these interfaces are named with; imports of other
+/// 0.3.x versions are matched by the instantiation.
+pub const VERSION: &str = "0.3.2";
+
+fn error_code() -> ValType {
+    ValType::enum_(["io", "illegal-byte-sequence", "pipe"])
+}
+
+/// `future<result<_, error-code>>`.
+fn done_future() -> ValType {
+    ValType::future(Some(ValType::result(None, Some(error_code()))))
+}
+
+fn sig(names: &[&str], params: Vec<ValType>, result: Option<ValType>) -> FuncSig {
+    FuncSig {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        ty: ringos_abi::FuncType {
+            params,
+            result,
+            async_: false,
+        },
+    }
+}
+
+/// `write-via-stream: func(data: stream<u8>) -> future<result<_, error-code>>`
+/// writing to `sink`.
+fn write_via_stream(sink: Sink) -> Item {
+    let f = move |cx: &mut HostCx<'_>, args: &[Value]| -> Result<Option<Value>, String> {
+        let Some(Value::Stream(s)) = args.first() else {
+            return Err("write-via-stream: expected a stream".into());
+        };
+        let (fut, token) = cx.new_future(Some(ValType::result(None, Some(error_code()))))?;
+        let sink = sink.clone();
+        cx.read_stream(
+            *s,
+            Box::new(move |chunk: &[Value]| {
+                let bytes: Vec<u8> = chunk
+                    .iter()
+                    .map(|v| match v {
+                        Value::U8(b) => *b,
+                        _ => b'?',
+                    })
+                    .collect();
+                (sink.borrow_mut())(&bytes);
+            }),
+            Box::new(move |st, store| {
+                crate::component::host::write_future(st, store, token, Value::ok(None))
+            }),
+        )?;
+        Ok(Some(Value::Future(fut)))
+    };
+    let s = sig(
+        &["data"],
+        vec![ValType::stream(Some(ValType::U8))],
+        Some(done_future()),
+    );
+    Item::Func(Func::host(s, Box::new(f)))
+}
+
+fn instance(items: Vec<(&str, Item)>) -> Item {
+    Item::Instance(Rc::new(
+        items.into_iter().map(|(n, i)| (n.to_string(), i)).collect(),
+    ))
+}
+
+/// The `wasi:cli/*` instances, keyed by import name.
+pub fn cli(cfg: Cli) -> Exports {
+    let mut m: Exports = BTreeMap::new();
+    let name = |i: &str| alloc::format!("wasi:cli/{i}@{VERSION}");
+    m.insert(
+        name("types"),
+        instance(vec![("error-code", Item::Type(None))]),
+    );
+    let stdin = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        let s = cx.closed_stream(Some(ValType::U8))?;
+        let (f, token) = cx.new_future(Some(ValType::result(None, Some(error_code()))))?;
+        cx.write_future(token, Value::ok(None))?;
+        Ok(Some(Value::tuple(vec![Value::Stream(s), Value::Future(f)])))
+    };
+    let stdin_sig = sig(
+        &[],
+        vec![],
+        Some(ValType::Tuple(vec![
+            ValType::stream(Some(ValType::U8)),
+            done_future(),
+        ])),
+    );
+    m.insert(
+        name("stdin"),
+        instance(vec![
+            ("error-code", Item::Type(None)),
+            (
+                "read-via-stream",
+                Item::Func(Func::host(stdin_sig, Box::new(stdin))),
+            ),
+        ]),
+    );
+    m.insert(
+        name("stdout"),
+        instance(vec![
+            ("error-code", Item::Type(None)),
+            ("write-via-stream", write_via_stream(cfg.stdout)),
+        ]),
+    );
+    m.insert(
+        name("stderr"),
+        instance(vec![
+            ("error-code", Item::Type(None)),
+            ("write-via-stream", write_via_stream(cfg.stderr)),
+        ]),
+    );
+    let (args, env) = (cfg.args, cfg.env);
+    let get_args = move |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        Ok(Some(Value::List(
+            args.iter().map(|a| Value::string(a)).collect(),
+        )))
+    };
+    let get_env = move |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        Ok(Some(Value::List(
+            env.iter()
+                .map(|(k, v)| Value::tuple(vec![Value::string(k), Value::string(v)]))
+                .collect(),
+        )))
+    };
+    let cwd = |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        Ok(Some(Value::none()))
+    };
+    m.insert(
+        name("environment"),
+        instance(vec![
+            (
+                "get-environment",
+                Item::Func(Func::host(
+                    sig(
+                        &[],
+                        vec![],
+                        Some(ValType::list(ValType::Tuple(vec![
+                            ValType::String,
+                            ValType::String,
+                        ]))),
+                    ),
+                    Box::new(get_env),
+                )),
+            ),
+            (
+                "get-arguments",
+                Item::Func(Func::host(
+                    sig(&[], vec![], Some(ValType::list(ValType::String))),
+                    Box::new(get_args),
+                )),
+            ),
+            (
+                "get-initial-cwd",
+                Item::Func(Func::host(
+                    sig(&[], vec![], Some(ValType::option(ValType::String))),
+                    Box::new(cwd),
+                )),
+            ),
+        ]),
+    );
+    m
+}
+
+/// The `run` function a `wasi:cli/run` export holds.
+pub fn run_export(exports: &Exports) -> Option<Rc<Func>> {
+    exports
+        .iter()
+        .find(|(k, _)| k.starts_with("wasi:cli/run@0.3"))
+        .and_then(|(_, i)| match i {
+            Item::Instance(inst) => match inst.get("run") {
+                Some(Item::Func(f)) => Some(f.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+}
