@@ -57,6 +57,8 @@ pub enum Trap {
     InvalidChar(u32),
     /// The bytes of a UTF-8 string do not decode.
     InvalidUtf8,
+    /// The bytes of a UTF-8 string end inside a multi-byte sequence.
+    IncompleteUtf8,
     /// The code units of a UTF-16 string do not decode (lone surrogate).
     InvalidUtf16,
     /// `load_variant` / `lift_flat_variant`: `case_index >= len(cases)`.
@@ -165,7 +167,7 @@ impl fmt::Display for Trap {
             }
             Trap::StringOutOfBounds { ptr, byte_len, mem_len } => write!(
                 f,
-                "string content out-of-bounds: [{ptr:#x}, +{byte_len}) exceeds memory of {mem_len} bytes"
+                "string content out-of-bounds (string pointer/length out of bounds of memory): [{ptr:#x}, +{byte_len}) exceeds memory of {mem_len} bytes"
             ),
             Trap::ListOutOfBounds { ptr, byte_len, mem_len } => write!(
                 f,
@@ -177,10 +179,10 @@ impl fmt::Display for Trap {
             ),
             Trap::ReallocOutOfBounds { ptr, byte_len, mem_len } => write!(
                 f,
-                "realloc return: beyond end of memory ([{ptr:#x}, +{byte_len}) exceeds {mem_len} bytes)"
+                "realloc return: beyond end of memory (list content out-of-bounds): [{ptr:#x}, +{byte_len}) exceeds {mem_len} bytes"
             ),
             Trap::ReallocUnaligned { ptr, align } => {
-                write!(f, "realloc return: result not aligned ({ptr:#x} is not {align}-byte aligned)")
+                write!(f, "realloc return: result not aligned (unaligned pointer {ptr:#x}, not {align}-byte aligned)")
             }
             Trap::StringTooLong { byte_len } => write!(
                 f,
@@ -200,6 +202,9 @@ impl fmt::Display for Trap {
                 "invalid `char` bit pattern: {i:#x} is a surrogate or above 0x10FFFF"
             ),
             Trap::InvalidUtf8 => f.write_str("invalid utf-8 in string content"),
+            Trap::IncompleteUtf8 => {
+                f.write_str("invalid utf-8 in string content: incomplete utf-8 byte sequence")
+            }
             Trap::InvalidUtf16 => f.write_str("invalid utf-16 in string content (unpaired surrogate)"),
             Trap::InvalidDiscriminant { index, cases } => write!(
                 f,

@@ -71,7 +71,13 @@ pub fn load_string_from_range(
     }
     let bytes = &mem[ptr as usize..(ptr + byte_length) as usize];
     let s = match dec {
-        Dec::Utf8 => String::from(core::str::from_utf8(bytes).map_err(|_| Trap::InvalidUtf8)?),
+        Dec::Utf8 => String::from(core::str::from_utf8(bytes).map_err(|e| {
+            if e.error_len().is_none() {
+                Trap::IncompleteUtf8
+            } else {
+                Trap::InvalidUtf8
+            }
+        })?),
         Dec::Utf16 => decode_utf16le(bytes)?,
         Dec::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
     };

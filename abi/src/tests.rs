@@ -406,7 +406,7 @@ fn string_lift_traps() {
             &ValType::String,
             &[CoreVal::I32(0), CoreVal::I32(2)]
         ),
-        Err(Trap::InvalidUtf8)
+        Err(Trap::IncompleteUtf8)
     );
     // surrogate encoded in utf-8 is invalid
     let mut m3 = b"\xed\xa0\x80".to_vec();

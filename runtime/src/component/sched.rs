@@ -59,9 +59,7 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
         resolve(store, sh, tid, result.into_iter().next())?;
         if let Some(pr) = opts.post_return {
             sh.get()?.inst(inst)?.may_leave = false;
-            store
-                .call(pr, &results)
-                .map_err(|e| Trapped::from_core(store, e))?;
+            run_core(store, sh, tid, pr, &results)?;
             sh.get()?.inst(inst)?.may_leave = true;
         }
         return finish(sh, tid);
