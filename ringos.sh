@@ -63,6 +63,11 @@ run_tests() {
     ./target/release/ringos wast "$corpus"/*.wast > target/conformance-core.log || wast_status=$?
     grep -v ' 0 failed$' target/conformance-core.log || true   # the files with failures
     echo "conformance core: $(tail -n 1 target/conformance-core.log)"
+    say "3/4 Component Model conformance (hosted): ../shared/conformance/component-model"
+    ./target/release/ringos wast --known-failures tests/conformance/component-model-known-failures.txt \
+        ../shared/conformance/component-model/*/*.wast > target/conformance-cm.log || wast_status=$?
+    grep -E 'failed, |skipped \(skip|known failure' target/conformance-cm.log | grep -v ' 0 failed' || true
+    echo "conformance component-model: $(tail -n 1 target/conformance-cm.log)"
     say "3/4 fuzzing the Wasm JIT: .ci/fuzz (${FUZZ_SECONDS:-30} s per target)"
     local fuzz_status=0
     .ci/fuzz || fuzz_status=$?
@@ -71,8 +76,9 @@ run_tests() {
     cargo test -q --workspace 2>&1 | tee target/test.log || status=$?
     local passed failed
     # Totals: cargo's test results plus the conformance assertions.
-    passed=$( (grep -oE '[0-9]+ passed' target/test.log; tail -n 1 target/conformance-core.log | grep -oE '[0-9]+ passed') | awk '{s+=$1} END {print s+0}')
-    failed=$( (grep -oE '[0-9]+ failed' target/test.log; tail -n 1 target/conformance-core.log | grep -oE '[0-9]+ failed') | awk '{s+=$1} END {print s+0}')
+    local logs="target/conformance-core.log target/conformance-cm.log"
+    passed=$( (grep -oE '[0-9]+ passed' target/test.log; for l in $logs; do tail -n 1 "$l" | grep -oE '[0-9]+ passed'; done) | awk '{s+=$1} END {print s+0}')
+    failed=$( (grep -oE '[0-9]+ failed' target/test.log; for l in $logs; do tail -n 1 "$l" | grep -oE '[0-9]+ failed'; done) | awk '{s+=$1} END {print s+0}')
     say "done in $((SECONDS - t0)) s"
     echo "tests: ${passed} passed, ${failed} failed"
     [ "$status" -eq 0 ] && [ "$wast_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ] && [ "$failed" -eq 0 ]

@@ -85,6 +85,11 @@ struct WastArgs {
     /// Print why each failure failed
     #[arg(short, long)]
     verbose: bool,
+    /// Failures to expect: a file of `dir/file.wast:line` entries; they are
+    /// reported but not counted, and an entry that passes is an error (the
+    /// list may only shrink)
+    #[arg(long, value_name = "FILE", conflicts_with = "guest")]
+    known_failures: Option<std::path::PathBuf>,
     /// Run the scripts inside the guest (JIT in the kernel): the bundles are
     /// embedded in a copy of the kernel image, booted with test=wasm-spec
     #[arg(long)]
@@ -523,7 +528,11 @@ fn main() -> ExitCode {
                 verbose: a.verbose,
             },
         ),
-        Command::Wast(a) => Ok(wast::run(&a.files, a.verbose)),
+        Command::Wast(a) => match a.known_failures.as_deref().map(wast::Known::load) {
+            Some(Err(e)) => Err(ringos::error::Error::Io(e)),
+            Some(Ok(k)) => Ok(wast::run(&a.files, a.verbose, &k)),
+            None => Ok(wast::run(&a.files, a.verbose, &wast::Known::default())),
+        },
         Command::Bench(Bench::Jit(a)) => jit::bench_jit(&jit::BenchJit {
             runs: a.runs,
             install_peer: a.install_peer,

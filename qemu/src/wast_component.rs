@@ -523,7 +523,7 @@ mod tests {
                  (core instance (instantiate $T)))"#,
         )
         .unwrap();
-        let t = super::super::run_hosted(&f, false).unwrap();
+        let (t, _) = super::super::run_hosted(&f, false, &[]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         // Passed: the good assert_return and the two rejections. Failed:
         // the wrong result and the trapping start.

@@ -62,7 +62,7 @@ fn guest_spec_counts_equal_hosted() {
     let mut total = Tally::default();
     for (f, (name, got)) in files.iter().zip(&r.files) {
         assert_eq!(name, &f.display().to_string());
-        let hosted = wast::run_hosted(f, false).expect("hosted run");
+        let (hosted, _) = wast::run_hosted(f, false, &[]).expect("hosted run");
         assert_eq!(hosted.failed, 0, "{name} fails hosted");
         assert_eq!(*got, hosted, "{name}: guest vs hosted\n{out}");
         assert!(got.passed > 0, "{name}");
@@ -111,7 +111,7 @@ fn guest_trap_is_reported_and_the_kernel_keeps_going() {
             vec![(file.display().to_string(), want)],
             "{m}: {out}"
         );
-        assert_eq!(wast::run_hosted(&file, false).unwrap(), want);
+        assert_eq!(wast::run_hosted(&file, false, &[]).unwrap().0, want);
         let detail = format!(
             "{}:10:2: trapped with `unreachable`, expected `integer overflow`",
             file.display()
