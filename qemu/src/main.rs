@@ -14,7 +14,7 @@ use ringos::{
 };
 use ringos_proto::{cmdline, exit, selftest};
 
-use ringos::bench::jit;
+use ringos::bench::{calls, jit};
 use ringos::wast;
 
 #[derive(Parser)]
@@ -60,6 +60,23 @@ enum Bench {
     /// JIT compile and run time of four CPU-bound guest programs, ringos vs wasmtime
     #[command(long_about = jit::LONG_ABOUT)]
     Jit(BenchJitArgs),
+    /// ns per call across a component boundary (sync, string, async), ringos vs wasmtime
+    Calls(BenchCallsArgs),
+}
+
+#[derive(Args)]
+struct BenchCallsArgs {
+    /// Runs per call kind and runtime
+    #[arg(long, value_name = "N", default_value_t = calls::DEFAULT_RUNS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Calls per run
+    #[arg(long, value_name = "N", default_value_t = calls::DEFAULT_CALLS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    calls: u32,
+    /// If wasmtime is missing, build it first with `cargo install wasmtime-cli` (~15 min)
+    #[arg(long)]
+    install_peer: bool,
 }
 
 #[derive(Args)]
@@ -533,6 +550,11 @@ fn main() -> ExitCode {
             Some(Ok(k)) => Ok(wast::run(&a.files, a.verbose, &k)),
             None => Ok(wast::run(&a.files, a.verbose, &wast::Known::default())),
         },
+        Command::Bench(Bench::Calls(a)) => calls::bench_calls(&calls::BenchCalls {
+            runs: a.runs,
+            calls: a.calls,
+            install_peer: a.install_peer,
+        }),
         Command::Bench(Bench::Jit(a)) => jit::bench_jit(&jit::BenchJit {
             runs: a.runs,
             install_peer: a.install_peer,

@@ -651,7 +651,10 @@ fn measure(
 
 /// Finds wasmtime (installing it first with `install`); `Err(why)` if it
 /// is missing.
-fn find_wasmtime(root: &Path, install: bool) -> Result<std::result::Result<PathBuf, String>> {
+pub(crate) fn find_wasmtime(
+    root: &Path,
+    install: bool,
+) -> Result<std::result::Result<PathBuf, String>> {
     let path = wasmtime_path(root);
     if path.is_file() {
         return Ok(Ok(path));

@@ -8,4 +8,5 @@
 //! [`crate::probe::Table`], [`crate::probe::write_json`],
 //! [`crate::stats::Summary`].
 
+pub mod calls;
 pub mod jit;

@@ -18,6 +18,9 @@ use crate::Store;
 /// Elements a host read asks for at a time.
 const CHUNK: u32 = 4096;
 
+/// Gets every chunk a host-read stream delivers.
+pub type OnData = Box<dyn FnMut(&[Value])>;
+
 /// Runs when a host-read stream ends (the writer dropped).
 pub type OnEnd = Box<dyn FnOnce(&mut State, *mut Store) -> Result<(), Trapped>>;
 
@@ -26,7 +29,7 @@ pub enum HostEnd {
     /// The host reads a stream a guest writes.
     StreamReader {
         shared: u32,
-        on_data: Box<dyn FnMut(&[Value])>,
+        on_data: OnData,
         on_end: Option<OnEnd>,
     },
     /// The host writes a future a guest reads.
@@ -46,7 +49,7 @@ impl HostCx<'_> {
     pub fn read_stream(
         &mut self,
         s: u32,
-        on_data: Box<dyn FnMut(&[Value])>,
+        on_data: OnData,
         on_end: OnEnd,
     ) -> Result<(), String> {
         let store: *mut Store = self.store;
