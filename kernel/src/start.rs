@@ -74,6 +74,11 @@ pub fn main(boot: &'static BootInfo) -> ! {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    if test.is_none() {
+        if let Some(status) = crate::wasm::component::run() {
+            exit_vm(status);
+        }
+    }
     let ok = if test == Some(selftest::BLK) {
         io::probe::blk_selftest(&mut reactor)
     } else if cmdline::get(line, cmdline::PROBE) == Some(probe::BLK) {

@@ -193,6 +193,14 @@ pub mod marker {
     pub const WASM_SPEC: &str = "wasm-spec: ";
     /// The name the total line uses in place of a file.
     pub const WASM_SPEC_TOTAL: &str = "total";
+    /// A line the component wrote to `wasi:cli/stdout` / `stderr` (the
+    /// kernel buffers partial lines): the host strips the marker and keeps
+    /// the app's output apart from kernel logs.
+    pub const STDOUT: &str = "stdout: ";
+    pub const STDERR: &str = "stderr: ";
+    /// `component: <what happened>`: the component could not load, link or
+    /// run, or it trapped (the message names the rule).
+    pub const COMPONENT: &str = "component: ";
 }
 
 /// What the CLI embeds in the kernel image (no kernel rebuild): a payload

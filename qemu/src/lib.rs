@@ -10,6 +10,7 @@ pub mod kernel_image;
 pub mod outcome;
 pub mod probe;
 pub mod qemu;
+pub mod run;
 pub mod stats;
 pub mod vm;
 pub mod wast;

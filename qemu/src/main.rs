@@ -40,6 +40,15 @@ enum Command {
         after_help = boot_help()
     )]
     Boot(BootArgs),
+    /// Run a WASI 0.3 command component as a VM (or --hosted in this process)
+    #[command(
+        long_about = "Embeds the component (and any --with providers, whose exports it may \
+                      import) in a copy of the kernel image, boots it, calls its \
+                      wasi:cli/run, and writes what it wrote to wasi:cli/stdout and stderr \
+                      to this process's stdout and stderr. Kernel logs are shown with -v. \
+                      Exits 0 when run returned ok."
+    )]
+    Run(RunArgs),
     /// Measure the kernel
     #[command(subcommand)]
     Probe(Probe),
@@ -258,6 +267,27 @@ struct BootArgs {
     #[arg(long, value_name = "CMDLINE", default_value = "")]
     append: String,
     /// Print the QEMU command line and boot with log=debug (--append can override it)
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The component (a WASI 0.3 command: exports wasi:cli/run)
+    #[arg(value_name = "APP.wasm")]
+    app: std::path::PathBuf,
+    /// A component to instantiate first; its exports can satisfy the app's imports (repeatable)
+    #[arg(long, value_name = "PROVIDER.wasm")]
+    with: Vec<std::path::PathBuf>,
+    /// QEMU machine type
+    #[arg(long, value_enum, default_value_t = Machine::Microvm)]
+    machine: Machine,
+    #[command(flatten)]
+    vm: VmArgs,
+    /// Run in this process (hosted JIT) instead of a VM
+    #[arg(long)]
+    hosted: bool,
+    /// Show kernel logs and the QEMU command line
     #[arg(short, long)]
     verbose: bool,
 }
@@ -533,6 +563,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Boot(a) => boot(a),
+        Command::Run(a) => ringos::run::run(&ringos::run::RunConfig {
+            app: a.app,
+            with: a.with,
+            machine: a.machine,
+            mem_mib: a.vm.mem,
+            timeout: a.vm.timeout,
+            verbose: a.verbose,
+            hosted: a.hosted,
+        }),
         Command::Probe(Probe::Boot(a)) => probe_boot(a),
         Command::Probe(Probe::Blk(a)) => probe_blk(a),
         Command::Probe(Probe::Net(a)) => probe_net(a),

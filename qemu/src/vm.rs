@@ -171,6 +171,15 @@ impl RunningVm {
         }
     }
 
+    /// Waits (until the deadline) for the next console line; `None` once
+    /// the console ended or the time ran out. The line is kept.
+    pub fn next_console_line(&mut self) -> Option<String> {
+        let l = self.next_line(self.deadline)?;
+        let text = l.1.clone();
+        self.lines.push(l);
+        Some(text)
+    }
+
     /// The next console line, or `None` at `until` or at the end of the console.
     fn next_line(&mut self, until: Instant) -> Option<(Duration, String)> {
         if self.eof {

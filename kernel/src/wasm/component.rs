@@ -1,0 +1,128 @@
+//! Runs the image's components: every `COMPONENT` entry of the payload
+//! but the last is a provider (instantiated in order, its exports become
+//! imports of the ones after), the last is the app, whose `wasi:cli/run`
+//! is called. `wasi:cli/stdout` and `stderr` go to the console line by
+//! line behind the `stdout: ` / `stderr: ` markers, so the host keeps the
+//! app's output apart from kernel logs.
+
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use ringos_proto::{exit, marker, payload};
+use ringos_runtime::component::{Component, ComponentStore, Value};
+use ringos_runtime::wasi::{self, Cli};
+
+use super::KERNEL;
+use crate::println;
+
+/// Collects output bytes and prints complete lines behind a marker.
+struct Lines {
+    marker: &'static str,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn write(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            self.print(&line[..line.len() - 1]);
+        }
+    }
+
+    fn print(&self, line: &[u8]) {
+        println!(
+            "{}{}",
+            self.marker,
+            alloc::string::String::from_utf8_lossy(line)
+        );
+    }
+
+    /// A last line without its newline.
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let rest = core::mem::take(&mut self.buf);
+            self.print(&rest);
+        }
+    }
+}
+
+fn sink(lines: &Rc<RefCell<Lines>>) -> wasi::Sink {
+    let lines = lines.clone();
+    Rc::new(RefCell::new(move |b: &[u8]| lines.borrow_mut().write(b)))
+}
+
+/// The components of the payload, providers first, the app last.
+fn components() -> Vec<&'static [u8]> {
+    crate::payload::entries()
+        .filter(|e| e.kind == payload::COMPONENT)
+        .map(|e| e.bytes)
+        .collect()
+}
+
+/// Runs the app if the image carries one: its exit status (`None`: no
+/// component in the image).
+pub fn run() -> Option<u8> {
+    let comps = components();
+    if comps.is_empty() {
+        return None;
+    }
+    Some(super::on_wasm_stack(|| run_components(&comps)))
+}
+
+fn run_components(comps: &[&[u8]]) -> u8 {
+    let out = Rc::new(RefCell::new(Lines {
+        marker: marker::STDOUT,
+        buf: Vec::new(),
+    }));
+    let err = Rc::new(RefCell::new(Lines {
+        marker: marker::STDERR,
+        buf: Vec::new(),
+    }));
+    let r = instantiate_and_run(comps, &out, &err);
+    out.borrow_mut().flush();
+    err.borrow_mut().flush();
+    match r {
+        Ok(true) => exit::SUCCESS,
+        Ok(false) => {
+            println!("{}run returned an error", marker::COMPONENT);
+            exit::FAILURE
+        }
+        Err(why) => {
+            println!("{}{why}", marker::COMPONENT);
+            exit::FAILURE
+        }
+    }
+}
+
+fn instantiate_and_run(
+    comps: &[&[u8]],
+    out: &Rc<RefCell<Lines>>,
+    err: &Rc<RefCell<Lines>>,
+) -> Result<bool, alloc::string::String> {
+    use alloc::format;
+    let mut store = ComponentStore::new(&KERNEL);
+    store.core.set_stack_budget(super::BUDGET);
+    let mut imports = wasi::cli(Cli {
+        stdout: sink(out),
+        stderr: sink(err),
+        args: Vec::new(),
+        env: Vec::new(),
+    });
+    let (app, providers) = comps.split_last().ok_or("no component")?;
+    for (i, p) in providers.iter().enumerate() {
+        let c = Component::new(&KERNEL, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
+        let exports = store
+            .instantiate(&c, &imports)
+            .map_err(|e| format!("provider {}: {e}", i + 1))?;
+        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let c = Component::new(&KERNEL, app).map_err(|e| format!("{e}"))?;
+    let exports = store
+        .instantiate(&c, &imports)
+        .map_err(|e| format!("instantiation: {e}"))?;
+    let run = wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run")?;
+    let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;
+    Ok(matches!(r, Some(Value::Variant(0, _))))
+}

@@ -1,0 +1,127 @@
+//! `ringos run`: a WASI 0.3 command component as a VM. The CLI embeds the
+//! component (and any providers) in a copy of the kernel image, boots it,
+//! and writes what the component wrote to `wasi:cli/stdout` / `stderr` to
+//! its own stdout / stderr; kernel logs only with `-v`. `--hosted` runs the
+//! same in this process instead (no VM).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ringos_proto::{marker, payload};
+
+use crate::hosted_run::{self, Echo};
+use crate::{image, kernel_image, Console, Error, Machine, Result, VmConfig};
+
+/// What to run and how.
+pub struct RunConfig {
+    pub app: PathBuf,
+    /// Components whose exports the app imports, instantiated first.
+    pub with: Vec<PathBuf>,
+    pub machine: Machine,
+    pub mem_mib: u32,
+    pub timeout: std::time::Duration,
+    pub verbose: bool,
+    pub hosted: bool,
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))
+}
+
+/// The kernel image with the components embedded: providers first, the
+/// app last (the kernel runs the last `COMPONENT` entry).
+pub fn image_with(app: &[u8], with: &[Vec<u8>], verbose: bool) -> Result<PathBuf> {
+    let kernel = kernel_image::build(verbose)?;
+    let mut entries: Vec<(u32, &[u8])> =
+        with.iter().map(|b| (payload::COMPONENT, &b[..])).collect();
+    entries.push((payload::COMPONENT, app));
+    let container = image::container(entries);
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = kernel_image::target_dir(&kernel_image::root())
+        .join("run")
+        .join(format!("ringos-app-{}-{n}.elf", std::process::id()));
+    image::write(&kernel, &container, &out)
+}
+
+/// What a component printed in a VM, split from the kernel's lines.
+#[derive(Debug, Default)]
+pub struct VmOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// `component: ...` lines (load, link, trap errors).
+    pub component: Vec<String>,
+    pub run: Option<crate::VmRun>,
+}
+
+/// Boots `image`, routing lines as they arrive: app output to `out`/`err`
+/// (if given), the rest kept.
+pub fn boot_component(
+    image: &Path,
+    cfg: &RunConfig,
+    mut live: Option<&mut dyn FnMut(&str)>,
+) -> Result<VmOutput> {
+    let mut vm = VmConfig::new(image);
+    vm.machine = cfg.machine;
+    vm.mem_mib = cfg.mem_mib;
+    vm.timeout = cfg.timeout;
+    vm.verbose = cfg.verbose;
+    let mut running = crate::vm::spawn(&vm, Console::Capture)?;
+    let mut o = VmOutput::default();
+    while let Some(l) = running.next_console_line() {
+        if let Some(s) = l.strip_prefix(marker::STDOUT) {
+            o.stdout.push_str(s);
+            o.stdout.push('\n');
+        } else if let Some(s) = l.strip_prefix(marker::STDERR) {
+            o.stderr.push_str(s);
+            o.stderr.push('\n');
+        } else if let Some(s) = l.strip_prefix(marker::COMPONENT) {
+            o.component.push(s.to_string());
+        }
+        if let Some(f) = live.as_mut() {
+            f(&l);
+        }
+    }
+    o.run = Some(running.finish()?);
+    Ok(o)
+}
+
+/// `ringos run`; the exit status (the component's: 0 when `run` returned
+/// ok).
+pub fn run(cfg: &RunConfig) -> Result<i32> {
+    let app = read(&cfg.app)?;
+    let with: Vec<Vec<u8>> = cfg.with.iter().map(|p| read(p)).collect::<Result<_>>()?;
+    if cfg.hosted {
+        return match hosted_run::run(&app, &with, &[], Echo::Through) {
+            Ok(o) => Ok(if o.ok { 0 } else { 1 }),
+            Err(e) => {
+                eprintln!("ringos: {e}");
+                Ok(1)
+            }
+        };
+    }
+    let image = image_with(&app, &with, cfg.verbose)?;
+    let verbose = cfg.verbose;
+    let mut route = |l: &str| {
+        if let Some(s) = l.strip_prefix(marker::STDOUT) {
+            let mut o = std::io::stdout();
+            let _ = writeln!(o, "{s}");
+            let _ = o.flush();
+        } else if let Some(s) = l.strip_prefix(marker::STDERR) {
+            eprintln!("{s}");
+        } else if let Some(s) = l.strip_prefix(marker::COMPONENT) {
+            eprintln!("ringos: component: {s}");
+        } else if verbose {
+            eprintln!("  | {l}");
+        }
+    };
+    let out = boot_component(&image, cfg, Some(&mut route));
+    let _ = std::fs::remove_file(&image);
+    let run = out?.run.ok_or_else(|| Error::Io("no VM run".into()))?;
+    if let Some(msg) = run.outcome.message(cfg.timeout) {
+        if !run.outcome.is_success() {
+            eprintln!("ringos: {msg}");
+        }
+    }
+    Ok(run.outcome.exit_code())
+}
