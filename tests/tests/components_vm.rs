@@ -1,0 +1,80 @@
+//! Components on bare metal: the guest components of `tests/guests` are
+//! embedded in the kernel image and booted under QEMU (`ringos run`); the
+//! host checks what the component wrote to `wasi:cli/stdout`, kept apart
+//! from the kernel's own lines, and the exit status.
+
+use std::time::Duration;
+
+use ringos::run::{boot_component, image_with, RunConfig, VmOutput};
+use ringos::Machine;
+use ringos_tests::guests;
+
+fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
+    let bytes = guests::component_bytes(app);
+    let deps: Vec<Vec<u8>> = with.iter().map(|d| guests::component_bytes(d)).collect();
+    let image = image_with(&bytes, &deps, false).expect("kernel image with the component");
+    let cfg = RunConfig {
+        app: image.clone(),
+        with: Vec::new(),
+        machine,
+        mem_mib: 256,
+        timeout: Duration::from_secs(120),
+        verbose: false,
+        hosted: false,
+    };
+    let out = boot_component(&image, &cfg, None).expect("booting");
+    let _ = std::fs::remove_file(&image);
+    out
+}
+
+fn check(out: &VmOutput, want_stdout: &str) {
+    let run = out.run.as_ref().expect("a finished VM");
+    let console: Vec<&str> = run.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert!(
+        run.outcome.is_success(),
+        "outcome {:?}; component lines {:?}; console:\n{}",
+        run.outcome,
+        out.component,
+        console.join("\n")
+    );
+    assert_eq!(out.stdout, want_stdout, "console:\n{}", console.join("\n"));
+    assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
+    assert!(out.component.is_empty(), "{:?}", out.component);
+    // The kernel's lines are still there, apart from the app's.
+    assert!(console.iter().any(|l| l.starts_with("ready: ")));
+}
+
+#[test]
+fn hello_on_microvm() {
+    check(&boot("hello", &[], Machine::Microvm), guests::HELLO_OUTPUT);
+}
+
+#[test]
+fn hello_on_q35() {
+    check(&boot("hello", &[], Machine::Q35), guests::HELLO_OUTPUT);
+}
+
+#[test]
+fn consumer_with_provider_on_microvm() {
+    check(
+        &boot("consumer", &["provider"], Machine::Microvm),
+        guests::CONSUMER_OUTPUT,
+    );
+}
+
+#[test]
+fn a_component_that_cannot_link_fails_with_a_reason() {
+    // The consumer without its provider: the import is missing.
+    let out = boot("consumer", &[], Machine::Microvm);
+    let run = out.run.as_ref().unwrap();
+    assert!(!run.outcome.is_success());
+    assert_eq!(run.outcome.exit_code(), 1);
+    assert!(
+        out.component
+            .iter()
+            .any(|l| l.contains("missing import `ringos:demo/bytes@0.1.0`")),
+        "{:?}",
+        out.component
+    );
+    assert!(out.stdout.is_empty());
+}
