@@ -205,9 +205,14 @@ pub(crate) fn with_cx<R>(
 ) -> Result<(R, Vec<u32>), Trapped> {
     let (mut instance, implements, mut bscope) = {
         let mut st = sh.get()?;
-        let cur = st.inst(inst)?;
-        let mut placeholder = Instance::new(cur.id, cur.parent);
-        placeholder.may_enter = cur.may_enter;
+        let (id, parent, may_enter) = {
+            let cur = st.inst(inst)?;
+            (cur.id, cur.parent, cur.may_enter)
+        };
+        let mut placeholder = st.spare.take().unwrap_or_else(|| Instance::new(id, parent));
+        placeholder.id = id;
+        placeholder.parent = parent;
+        placeholder.may_enter = may_enter;
         placeholder.may_leave = false;
         let implements = st.implements(inst);
         let bscope: Option<BorrowScope> = match scope {
@@ -242,7 +247,8 @@ pub(crate) fn with_cx<R>(
     };
     instance.may_leave = prev_leave;
     let mut st = sh.get()?;
-    st.insts[inst] = instance;
+    let placeholder = core::mem::replace(&mut st.insts[inst], instance);
+    st.spare = Some(placeholder);
     st.checked_out[inst] = false;
     if let (Some(t), Some(b)) = (scope, bscope) {
         st.task(t)?.abi.borrows = b;
@@ -279,7 +285,7 @@ pub(crate) fn call(
     let tid = {
         let mut st = sh.get()?;
         st.enter(inst, caller)?;
-        let tid = st.tasks.len();
+        let tid = st.next_task_id();
         let abi_task = cc::Task::new(
             tid as u32,
             ft.async_,

@@ -46,12 +46,7 @@ pub struct HostCx<'a> {
 impl HostCx<'_> {
     /// Reads the stream `s` (a `Value::Stream` a guest passed) until its
     /// writer drops: `on_data` gets every chunk, `on_end` runs at the end.
-    pub fn read_stream(
-        &mut self,
-        s: u32,
-        on_data: OnData,
-        on_end: OnEnd,
-    ) -> Result<(), String> {
+    pub fn read_stream(&mut self, s: u32, on_data: OnData, on_end: OnEnd) -> Result<(), String> {
         let store: *mut Store = self.store;
         let mut st = self.sh.get().map_err(|t| t.0)?;
         let token = st.new_token();

@@ -114,7 +114,7 @@ fn finish(sh: &Shared, tid: TaskId) -> Result<(), Trapped> {
     if st.insts[inst].exclusive_thread == Some(tid as u32) {
         st.inst(inst)?.release_exclusive(tid as u32)?;
     }
-    st.tasks[tid] = None;
+    st.remove_task(tid);
     Ok(())
 }
 

@@ -142,6 +142,10 @@ pub struct State {
     pub resources: Vec<ResourceDef>,
     pub shared: SharedStore<RtBuffer>,
     pub tasks: Vec<Option<RtTask>>,
+    /// Free slots of `tasks` (a finished task's id is reused).
+    pub free_tasks: Vec<TaskId>,
+    /// A spare instance to stand in for one a lift/lower took out.
+    pub spare: Option<Instance>,
     /// Tasks whose core code is on the stack, innermost last.
     pub current: Vec<TaskId>,
     /// Lift/lower in progress took the instance out of `insts`.
@@ -277,9 +281,30 @@ impl State {
         Ok((t, self.task(t)?))
     }
 
+    /// The id the next [`State::add_task`] returns.
+    pub fn next_task_id(&self) -> TaskId {
+        self.free_tasks.last().copied().unwrap_or(self.tasks.len())
+    }
+
+    /// A finished task: its slot is free again.
+    pub fn remove_task(&mut self, t: TaskId) {
+        if self.tasks.get(t).is_some_and(Option::is_some) {
+            self.tasks[t] = None;
+            self.free_tasks.push(t);
+        }
+    }
+
     pub fn add_task(&mut self, t: RtTask) -> TaskId {
-        self.tasks.push(Some(t));
-        self.tasks.len() - 1
+        match self.free_tasks.pop() {
+            Some(id) => {
+                self.tasks[id] = Some(t);
+                id
+            }
+            None => {
+                self.tasks.push(Some(t));
+                self.tasks.len() - 1
+            }
+        }
     }
 }
 
