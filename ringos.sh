@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The one entry point: installs what is missing, then runs ringos.
 #
-#   ./ringos.sh              the main job: boot ringos in QEMU (the demo)
+#   ./ringos.sh              the main job: the demo, WASI 0.3 components built from
+#                            source (tests/guests) run as VMs with `ringos run`
 #   ./ringos.sh test         every test: lint, unit, conformance, QEMU end-to-end
 #   ./ringos.sh ARGS...      any `ringos` command, e.g. ./ringos.sh boot --machine q35
 #
 # It installs only what is absent, and says so: QEMU (apt-get, as root or via
-# sudo) and the Rust target x86_64-unknown-none (rustup). Rust itself must be
+# sudo) and the Rust targets x86_64-unknown-none and wasm32-unknown-unknown
+# (rustup). Rust itself must be
 # there (rustup, https://rustup.rs).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,9 +37,9 @@ ensure_rust() {
     command -v cargo >/dev/null 2>&1 || { say "Rust is missing: install it with rustup (https://rustup.rs), then run this again"; exit 125; }
     local targets
     targets=$(rustup target list --installed 2>/dev/null || true)
-    for t in x86_64-unknown-none; do
+    for t in x86_64-unknown-none wasm32-unknown-unknown; do
         if ! grep -qx "$t" <<<"$targets"; then
-            say "installing the Rust target $t with rustup (the guest kernel is built for it)"
+            say "installing the Rust target $t with rustup (the guest kernel and the guest components are built for them)"
             rustup target add "$t" >&2
         fi
     done
@@ -88,6 +90,12 @@ ensure_apt
 ensure_rust
 case "${1:-}" in
     test) run_tests ;;
-    "") exec cargo run -q --release -p ringos -- boot ;;
+    "") # The demo: a WASI 0.3 component built from source, run as a VM.
+        say "building the demo components (tests/guests, wasm32 + componentize)"
+        mapfile -t demo < <(cargo run -q --release -p ringos-tests --bin guest -- consumer provider)
+        say "ringos run ${demo[0]##*/} --with ${demo[1]##*/}  (then: ringos run hello.wasm)"
+        cargo run -q --release -p ringos -- run "${demo[0]}" --with "${demo[1]}"
+        hello=$(cargo run -q --release -p ringos-tests --bin guest -- hello)
+        exec cargo run -q --release -p ringos -- run "$hello" ;;
     *) exec cargo run -q --release -p ringos -- "$@" ;;
 esac
