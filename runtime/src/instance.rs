@@ -32,7 +32,17 @@ pub struct Module {
 impl Module {
     /// Validates, translates and compiles `bytes`.
     pub fn new(platform: &'static dyn Platform, bytes: &[u8]) -> Result<Rc<Module>, Error> {
-        let info = module::parse(bytes)?;
+        Self::new_with(platform, bytes, module::features())
+    }
+
+    /// [`Module::new`] validating with `features` (which the translator
+    /// must support: Wasm 2.0, multiple memories).
+    pub fn new_with(
+        platform: &'static dyn Platform,
+        bytes: &[u8],
+        features: wasmparser::WasmFeatures,
+    ) -> Result<Rc<Module>, Error> {
+        let info = module::parse_with(bytes, features)?;
         let guarded = platform.guard_pages();
         let code = compile::compile(&info, bytes, platform, guarded)?;
         Ok(Rc::new(Module {
@@ -237,7 +247,9 @@ pub(crate) struct InstanceData {
     pub(crate) data_dropped: Vec<bool>,
     global_ids: Vec<usize>,
     table_ids: Vec<usize>,
-    memory_id: Option<usize>,
+    memory_ids: Vec<usize>,
+    /// `[memory index] -> *mut MemoryDef`, for `vmctx.memories`.
+    pub(crate) memories: Box<[*mut MemoryDef]>,
 }
 
 /// Owns everything instances create; nothing is freed before the store.
@@ -436,7 +448,7 @@ impl Store {
                 Extern::Func(FuncId(self.funcs.len() - 1))
             }
             ExternalKind::Table => Extern::Table(TableId(data.table_ids[i])),
-            ExternalKind::Memory => Extern::Memory(MemoryId(data.memory_id?)),
+            ExternalKind::Memory => Extern::Memory(MemoryId(*data.memory_ids.get(i)?)),
             ExternalKind::Global => Extern::Global(GlobalId(data.global_ids[i])),
             ExternalKind::Tag | ExternalKind::FuncExact => return None,
         })
@@ -530,7 +542,7 @@ impl Store {
         let mut funcs = Vec::with_capacity(info.funcs.len());
         let mut global_ids = Vec::new();
         let mut table_ids = Vec::new();
-        let mut memory_id = None;
+        let mut memory_ids = Vec::new();
         for (imp, ext) in info.imports.iter().zip(imports) {
             let what = || format!("{}::{}", imp.module, imp.name);
             match (&imp.kind, *ext) {
@@ -578,7 +590,7 @@ impl Store {
                     if !limits_match(mem.def.len / PAGE, max, t.initial, t.maximum) {
                         return Err(Error::Link(format!("{}: memory type", what())));
                     }
-                    memory_id = Some(id.0);
+                    memory_ids.push(id.0);
                 }
                 _ => return Err(Error::Link(format!("{}: kind of import", what()))),
             }
@@ -596,7 +608,7 @@ impl Store {
             table_ids.push(self.table(*t)?.0);
         }
         for t in &info.memories[info.num_imported_memories as usize..] {
-            memory_id = Some(self.memory(*t)?.0);
+            memory_ids.push(self.memory(*t)?.0);
         }
         let mut data = Box::new(InstanceData {
             vmctx: VmCtx {
@@ -608,6 +620,7 @@ impl Store {
                 type_ids: core::ptr::null(),
                 libcalls: core::ptr::null(),
                 instance: core::ptr::null_mut(),
+                memories: core::ptr::null(),
             },
             module: module.clone(),
             funcs: funcs.into_boxed_slice(),
@@ -622,7 +635,11 @@ impl Store {
             data_dropped: vec![false; info.datas.len()],
             global_ids: Vec::new(),
             table_ids,
-            memory_id,
+            memories: memory_ids
+                .iter()
+                .map(|m| &mut self.memories[*m].def as *mut MemoryDef)
+                .collect(),
+            memory_ids,
         });
         let vmctx_addr = &data.vmctx as *const VmCtx as usize;
         for f in &mut data.funcs[info.num_imported_funcs as usize..] {
@@ -655,10 +672,12 @@ impl Store {
                     .collect()
             })
             .collect();
-        data.vmctx.memory = match data.memory_id {
-            Some(m) => &mut self.memories[m].def,
-            None => core::ptr::null_mut(),
-        };
+        data.vmctx.memory = data
+            .memories
+            .first()
+            .copied()
+            .unwrap_or(core::ptr::null_mut());
+        data.vmctx.memories = data.memories.as_ptr();
         data.vmctx.globals = data.globals.as_ptr();
         data.vmctx.funcs = data.funcs.as_ptr();
         data.vmctx.tables = data.tables.as_ptr();
@@ -705,8 +724,9 @@ impl Store {
             if let Some(offset) = &seg.offset {
                 let off = eval(offset, data, &self.globals, &data.global_ids) as u32 as usize;
                 let mem = data
-                    .memory_id
-                    .map(|m| &mut self.memories[m])
+                    .memory_ids
+                    .get(seg.memory as usize)
+                    .map(|m| &mut self.memories[*m])
                     .ok_or_else(|| Error::Invalid("data segment without memory".into()))?;
                 let end = off + seg.bytes.len();
                 if end as u64 > mem.def.len {

@@ -45,9 +45,10 @@ unsafe fn check<T>(vmctx: *mut VmCtx, r: Result<T, TrapKind>) -> T {
     }
 }
 
-fn memory<'a>(inst: &InstanceData) -> &'a mut MemoryInner {
-    // SAFETY: MemoryDef is the first field of a live, boxed MemoryInner.
-    unsafe { &mut *(inst.vmctx.memory as *mut MemoryInner) }
+fn memory<'a>(inst: &InstanceData, mem: u32) -> &'a mut MemoryInner {
+    // SAFETY: MemoryDef is the first field of a live, boxed MemoryInner;
+    // validation checked the index.
+    unsafe { &mut *(inst.memories[mem as usize] as *mut MemoryInner) }
 }
 
 fn table_of<'a>(inst: &InstanceData, t: u32) -> &'a mut TableInner {
@@ -68,41 +69,61 @@ fn mem_slice<'a>(m: &MemoryInner) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(m.def.base, m.def.len as usize) }
 }
 
-unsafe extern "C" fn memory_grow(vmctx: *mut VmCtx, delta: u32) -> u32 {
+unsafe extern "C" fn memory_grow(vmctx: *mut VmCtx, mem: u32, delta: u32) -> u32 {
     // SAFETY: called by generated code with its vmctx.
     let inst = unsafe { instance(vmctx) };
-    match memory(inst).grow(delta as u64) {
+    match memory(inst, mem).grow(delta as u64) {
         Some(old) => old as u32,
         None => u32::MAX,
     }
 }
 
-unsafe extern "C" fn memory_fill(vmctx: *mut VmCtx, dst: u32, val: u32, len: u32) {
+unsafe extern "C" fn memory_fill(vmctx: *mut VmCtx, mem: u32, dst: u32, val: u32, len: u32) {
     // SAFETY: called by generated code with its vmctx.
     let inst = unsafe { instance(vmctx) };
-    let m = memory(inst);
+    let m = memory(inst, mem);
     let r = range(dst, len, m.def.len).map(|r| mem_slice(m)[r].fill(val as u8));
     // SAFETY: entered from Wasm.
     unsafe { check(vmctx, r) }
 }
 
-unsafe extern "C" fn memory_copy(vmctx: *mut VmCtx, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_copy(
+    vmctx: *mut VmCtx,
+    dst_mem: u32,
+    src_mem: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     // SAFETY: called by generated code with its vmctx.
     let inst = unsafe { instance(vmctx) };
-    let m = memory(inst);
-    let r = range(src, len, m.def.len).and_then(|s| {
-        range(dst, len, m.def.len)?;
-        mem_slice(m).copy_within(s, dst as usize);
+    let (d, s) = (memory(inst, dst_mem), memory(inst, src_mem));
+    let r = range(src, len, s.def.len).and_then(|sr| {
+        let dr = range(dst, len, d.def.len)?;
+        if dst_mem == src_mem {
+            mem_slice(d).copy_within(sr, dst as usize);
+        } else {
+            // Two distinct memories: the ranges cannot overlap.
+            let from = mem_slice(s)[sr].to_vec();
+            mem_slice(d)[dr].copy_from_slice(&from);
+        }
         Ok(())
     });
     // SAFETY: entered from Wasm.
     unsafe { check(vmctx, r) }
 }
 
-unsafe extern "C" fn memory_init(vmctx: *mut VmCtx, seg: u32, dst: u32, src: u32, len: u32) {
+unsafe extern "C" fn memory_init(
+    vmctx: *mut VmCtx,
+    mem: u32,
+    seg: u32,
+    dst: u32,
+    src: u32,
+    len: u32,
+) {
     // SAFETY: called by generated code with its vmctx.
     let inst = unsafe { instance(vmctx) };
-    let m = memory(inst);
+    let m = memory(inst, mem);
     let module = inst.module.clone();
     let bytes: &[u8] = if inst.data_dropped[seg as usize] {
         &[]

@@ -61,8 +61,9 @@ pub struct ElemSegment {
 
 #[derive(Clone, Debug)]
 pub struct DataSegment {
-    /// `Some(offset)` for an active segment (memory 0).
+    /// `Some(offset)` for an active segment (of memory `memory`).
     pub offset: Option<ConstExpr>,
+    pub memory: u32,
     pub bytes: Vec<u8>,
 }
 
@@ -109,6 +110,12 @@ pub fn features() -> WasmFeatures {
     WasmFeatures::WASM2
 }
 
+/// What modules inside components may use: Wasm 2.0 plus multiple
+/// memories (the component-model tests link several).
+pub fn component_module_features() -> WasmFeatures {
+    WasmFeatures::WASM2 | WasmFeatures::MULTI_MEMORY
+}
+
 use crate::module_err as err;
 
 fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, Error> {
@@ -135,7 +142,13 @@ fn const_expr(e: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, Error> {
 
 /// Validates `bytes` and collects its structure.
 pub fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
-    Validator::new_with_features(features())
+    parse_with(bytes, features())
+}
+
+/// [`parse`] with other features (modules inside components may use
+/// multiple memories).
+pub fn parse_with(bytes: &[u8], features: WasmFeatures) -> Result<ModuleInfo, Error> {
+    Validator::new_with_features(features)
         .validate_all(bytes)
         .map_err(err)?;
     let mut m = ModuleInfo::default();
@@ -257,14 +270,16 @@ pub fn parse(bytes: &[u8]) -> Result<ModuleInfo, Error> {
             Payload::DataSection(s) => {
                 for d in s {
                     let d = d.map_err(err)?;
-                    let offset = match d.kind {
-                        wasmparser::DataKind::Passive => None,
-                        wasmparser::DataKind::Active { offset_expr, .. } => {
-                            Some(const_expr(&offset_expr)?)
-                        }
+                    let (offset, memory) = match d.kind {
+                        wasmparser::DataKind::Passive => (None, 0),
+                        wasmparser::DataKind::Active {
+                            offset_expr,
+                            memory_index,
+                        } => (Some(const_expr(&offset_expr)?), memory_index),
                     };
                     m.datas.push(DataSegment {
                         offset,
+                        memory,
                         bytes: d.data.to_vec(),
                     });
                 }

@@ -22,6 +22,8 @@ pub struct VmCtx {
     pub libcalls: *const usize,
     /// Back pointer to the runtime's instance data (for libcalls).
     pub instance: *mut u8,
+    /// `[memory index] -> *mut MemoryDef` (memory 0 is also `memory`).
+    pub memories: *const *mut MemoryDef,
 }
 
 /// Per-store state shared by all instances of a store.
@@ -66,6 +68,7 @@ pub const VMCTX_FUNCS: i32 = offset_of!(VmCtx, funcs) as i32;
 pub const VMCTX_TABLES: i32 = offset_of!(VmCtx, tables) as i32;
 pub const VMCTX_TYPE_IDS: i32 = offset_of!(VmCtx, type_ids) as i32;
 pub const VMCTX_LIBCALLS: i32 = offset_of!(VmCtx, libcalls) as i32;
+pub const VMCTX_MEMORIES: i32 = offset_of!(VmCtx, memories) as i32;
 pub const STORE_STACK_LIMIT: i32 = offset_of!(StoreCtx, stack_limit) as i32;
 pub const MEMORY_BASE: i32 = offset_of!(MemoryDef, base) as i32;
 pub const MEMORY_LEN: i32 = offset_of!(MemoryDef, len) as i32;
@@ -81,13 +84,13 @@ pub const FUNCREF_SIZE: i64 = core::mem::size_of::<FuncRef>() as i64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Libcall {
-    /// (vmctx, delta: i32) -> i32
+    /// (vmctx, mem: i32, delta: i32) -> i32
     MemoryGrow,
-    /// (vmctx, dst: i32, val: i32, len: i32)
+    /// (vmctx, mem: i32, dst: i32, val: i32, len: i32)
     MemoryFill,
-    /// (vmctx, dst: i32, src: i32, len: i32)
+    /// (vmctx, dst_mem: i32, src_mem: i32, dst: i32, src: i32, len: i32)
     MemoryCopy,
-    /// (vmctx, seg: i32, dst: i32, src: i32, len: i32)
+    /// (vmctx, mem: i32, seg: i32, dst: i32, src: i32, len: i32)
     MemoryInit,
     /// (vmctx, seg: i32)
     DataDrop,

@@ -433,6 +433,20 @@ fn lowered_call(
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
     sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
+    if !opts.async_ && callee.sig.ty.async_ {
+        // A synchronous call of an async function may block: only a task
+        // that may block can make it (not a start function, not a
+        // non-async task before it returned).
+        let mut st = sh.get()?;
+        match st.current.last().copied() {
+            Some(t) => st.task(t)?.abi.check_may_block()?,
+            None => {
+                return Err(Trapped::new(
+                    "cannot block a synchronous task before returning",
+                ))
+            }
+        }
+    }
     let (max_params, max_results) = if opts.async_ {
         (MAX_FLAT_ASYNC_PARAMS, 0)
     } else {

@@ -126,7 +126,11 @@ impl Component {
             .bytes
             .get(start..end)
             .ok_or_else(|| Error::Invalid("module out of range".into()))?;
-        let m = Module::new(self.platform, code)?;
+        let m = Module::new_with(
+            self.platform,
+            code,
+            crate::module::component_module_features(),
+        )?;
         self.modules.borrow_mut().insert(start, m.clone());
         Ok(m)
     }

@@ -16,7 +16,12 @@ impl Translator<'_> {
     /// Native address of a `size`-byte access at the popped i32 index.
     fn mem_addr(&mut self, memarg: &MemArg, size: u32) -> Value {
         let idx = self.pop();
-        let def = self.vmctx_ptr(vmctx::VMCTX_MEMORY);
+        let mem = match memarg.target {
+            wasmparser::MemArgTarget::Memory(m) => m,
+            // GC arrays are not enabled by the features modules validate with.
+            wasmparser::MemArgTarget::Array(_) => 0,
+        };
+        let def = self.memory_def(mem);
         if self.guarded {
             // base + zext(index) + offset < base + 8 GiB: inside the
             // reservation, faulting past the committed length.
@@ -118,8 +123,8 @@ impl Translator<'_> {
                 self.store(memarg, 2)
             }
             Operator::I64Store32 { memarg } => self.store(memarg, 4),
-            Operator::MemorySize { .. } => {
-                let def = self.vmctx_ptr(vmctx::VMCTX_MEMORY);
+            Operator::MemorySize { mem } => {
+                let def = self.memory_def(*mem);
                 let len = self
                     .b
                     .ins()
@@ -128,15 +133,23 @@ impl Translator<'_> {
                 let v = self.b.ins().ireduce(I32, pages);
                 self.push(v);
             }
-            Operator::MemoryGrow { .. } => self.call_lib(Libcall::MemoryGrow, 1, Some(I32)),
-            Operator::MemoryFill { .. } => self.call_lib(Libcall::MemoryFill, 3, None),
-            Operator::MemoryCopy { .. } => self.call_lib(Libcall::MemoryCopy, 3, None),
-            Operator::MemoryInit { data_index, .. } => {
-                self.push_const(*data_index);
-                let seg = self.pop();
-                let n = self.stack.len();
-                self.stack.insert(n - 3, seg);
-                self.call_lib(Libcall::MemoryInit, 4, None);
+            Operator::MemoryGrow { mem } => {
+                self.insert_const_below(*mem, 1);
+                self.call_lib(Libcall::MemoryGrow, 2, Some(I32))
+            }
+            Operator::MemoryFill { mem } => {
+                self.insert_const_below(*mem, 3);
+                self.call_lib(Libcall::MemoryFill, 4, None)
+            }
+            Operator::MemoryCopy { dst_mem, src_mem } => {
+                self.insert_const_below(*src_mem, 3);
+                self.insert_const_below(*dst_mem, 4);
+                self.call_lib(Libcall::MemoryCopy, 5, None)
+            }
+            Operator::MemoryInit { data_index, mem } => {
+                self.insert_const_below(*data_index, 3);
+                self.insert_const_below(*mem, 4);
+                self.call_lib(Libcall::MemoryInit, 5, None);
             }
             Operator::DataDrop { data_index } => {
                 self.push_const(*data_index);
@@ -191,6 +204,17 @@ impl Translator<'_> {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The `MemoryDef` of memory `mem` (0 straight from the vmctx).
+    fn memory_def(&mut self, mem: u32) -> Value {
+        if mem == 0 {
+            return self.vmctx_ptr(vmctx::VMCTX_MEMORY);
+        }
+        let defs = self.vmctx_ptr(vmctx::VMCTX_MEMORIES);
+        self.b
+            .ins()
+            .load(super::PTR, super::readonly(), defs, mem as i32 * 8)
     }
 
     /// Inserts an i32 constant `depth` operands below the top.
