@@ -75,7 +75,8 @@ pub fn main(boot: &'static BootInfo) -> ! {
             .unwrap_or(default)
     };
     if test.is_none() {
-        if let Some(status) = crate::wasm::component::run() {
+        let timeout = cmdline::get(line, cmdline::WASM_TIMEOUT).and_then(|v| v.parse().ok());
+        if let Some(status) = crate::wasm::component::run(timeout) {
             exit_vm(status);
         }
     }

@@ -75,6 +75,9 @@ pub mod cmdline {
     pub const SERVICE: &str = "service";
     /// The UDP port of the echo service (default 7).
     pub const PORT: &str = "port";
+    /// `wasm-timeout=<ms>`: interrupt a component still running after
+    /// this long (it traps at its next loop iteration).
+    pub const WASM_TIMEOUT: &str = "wasm-timeout";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {

@@ -49,6 +49,18 @@ pub fn run(
     args: &[String],
     echo: Echo,
 ) -> Result<Output, String> {
+    run_with_timeout(app, providers, args, echo, None)
+}
+
+/// [`run`], interrupting the component after `timeout` (it traps at its
+/// next loop iteration).
+pub fn run_with_timeout(
+    app: &[u8],
+    providers: &[Vec<u8>],
+    args: &[String],
+    echo: Echo,
+    timeout: Option<std::time::Duration>,
+) -> Result<Output, String> {
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
@@ -70,7 +82,21 @@ pub fn run(
         .instantiate(&c, &imports)
         .map_err(|e| format!("instantiation: {e}"))?;
     let run = wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run")?;
-    let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;
+    // Whether the store (what the handle points at) is still alive: the
+    // watchdog interrupts only under this lock.
+    let alive = std::sync::Arc::new(std::sync::Mutex::new(true));
+    if let Some(t) = timeout {
+        let (h, alive) = (store.core.interrupt_handle(), alive.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(t);
+            if *alive.lock().unwrap_or_else(|p| p.into_inner()) {
+                h.interrupt();
+            }
+        });
+    }
+    let r = store.call(&run, &[]);
+    *alive.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    let r = r.map_err(|e| format!("run: {e}"))?;
     let ok = matches!(r, Some(Value::Variant(0, _)));
     let stdout = out.borrow().clone();
     let stderr = err.borrow().clone();

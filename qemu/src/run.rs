@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ringos_proto::{marker, payload};
+use ringos_proto::{cmdline, marker, payload};
 
 use crate::hosted_run::{self, Echo};
 use crate::{image, kernel_image, Console, Error, Machine, Result, VmConfig};
@@ -66,6 +66,11 @@ pub fn boot_component(
     vm.mem_mib = cfg.mem_mib;
     vm.timeout = cfg.timeout;
     vm.verbose = cfg.verbose;
+    // The guest interrupts the component shortly before QEMU would be
+    // killed, so a runaway component ends with a clear trap.
+    let t = cfg.timeout.as_millis() as u64;
+    let wasm_ms = if t > 4000 { t - 2000 } else { t / 2 };
+    vm.append = format!("{}={wasm_ms}", cmdline::WASM_TIMEOUT);
     let mut running = crate::vm::spawn(&vm, Console::Capture)?;
     let mut o = VmOutput::default();
     while let Some(l) = running.next_console_line() {
@@ -92,7 +97,13 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
     let app = read(&cfg.app)?;
     let with: Vec<Vec<u8>> = cfg.with.iter().map(|p| read(p)).collect::<Result<_>>()?;
     if cfg.hosted {
-        return match hosted_run::run(&app, &with, &[], Echo::Through) {
+        return match hosted_run::run_with_timeout(
+            &app,
+            &with,
+            &[],
+            Echo::Through,
+            Some(cfg.timeout),
+        ) {
             Ok(o) => Ok(if o.ok { 0 } else { 1 }),
             Err(e) => {
                 eprintln!("ringos: {e}");

@@ -58,6 +58,28 @@ impl Module {
     }
 }
 
+/// Interrupts a store's Wasm ([`Store::interrupt_handle`]). Valid while
+/// the store lives (its context is boxed and never moves).
+#[derive(Clone, Copy)]
+pub struct InterruptHandle(*const core::sync::atomic::AtomicU32);
+
+// SAFETY: only an atomic is reached through the pointer.
+unsafe impl Send for InterruptHandle {}
+// SAFETY: as above.
+unsafe impl Sync for InterruptHandle {}
+
+impl InterruptHandle {
+    pub fn interrupt(&self) {
+        // SAFETY: the store (and its boxed context) outlives the handle, as
+        // the embedder promises by using it only while the store lives.
+        unsafe { (*self.0).store(1, core::sync::atomic::Ordering::Relaxed) }
+    }
+    pub fn reset(&self) {
+        // SAFETY: as in `interrupt`.
+        unsafe { (*self.0).store(0, core::sync::atomic::Ordering::Relaxed) }
+    }
+}
+
 /// A Wasm value; references are raw (0 = null): a funcref is the address
 /// of its `FuncRef`, an externref is whatever the host put there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +302,7 @@ impl Store {
                 stack_limit: 0,
                 jmpbuf: core::ptr::null_mut(),
                 store: core::ptr::null_mut(),
+                interrupt: core::sync::atomic::AtomicU32::new(0),
             }),
             types: Vec::new(),
             funcs: Vec::new(),
@@ -291,6 +314,14 @@ impl Store {
             stack_budget: 512 * 1024,
             trap_message: None,
         }
+    }
+
+    /// A handle that stops Wasm running in this store from anywhere (a
+    /// timer interrupt, another thread): the next loop iteration traps
+    /// with `TrapKind::Interrupted`, and so does every later one until
+    /// [`InterruptHandle::reset`].
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle(&self.ctx.interrupt)
     }
 
     /// Records why a host function is about to trap; the first message

@@ -25,7 +25,9 @@ pub mod wasi;
 use alloc::string::{String, ToString};
 use core::fmt;
 
-pub use instance::{Extern, FuncId, GlobalId, InstanceId, MemoryId, Module, Store, TableId, Val};
+pub use instance::{
+    Extern, FuncId, GlobalId, InstanceId, InterruptHandle, MemoryId, Module, Store, TableId, Val,
+};
 pub use platform::Platform;
 pub use trap::{Trap, TrapKind};
 

@@ -163,3 +163,37 @@ fn memory_trap_needs_a_reservation_and_a_registered_pc() {
     assert_eq!(crate::trap::memory_trap(load, 0x1000), None);
     assert_eq!(crate::trap::memory_trap(code, guard), None);
 }
+
+#[test]
+fn an_endless_loop_is_interrupted_and_the_store_keeps_working() {
+    let wat = r#"(module
+        (func (export "spin") (loop $l (br $l)))
+        (func (export "one") (result i32) (i32.const 1)))"#;
+    let bytes = wat::parse_str(wat).expect("wat");
+    let module = Module::new(&HOSTED, &bytes).unwrap();
+    let mut store = Store::new(&HOSTED);
+    let inst = store.instantiate(&module, &[]).unwrap();
+    let (Some(Extern::Func(spin)), Some(Extern::Func(one))) =
+        (store.export(inst, "spin"), store.export(inst, "one"))
+    else {
+        panic!("exports")
+    };
+    let h = store.interrupt_handle();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        h.interrupt();
+    });
+    assert_eq!(
+        store.call(spin, &[]),
+        Err(Error::Trap(Trap(TrapKind::Interrupted)))
+    );
+    t.join().unwrap();
+    // Still interrupted until reset; code without loops still runs.
+    assert_eq!(store.call(one, &[]), Ok(vec![Val::I32(1)]));
+    assert_eq!(
+        store.call(spin, &[]),
+        Err(Error::Trap(Trap(TrapKind::Interrupted)))
+    );
+    store.interrupt_handle().reset();
+    assert_eq!(store.call(one, &[]), Ok(vec![Val::I32(1)]));
+}

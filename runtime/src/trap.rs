@@ -25,10 +25,12 @@ pub enum TrapKind {
     StackExhausted,
     /// A host function failed.
     Host,
+    /// The embedder interrupted the Wasm (a timeout).
+    Interrupted,
 }
 
 impl TrapKind {
-    const ALL: [TrapKind; 10] = [
+    const ALL: [TrapKind; 11] = [
         TrapKind::Unreachable,
         TrapKind::IntegerDivideByZero,
         TrapKind::IntegerOverflow,
@@ -39,6 +41,7 @@ impl TrapKind {
         TrapKind::IndirectCallNull,
         TrapKind::StackExhausted,
         TrapKind::Host,
+        TrapKind::Interrupted,
     ];
 
     pub fn from_u32(v: u32) -> Option<TrapKind> {
@@ -77,6 +80,7 @@ impl TrapKind {
             TrapKind::IndirectCallNull => "uninitialized element",
             TrapKind::StackExhausted => "call stack exhausted",
             TrapKind::Host => "host function failed",
+            TrapKind::Interrupted => "interrupted (the embedder's deadline passed)",
         }
     }
 }

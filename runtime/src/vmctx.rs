@@ -36,6 +36,9 @@ pub struct StoreCtx {
     /// The store of the innermost active entry: host functions get it
     /// back (they may call into Wasm again).
     pub store: *mut crate::instance::Store,
+    /// Set (by a timer or another thread) to stop the Wasm running: every
+    /// loop header checks it and traps with `TrapKind::Interrupted`.
+    pub interrupt: core::sync::atomic::AtomicU32,
 }
 
 #[repr(C)]
@@ -70,6 +73,7 @@ pub const VMCTX_TYPE_IDS: i32 = offset_of!(VmCtx, type_ids) as i32;
 pub const VMCTX_LIBCALLS: i32 = offset_of!(VmCtx, libcalls) as i32;
 pub const VMCTX_MEMORIES: i32 = offset_of!(VmCtx, memories) as i32;
 pub const STORE_STACK_LIMIT: i32 = offset_of!(StoreCtx, stack_limit) as i32;
+pub const STORE_INTERRUPT: i32 = offset_of!(StoreCtx, interrupt) as i32;
 pub const MEMORY_BASE: i32 = offset_of!(MemoryDef, base) as i32;
 pub const MEMORY_LEN: i32 = offset_of!(MemoryDef, len) as i32;
 pub const TABLE_BASE: i32 = offset_of!(TableDef, base) as i32;

@@ -78,3 +78,64 @@ fn a_component_that_cannot_link_fails_with_a_reason() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A command whose `run` never returns (an endless loop).
+const SPIN: &str = r#"(component
+  (core module $M
+    (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))
+  (core instance $m (instantiate $M))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn a_runaway_component_is_interrupted_before_the_timeout() {
+    let bytes = wat::parse_str(SPIN).unwrap();
+    let image = image_with(&bytes, &[], false).unwrap();
+    let cfg = RunConfig {
+        app: image.clone(),
+        with: Vec::new(),
+        machine: Machine::Microvm,
+        mem_mib: 256,
+        // The guest interrupts the component 2 s before QEMU would be killed.
+        timeout: Duration::from_secs(8),
+        verbose: false,
+        hosted: false,
+    };
+    let out = boot_component(&image, &cfg, None).unwrap();
+    let _ = std::fs::remove_file(&image);
+    let run = out.run.unwrap();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?} {:?}",
+        run.outcome,
+        out.component
+    );
+    assert!(
+        out.component.iter().any(|l| l.contains("interrupted")),
+        "{:?}",
+        out.component
+    );
+}
+
+#[test]
+fn a_runaway_component_is_interrupted_hosted() {
+    let bytes = wat::parse_str(SPIN).unwrap();
+    let r = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_timeout(
+                &bytes,
+                &[],
+                &[],
+                ringos::hosted_run::Echo::Capture,
+                Some(Duration::from_millis(200)),
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let e = r.expect_err("the run must be interrupted");
+    assert!(e.contains("interrupted"), "{e}");
+}

@@ -154,6 +154,7 @@ fn pvclock_tsc() -> Option<Scale> {
 
 fn on_timer() {
     TIMER_FIRES.fetch_add(1, Ordering::Relaxed);
+    crate::wasm::watchdog::on_timer();
 }
 
 /// Number of LAPIC timer interrupts taken so far.

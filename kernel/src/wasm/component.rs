@@ -63,15 +63,15 @@ fn components() -> Vec<&'static [u8]> {
 
 /// Runs the app if the image carries one: its exit status (`None`: no
 /// component in the image).
-pub fn run() -> Option<u8> {
+pub fn run(timeout_ms: Option<u64>) -> Option<u8> {
     let comps = components();
     if comps.is_empty() {
         return None;
     }
-    Some(super::on_wasm_stack(|| run_components(&comps)))
+    Some(super::on_wasm_stack(|| run_components(&comps, timeout_ms)))
 }
 
-fn run_components(comps: &[&[u8]]) -> u8 {
+fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>) -> u8 {
     let out = Rc::new(RefCell::new(Lines {
         marker: marker::STDOUT,
         buf: Vec::new(),
@@ -80,7 +80,8 @@ fn run_components(comps: &[&[u8]]) -> u8 {
         marker: marker::STDERR,
         buf: Vec::new(),
     }));
-    let r = instantiate_and_run(comps, &out, &err);
+    let r = instantiate_and_run(comps, &out, &err, timeout_ms);
+    super::watchdog::stop();
     out.borrow_mut().flush();
     err.borrow_mut().flush();
     match r {
@@ -100,10 +101,14 @@ fn instantiate_and_run(
     comps: &[&[u8]],
     out: &Rc<RefCell<Lines>>,
     err: &Rc<RefCell<Lines>>,
+    timeout_ms: Option<u64>,
 ) -> Result<bool, alloc::string::String> {
     use alloc::format;
     let mut store = ComponentStore::new(&KERNEL);
     store.core.set_stack_budget(super::BUDGET);
+    if let Some(ms) = timeout_ms {
+        super::watchdog::start(store.core.interrupt_handle(), ms.saturating_mul(1_000_000));
+    }
     let mut imports = wasi::cli(Cli {
         stdout: sink(out),
         stderr: sink(err),

@@ -6,6 +6,7 @@
 pub mod component;
 pub mod platform;
 pub mod spec;
+pub mod watchdog;
 
 pub use platform::KERNEL;
 

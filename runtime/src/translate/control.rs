@@ -132,6 +132,7 @@ impl Translator<'_> {
                 let height = self.stack.len() - p.len();
                 self.stack.truncate(height);
                 self.b.switch_to_block(header);
+                self.check_interrupt();
                 self.stack.extend_from_slice(self.b.block_params(header));
                 self.frames.push(Frame {
                     kind: Kind::Loop { header },

@@ -207,6 +207,19 @@ impl Translator<'_> {
         self.b.ins().load(PTR, readonly(), self.vmctx, offset)
     }
 
+    /// At every loop header: trap if the embedder interrupted the store
+    /// (two loads and a never-taken branch per iteration).
+    fn check_interrupt(&mut self) {
+        let store = self.vmctx_ptr(vmctx::VMCTX_STORE);
+        let flag = self.b.ins().load(
+            types::I32,
+            MemFlagsData::trusted(),
+            store,
+            vmctx::STORE_INTERRUPT,
+        );
+        self.trap_if(flag, TrapKind::Interrupted);
+    }
+
     fn trap_if(&mut self, cond: Value, kind: TrapKind) {
         self.b.ins().trapnz(cond, kind.code());
     }
