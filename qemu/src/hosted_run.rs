@@ -41,6 +41,32 @@ fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
     }))
 }
 
+/// Instantiates `providers` and `app` without calling anything (a check
+/// that they load and link).
+pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String> {
+    let mut store = ComponentStore::new(&HOSTED);
+    let sink = |_: &[u8]| {};
+    let mut imports = wasi::cli(Cli {
+        stdout: Rc::new(RefCell::new(sink)),
+        stderr: Rc::new(RefCell::new(sink)),
+        args: Vec::new(),
+        env: Vec::new(),
+    });
+    for (i, p) in providers.iter().enumerate() {
+        let c = Component::new(&HOSTED, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
+        let exports = store
+            .instantiate(&c, &imports)
+            .map_err(|e| format!("provider {}: {e}", i + 1))?;
+        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let c = Component::new(&HOSTED, app).map_err(|e| format!("not a valid component: {e}"))?;
+    let exports = store
+        .instantiate(&c, &imports)
+        .map_err(|e| format!("cannot link: {e}"))?;
+    wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run (not a command)")?;
+    Ok(())
+}
+
 /// Instantiates `providers` in order (each may use the ones before and
 /// wasi:cli), then `app`, and calls its `wasi:cli/run`.
 pub fn run(

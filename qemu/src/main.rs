@@ -49,6 +49,16 @@ enum Command {
                       Exits 0 when run returned ok."
     )]
     Run(RunArgs),
+    /// Write a bootable image: the kernel with a component (and its arguments, environment)
+    #[command(
+        long_about = "Checks the component (valid, a command, every import provided by \
+                      ringos or a --with provider), then writes one PVH ELF file: the kernel \
+                      plus the components, arguments and environment, without recompiling \
+                      the kernel. Boot it with `ringos boot APP.elf` or plain \
+                      `qemu-system-x86_64 -M microvm,acpi=off -kernel APP.elf -serial stdio \
+                      -nodefaults -display none -device isa-debug-exit,iobase=0xf4,iosize=4`."
+    )]
+    Image(ImageArgs),
     /// Measure the kernel
     #[command(subcommand)]
     Probe(Probe),
@@ -256,6 +266,9 @@ impl DeviceArgs {
 
 #[derive(Args)]
 struct BootArgs {
+    /// An image made by `ringos image` (default: the plain kernel, built if needed)
+    #[arg(value_name = "APP.elf")]
+    image: Option<std::path::PathBuf>,
     /// QEMU machine type
     #[arg(long, value_enum, default_value_t = Machine::Microvm)]
     machine: Machine,
@@ -290,6 +303,38 @@ struct RunArgs {
     /// Show kernel logs and the QEMU command line
     #[arg(short, long)]
     verbose: bool,
+    /// An environment variable for the component (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Arguments for the component (wasi:cli/environment get-arguments)
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// The component (a WASI 0.3 command: exports wasi:cli/run)
+    #[arg(value_name = "APP.wasm")]
+    app: std::path::PathBuf,
+    /// Where to write the image (a PVH ELF: `ringos boot FILE` or `qemu -kernel FILE`)
+    #[arg(short, long, value_name = "APP.elf")]
+    output: std::path::PathBuf,
+    /// A component to instantiate first; its exports can satisfy the app's imports (repeatable)
+    #[arg(long, value_name = "PROVIDER.wasm")]
+    with: Vec<std::path::PathBuf>,
+    /// An environment variable for the component (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Arguments for the component
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[derive(Args)]
@@ -452,10 +497,36 @@ fn kernel_cmdline(verbose: bool, io: Option<IoMode>, append: &str) -> String {
     words.join(" ")
 }
 
+fn image_cmd(a: ImageArgs) -> Result<i32, Error> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))
+    };
+    let app = read(&a.app)?;
+    let with: Vec<Vec<u8>> = a.with.iter().map(|p| read(p)).collect::<Result<_, _>>()?;
+    if let Err(why) = ringos::run::check(&app, &with) {
+        eprintln!("ringos: {}: {why}", a.app.display());
+        return Ok(1);
+    }
+    let out = ringos::run::write_image(&app, &with, &a.args, &a.env, false, &a.output)?;
+    eprintln!("ringos: wrote {}", out.display());
+    Ok(0)
+}
+
 fn boot(a: BootArgs) -> Result<i32, Error> {
     // Argument errors first, before a kernel build.
     a.devices.net()?;
-    let image = kernel_image::build(a.verbose)?;
+    let image = match &a.image {
+        Some(p) => {
+            let elf = std::fs::read(p)
+                .map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))?;
+            ringos::image::descriptor(&elf).map_err(|e| {
+                Error::CannotStart(format!("{}: not a ringos image: {e}", p.display()))
+            })?;
+            p.clone()
+        }
+        None => kernel_image::build(a.verbose)?,
+    };
+    let app = a.image.is_some();
     let cfg = VmConfig {
         image,
         machine: a.machine,
@@ -467,6 +538,21 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
         disk: a.devices.disk.disk.clone(),
         net: a.devices.net()?,
     };
+    if app {
+        // An app image: its output on ours, kernel lines with -v (as `run`).
+        let rc = ringos::run::RunConfig {
+            app: cfg.image.clone(),
+            with: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            machine: cfg.machine,
+            mem_mib: cfg.mem_mib,
+            timeout: cfg.timeout,
+            verbose: a.verbose,
+            hosted: false,
+        };
+        return ringos::run::boot_image(&cfg.image, &rc);
+    }
     let run = vm::run(&cfg, Console::Stream)?;
     if let Some(msg) = run.outcome.message(cfg.timeout) {
         eprintln!("ringos: {msg}");
@@ -563,9 +649,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Boot(a) => boot(a),
+        Command::Image(a) => image_cmd(a),
         Command::Run(a) => ringos::run::run(&ringos::run::RunConfig {
             app: a.app,
             with: a.with,
+            args: a.args,
+            env: a.env,
             machine: a.machine,
             mem_mib: a.vm.mem,
             timeout: a.vm.timeout,

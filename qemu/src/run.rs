@@ -17,6 +17,9 @@ pub struct RunConfig {
     pub app: PathBuf,
     /// Components whose exports the app imports, instantiated first.
     pub with: Vec<PathBuf>,
+    /// `wasi:cli/environment` arguments and variables.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
     pub machine: Machine,
     pub mem_mib: u32,
     pub timeout: std::time::Duration,
@@ -31,17 +34,58 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 /// The kernel image with the components embedded: providers first, the
 /// app last (the kernel runs the last `COMPONENT` entry).
 pub fn image_with(app: &[u8], with: &[Vec<u8>], verbose: bool) -> Result<PathBuf> {
-    let kernel = kernel_image::build(verbose)?;
-    let mut entries: Vec<(u32, &[u8])> =
-        with.iter().map(|b| (payload::COMPONENT, &b[..])).collect();
-    entries.push((payload::COMPONENT, app));
-    let container = image::container(entries);
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = kernel_image::target_dir(&kernel_image::root())
         .join("run")
         .join(format!("ringos-app-{}-{n}.elf", std::process::id()));
-    image::write(&kernel, &container, &out)
+    write_image(app, with, &[], &[], verbose, &out)
+}
+
+/// Writes the kernel image with the components, arguments and
+/// environment embedded to `out` (the kernel is not rebuilt: the payload
+/// is a new segment).
+pub fn write_image(
+    app: &[u8],
+    with: &[Vec<u8>],
+    args: &[String],
+    env: &[(String, String)],
+    verbose: bool,
+    out: &Path,
+) -> Result<PathBuf> {
+    let kernel = kernel_image::build(verbose)?;
+    let args_b = args.join("\0").into_bytes();
+    let env_b = env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\0")
+        .into_bytes();
+    let mut entries: Vec<(u32, &[u8])> =
+        with.iter().map(|b| (payload::COMPONENT, &b[..])).collect();
+    entries.push((payload::COMPONENT, app));
+    if !args.is_empty() {
+        entries.push((payload::ARGS, &args_b));
+    }
+    if !env.is_empty() {
+        entries.push((payload::ENV, &env_b));
+    }
+    let container = image::container(entries);
+    image::write(&kernel, &container, out)
+}
+
+/// Refuses a component ringos cannot run, before any VM starts: not a
+/// component, invalid, or importing what neither ringos's WASI nor a
+/// provider gives (checked by instantiating it on the host, without
+/// running it).
+pub fn check(app: &[u8], with: &[Vec<u8>]) -> std::result::Result<(), String> {
+    let (app, with) = (app.to_vec(), with.to_vec());
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || hosted_run::instantiate_only(&app, &with))
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "checking the component panicked".to_string())?
 }
 
 /// What a component printed in a VM, split from the kernel's lines.
@@ -100,7 +144,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
         return match hosted_run::run_with_timeout(
             &app,
             &with,
-            &[],
+            &cfg.args,
             Echo::Through,
             Some(cfg.timeout),
         ) {
@@ -111,7 +155,22 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
             }
         };
     }
-    let image = image_with(&app, &with, cfg.verbose)?;
+    if let Err(why) = check(&app, &with) {
+        eprintln!("ringos: {}: {why}", cfg.app.display());
+        return Ok(1);
+    }
+    let out = kernel_image::target_dir(&kernel_image::root())
+        .join("run")
+        .join(format!("ringos-app-{}.elf", std::process::id()));
+    let image = write_image(&app, &with, &cfg.args, &cfg.env, cfg.verbose, &out)?;
+    let r = boot_image(&image, cfg);
+    let _ = std::fs::remove_file(&image);
+    r
+}
+
+/// Boots an app image, its output on ours (kernel lines with `-v`); the
+/// component's exit status.
+pub fn boot_image(image: &Path, cfg: &RunConfig) -> Result<i32> {
     let verbose = cfg.verbose;
     let mut route = |l: &str| {
         if let Some(s) = l.strip_prefix(marker::STDOUT) {
@@ -126,9 +185,9 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
             eprintln!("  | {l}");
         }
     };
-    let out = boot_component(&image, cfg, Some(&mut route));
-    let _ = std::fs::remove_file(&image);
-    let run = out?.run.ok_or_else(|| Error::Io("no VM run".into()))?;
+    let run = boot_component(image, cfg, Some(&mut route))?
+        .run
+        .ok_or_else(|| Error::Io("no VM run".into()))?;
     if let Some(msg) = run.outcome.message(cfg.timeout) {
         if !run.outcome.is_success() {
             eprintln!("ringos: {msg}");

@@ -16,6 +16,8 @@ fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
     let cfg = RunConfig {
         app: image.clone(),
         with: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
         machine,
         mem_mib: 256,
         timeout: Duration::from_secs(120),
@@ -95,6 +97,8 @@ fn a_runaway_component_is_interrupted_before_the_timeout() {
     let cfg = RunConfig {
         app: image.clone(),
         with: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
         machine: Machine::Microvm,
         mem_mib: 256,
         // The guest interrupts the component 2 s before QEMU would be killed.
@@ -138,4 +142,50 @@ fn a_runaway_component_is_interrupted_hosted() {
         .unwrap();
     let e = r.expect_err("the run must be interrupted");
     assert!(e.contains("interrupted"), "{e}");
+}
+
+#[test]
+fn an_image_written_once_boots_later() {
+    let app = guests::component_bytes("hello");
+    let out = ringos::kernel_image::target_dir(&ringos::kernel_image::root())
+        .join("run")
+        .join(format!("image-test-{}.elf", std::process::id()));
+    let args = vec!["a".to_string(), "b c".to_string()];
+    let env = vec![("K".to_string(), "V".to_string())];
+    let image = ringos::run::write_image(&app, &[], &args, &env, false, &out).unwrap();
+    // A plain PVH ELF with the payload descriptor patched.
+    let elf = std::fs::read(&image).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert!(ringos::image::descriptor(&elf).unwrap().len > 0);
+    let cfg = RunConfig {
+        app: image.clone(),
+        with: Vec::new(),
+        args,
+        env,
+        machine: Machine::Microvm,
+        mem_mib: 256,
+        timeout: Duration::from_secs(120),
+        verbose: false,
+        hosted: false,
+    };
+    let o = boot_component(&image, &cfg, None).unwrap();
+    let _ = std::fs::remove_file(&image);
+    check(&o, guests::HELLO_OUTPUT);
+}
+
+#[test]
+fn bad_components_are_refused_before_a_vm_starts() {
+    let not_wasm = b"hello".to_vec();
+    let core_module = wat::parse_str("(module)").unwrap();
+    let unlinked = guests::component_bytes("consumer");
+    let cases = [
+        (not_wasm, "not a valid component"),
+        (core_module, "not a component"),
+        (unlinked, "missing import `ringos:demo/bytes@0.1.0`"),
+    ];
+    for (bytes, why) in cases {
+        let e = ringos::run::check(&bytes, &[]).expect_err("refused");
+        assert!(e.contains(why), "{e}");
+    }
+    ringos::run::check(&guests::component_bytes("hello"), &[]).unwrap();
 }

@@ -61,6 +61,16 @@ fn components() -> Vec<&'static [u8]> {
         .collect()
 }
 
+/// The NUL-separated strings of the payload's `kind` entry.
+fn strings(kind: u32) -> Vec<alloc::string::String> {
+    crate::payload::entries()
+        .filter(|e| e.kind == kind)
+        .flat_map(|e| e.bytes.split(|b| *b == 0))
+        .filter(|s| !s.is_empty())
+        .map(|s| alloc::string::String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
 /// Runs the app if the image carries one: its exit status (`None`: no
 /// component in the image).
 pub fn run(timeout_ms: Option<u64>) -> Option<u8> {
@@ -112,8 +122,11 @@ fn instantiate_and_run(
     let mut imports = wasi::cli(Cli {
         stdout: sink(out),
         stderr: sink(err),
-        args: Vec::new(),
-        env: Vec::new(),
+        args: strings(payload::ARGS),
+        env: strings(payload::ENV)
+            .into_iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
+            .collect(),
     });
     let (app, providers) = comps.split_last().ok_or("no component")?;
     for (i, p) in providers.iter().enumerate() {
