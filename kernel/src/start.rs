@@ -76,7 +76,10 @@ pub fn main(boot: &'static BootInfo) -> ! {
     };
     if test.is_none() {
         let timeout = cmdline::get(line, cmdline::WASM_TIMEOUT).and_then(|v| v.parse().ok());
-        if let Some(status) = crate::wasm::component::run(timeout) {
+        let epoch = cmdline::get(line, cmdline::EPOCH)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if let Some(status) = crate::wasm::component::run(timeout, epoch) {
             exit_vm(status);
         }
     }

@@ -78,6 +78,9 @@ pub mod cmdline {
     /// `wasm-timeout=<ms>`: interrupt a component still running after
     /// this long (it traps at its next loop iteration).
     pub const WASM_TIMEOUT: &str = "wasm-timeout";
+    /// `epoch=<ns since 1970>` at boot: the wall clock (`wasi:clocks`
+    /// system-clock) counts from it.
+    pub const EPOCH: &str = "epoch";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {

@@ -25,6 +25,41 @@ pub enum Echo {
     Through,
 }
 
+/// Clocks and randomness of this process.
+struct HostSystem {
+    start: std::time::Instant,
+}
+
+impl wasi::System for HostSystem {
+    fn monotonic_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn wall(&self) -> (i64, u32) {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (d.as_secs() as i64, d.subsec_nanos())
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), String> {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(buf))
+            .map_err(|e| format!("wasi:random: /dev/urandom: {e}"))
+    }
+    fn sleep_ns(&self, ns: u64) {
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+    }
+}
+
+/// Every WASI interface the hosted mode serves.
+fn wasi_imports(cli: Cli) -> ringos_runtime::component::Exports {
+    let mut m = wasi::cli(cli);
+    m.extend(wasi::clocks_and_random(Rc::new(HostSystem {
+        start: std::time::Instant::now(),
+    })));
+    m
+}
+
 fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
     Rc::new(RefCell::new(move |b: &[u8]| {
         buf.borrow_mut().extend_from_slice(b);
@@ -46,7 +81,7 @@ fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
 pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String> {
     let mut store = ComponentStore::new(&HOSTED);
     let sink = |_: &[u8]| {};
-    let mut imports = wasi::cli(Cli {
+    let mut imports = wasi_imports(Cli {
         stdout: Rc::new(RefCell::new(sink)),
         stderr: Rc::new(RefCell::new(sink)),
         args: Vec::new(),
@@ -90,7 +125,7 @@ pub fn run_with_timeout(
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
-    let mut imports = wasi::cli(Cli {
+    let mut imports = wasi_imports(Cli {
         stdout: sink(out.clone(), echo, false),
         stderr: sink(err.clone(), echo, true),
         args: args.to_vec(),

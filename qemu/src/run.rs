@@ -114,7 +114,14 @@ pub fn boot_component(
     // killed, so a runaway component ends with a clear trap.
     let t = cfg.timeout.as_millis() as u64;
     let wasm_ms = if t > 4000 { t - 2000 } else { t / 2 };
-    vm.append = format!("{}={wasm_ms}", cmdline::WASM_TIMEOUT);
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    vm.append = format!(
+        "{}={wasm_ms} {}={epoch}",
+        cmdline::WASM_TIMEOUT,
+        cmdline::EPOCH
+    );
     let mut running = crate::vm::spawn(&vm, Console::Capture)?;
     let mut o = VmOutput::default();
     while let Some(l) = running.next_console_line() {

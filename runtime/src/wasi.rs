@@ -202,3 +202,171 @@ pub fn run_export(exports: &Exports) -> Option<Rc<Func>> {
             _ => None,
         })
 }
+
+/// What the platform gives `wasi:clocks` and `wasi:random`.
+pub trait System {
+    /// Monotonic time in ns (any origin).
+    fn monotonic_ns(&self) -> u64;
+    /// The monotonic clock's resolution in ns.
+    fn resolution_ns(&self) -> u64 {
+        1
+    }
+    /// Wall-clock time: seconds and nanoseconds since the Unix epoch.
+    fn wall(&self) -> (i64, u32);
+    /// Fills `buf` from a cryptographic source, or says why it cannot.
+    fn random(&self, buf: &mut [u8]) -> Result<(), String>;
+    /// Waits `ns` (this first version blocks the loop while it waits).
+    fn sleep_ns(&self, ns: u64);
+}
+
+/// `list<u8>` of `n` random bytes, at most 64 KiB per call.
+fn random_bytes(sys: &dyn System, n: u64) -> Result<Value, String> {
+    let mut buf = vec![0u8; n.min(65536) as usize];
+    sys.random(&mut buf)?;
+    Ok(Value::List(buf.into_iter().map(Value::U8).collect()))
+}
+
+fn random_u64(sys: &dyn System) -> Result<Value, String> {
+    let mut b = [0u8; 8];
+    sys.random(&mut b)?;
+    Ok(Value::U64(u64::from_le_bytes(b)))
+}
+
+fn host(sig: FuncSig, f: impl Fn(&[Value]) -> Result<Option<Value>, String> + 'static) -> Item {
+    Item::Func(Func::host(
+        sig,
+        Box::new(move |_: &mut HostCx<'_>, a: &[Value]| f(a)),
+    ))
+}
+
+fn u64_arg(args: &[Value]) -> u64 {
+    match args.first() {
+        Some(Value::U64(v)) => *v,
+        _ => 0,
+    }
+}
+
+/// `wasi:clocks/{types,monotonic-clock,system-clock}` and
+/// `wasi:random/{random,insecure,insecure-seed}`, keyed by import name.
+pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
+    let mut m: Exports = BTreeMap::new();
+    let clocks = |i: &str| alloc::format!("wasi:clocks/{i}@{VERSION}");
+    let random = |i: &str| alloc::format!("wasi:random/{i}@{VERSION}");
+    m.insert(
+        clocks("types"),
+        instance(vec![("duration", Item::Type(None))]),
+    );
+    let (s1, s2, s3, s4) = (sys.clone(), sys.clone(), sys.clone(), sys.clone());
+    let wait = |async_sig: FuncSig, f: Rc<dyn System>, until: bool| {
+        host(async_sig, move |a| {
+            let v = u64_arg(a);
+            let ns = if until {
+                v.saturating_sub(f.monotonic_ns())
+            } else {
+                v
+            };
+            f.sleep_ns(ns);
+            Ok(None)
+        })
+    };
+    let async_sig = |name: &str| {
+        let mut s = sig(&[name], vec![ValType::U64], None);
+        s.ty.async_ = true;
+        s
+    };
+    m.insert(
+        clocks("monotonic-clock"),
+        instance(vec![
+            ("duration", Item::Type(None)),
+            ("mark", Item::Type(None)),
+            (
+                "now",
+                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                    Ok(Some(Value::U64(s1.monotonic_ns())))
+                }),
+            ),
+            (
+                "get-resolution",
+                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                    Ok(Some(Value::U64(s2.resolution_ns())))
+                }),
+            ),
+            ("wait-until", wait(async_sig("when"), sys.clone(), true)),
+            ("wait-for", wait(async_sig("how-long"), sys.clone(), false)),
+        ]),
+    );
+    let instant = ValType::record([("seconds", ValType::S64), ("nanoseconds", ValType::U32)]);
+    m.insert(
+        clocks("system-clock"),
+        instance(vec![
+            ("duration", Item::Type(None)),
+            ("instant", Item::Type(None)),
+            (
+                "now",
+                host(sig(&[], vec![], Some(instant)), move |_| {
+                    let (s, ns) = s3.wall();
+                    Ok(Some(Value::Record(vec![Value::S64(s), Value::U32(ns)])))
+                }),
+            ),
+            (
+                "get-resolution",
+                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                    Ok(Some(Value::U64(s4.resolution_ns())))
+                }),
+            ),
+        ]),
+    );
+    for secure in [true, false] {
+        let (a, b) = (sys.clone(), sys.clone());
+        let (bytes, word, name) = if secure {
+            ("get-random-bytes", "get-random-u64", random("random"))
+        } else {
+            (
+                "get-insecure-random-bytes",
+                "get-insecure-random-u64",
+                random("insecure"),
+            )
+        };
+        m.insert(
+            name,
+            instance(vec![
+                (
+                    bytes,
+                    host(
+                        sig(
+                            &["max-len"],
+                            vec![ValType::U64],
+                            Some(ValType::list(ValType::U8)),
+                        ),
+                        move |args| random_bytes(&*a, u64_arg(args)).map(Some),
+                    ),
+                ),
+                (
+                    word,
+                    host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                        random_u64(&*b).map(Some)
+                    }),
+                ),
+            ]),
+        );
+    }
+    let seed = sys.clone();
+    m.insert(
+        random("insecure-seed"),
+        instance(vec![(
+            "get-insecure-seed",
+            host(
+                sig(
+                    &[],
+                    vec![],
+                    Some(ValType::Tuple(vec![ValType::U64, ValType::U64])),
+                ),
+                move |_| {
+                    let (a, b) = (random_u64(&*seed)?, random_u64(&*seed)?);
+                    Ok(Some(Value::tuple(vec![a, b])))
+                },
+            ),
+        )]),
+    );
+    m
+}

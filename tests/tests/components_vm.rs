@@ -189,3 +189,62 @@ fn bad_components_are_refused_before_a_vm_starts() {
     }
     ringos::run::check(&guests::component_bytes("hello"), &[]).unwrap();
 }
+
+/// `run` returns ok iff two `wasi:random` u64s differ and a 50 ms
+/// `wasi:clocks` `wait-for` lasts at least 50 ms by the monotonic clock.
+const CLOCKS_AND_RANDOM: &str = r#"(component
+  (import "wasi:random/random@0.3.2" (instance $r
+    (export "get-random-u64" (func (result u64)))))
+  (import "wasi:clocks/monotonic-clock@0.3.2" (instance $c
+    (export "now" (func (result u64)))
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (core func $rand (canon lower (func $r "get-random-u64")))
+  (core func $now (canon lower (func $c "now")))
+  (core func $wait (canon lower (func $c "wait-for")))
+  (core module $M
+    (import "" "rand" (func $rand (result i64)))
+    (import "" "now" (func $now (result i64)))
+    (import "" "wait" (func $wait (param i64)))
+    (func (export "run") (result i32)
+      (local $t0 i64)
+      (if (i64.eq (call $rand) (call $rand)) (then (return (i32.const 1))))
+      (local.set $t0 (call $now))
+      (call $wait (i64.const 50000000))
+      (if (i64.lt_u (i64.sub (call $now) (local.get $t0)) (i64.const 50000000))
+        (then (return (i32.const 1))))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "rand" (func $rand)) (export "now" (func $now)) (export "wait" (func $wait))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn clocks_and_random_on_both_machines_and_hosted() {
+    let bytes = wat::parse_str(CLOCKS_AND_RANDOM).unwrap();
+    for machine in [Machine::Microvm, Machine::Q35] {
+        let image = image_with(&bytes, &[], false).unwrap();
+        let cfg = RunConfig {
+            app: image.clone(),
+            with: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            machine,
+            mem_mib: 256,
+            timeout: Duration::from_secs(120),
+            verbose: false,
+            hosted: false,
+        };
+        let o = boot_component(&image, &cfg, None).unwrap();
+        let _ = std::fs::remove_file(&image);
+        check(&o, "");
+    }
+    let hosted = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(hosted.ok);
+}

@@ -140,3 +140,22 @@ pub fn hypervisor_signature() -> Option<[u8; 12]> {
     sig[8..12].copy_from_slice(&r.edx.to_le_bytes());
     Some(sig)
 }
+
+/// Whether the CPU has RDRAND (CPUID.01H:ECX bit 30).
+pub fn has_rdrand() -> bool {
+    cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// A hardware random number, retrying RDRAND's transient failures a few
+/// times (`None` if it keeps failing). Call only if [`has_rdrand`].
+pub fn rdrand64() -> Option<u64> {
+    // RDRAND only writes `v`; the target feature makes the call unsafe
+    // for callers, who check the CPU has it.
+    #[target_feature(enable = "rdrand")]
+    fn step(v: &mut u64) -> bool {
+        core::arch::x86_64::_rdrand64_step(v) == 1
+    }
+    let mut v = 0;
+    // SAFETY: callers check `has_rdrand` first (the target feature).
+    (0..10).any(|_| unsafe { step(&mut v) }).then_some(v)
+}

@@ -48,6 +48,36 @@ impl Lines {
     }
 }
 
+/// The kernel's clocks and randomness for WASI.
+struct KernelSystem {
+    /// ns since 1970 at boot (`epoch=`), if the host said.
+    epoch_ns: u64,
+}
+
+impl wasi::System for KernelSystem {
+    fn monotonic_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+    fn wall(&self) -> (i64, u32) {
+        let t = self.epoch_ns.saturating_add(crate::time::now_ns());
+        ((t / 1_000_000_000) as i64, (t % 1_000_000_000) as u32)
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), alloc::string::String> {
+        if !crate::arch::cpu::has_rdrand() {
+            return Err("wasi:random: this CPU has no RDRAND (try -cpu max)".into());
+        }
+        for chunk in buf.chunks_mut(8) {
+            let v = crate::arch::cpu::rdrand64()
+                .ok_or("wasi:random: RDRAND kept failing (no entropy)")?;
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+    fn sleep_ns(&self, ns: u64) {
+        crate::time::sleep_ns(ns);
+    }
+}
+
 fn sink(lines: &Rc<RefCell<Lines>>) -> wasi::Sink {
     let lines = lines.clone();
     Rc::new(RefCell::new(move |b: &[u8]| lines.borrow_mut().write(b)))
@@ -73,15 +103,17 @@ fn strings(kind: u32) -> Vec<alloc::string::String> {
 
 /// Runs the app if the image carries one: its exit status (`None`: no
 /// component in the image).
-pub fn run(timeout_ms: Option<u64>) -> Option<u8> {
+pub fn run(timeout_ms: Option<u64>, epoch_ns: u64) -> Option<u8> {
     let comps = components();
     if comps.is_empty() {
         return None;
     }
-    Some(super::on_wasm_stack(|| run_components(&comps, timeout_ms)))
+    Some(super::on_wasm_stack(|| {
+        run_components(&comps, timeout_ms, epoch_ns)
+    }))
 }
 
-fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>) -> u8 {
+fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>, epoch_ns: u64) -> u8 {
     let out = Rc::new(RefCell::new(Lines {
         marker: marker::STDOUT,
         buf: Vec::new(),
@@ -90,7 +122,7 @@ fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>) -> u8 {
         marker: marker::STDERR,
         buf: Vec::new(),
     }));
-    let r = instantiate_and_run(comps, &out, &err, timeout_ms);
+    let r = instantiate_and_run(comps, &out, &err, timeout_ms, epoch_ns);
     super::watchdog::stop();
     out.borrow_mut().flush();
     err.borrow_mut().flush();
@@ -112,6 +144,7 @@ fn instantiate_and_run(
     out: &Rc<RefCell<Lines>>,
     err: &Rc<RefCell<Lines>>,
     timeout_ms: Option<u64>,
+    epoch_ns: u64,
 ) -> Result<bool, alloc::string::String> {
     use alloc::format;
     let mut store = ComponentStore::new(&KERNEL);
@@ -128,6 +161,7 @@ fn instantiate_and_run(
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
             .collect(),
     });
+    imports.extend(wasi::clocks_and_random(Rc::new(KernelSystem { epoch_ns })));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     for (i, p) in providers.iter().enumerate() {
         let c = Component::new(&KERNEL, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
