@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ringos_runtime::component::{Component, ComponentStore, Value};
+use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::hosted::HOSTED;
 use ringos_runtime::wasi::{self, Cli};
 
@@ -81,24 +81,14 @@ fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
 pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String> {
     let mut store = ComponentStore::new(&HOSTED);
     let sink = |_: &[u8]| {};
-    let mut imports = wasi_imports(Cli {
+    let imports = wasi_imports(Cli {
         stdout: Rc::new(RefCell::new(sink)),
         stderr: Rc::new(RefCell::new(sink)),
         args: Vec::new(),
         env: Vec::new(),
     });
-    for (i, p) in providers.iter().enumerate() {
-        let c = Component::new(&HOSTED, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
-        let exports = store
-            .instantiate(&c, &imports)
-            .map_err(|e| format!("provider {}: {e}", i + 1))?;
-        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    let c = Component::new(&HOSTED, app).map_err(|e| format!("not a valid component: {e}"))?;
-    let exports = store
-        .instantiate(&c, &imports)
-        .map_err(|e| format!("cannot link: {e}"))?;
-    wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run (not a command)")?;
+    let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
+    wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;
     Ok(())
 }
 
@@ -125,24 +115,14 @@ pub fn run_with_timeout(
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
-    let mut imports = wasi_imports(Cli {
+    let imports = wasi_imports(Cli {
         stdout: sink(out.clone(), echo, false),
         stderr: sink(err.clone(), echo, true),
         args: args.to_vec(),
         env: Vec::new(),
     });
-    for (i, p) in providers.iter().enumerate() {
-        let c = Component::new(&HOSTED, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
-        let exports = store
-            .instantiate(&c, &imports)
-            .map_err(|e| format!("provider {}: {e}", i + 1))?;
-        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    let c = Component::new(&HOSTED, app).map_err(|e| format!("component: {e}"))?;
-    let exports = store
-        .instantiate(&c, &imports)
-        .map_err(|e| format!("instantiation: {e}"))?;
-    let run = wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run")?;
+    let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
+    let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;
     // Whether the store (what the handle points at) is still alive: the
     // watchdog interrupts only under this lock.
     let alive = std::sync::Arc::new(std::sync::Mutex::new(true));

@@ -370,3 +370,31 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
     );
     m
 }
+
+/// Instantiates `providers` in order (each one's exports become imports of
+/// the ones after, beside `imports`), then `app`, and returns `app`'s
+/// `wasi:cli/run` function. Errors say which component and why.
+pub fn instantiate_command(
+    store: &mut crate::component::ComponentStore,
+    platform: &'static dyn crate::Platform,
+    mut imports: Exports,
+    app: &[u8],
+    providers: &[&[u8]],
+) -> Result<Rc<Func>, String> {
+    use crate::component::Component;
+    for (i, p) in providers.iter().enumerate() {
+        let c =
+            Component::new(platform, p).map_err(|e| alloc::format!("provider {}: {e}", i + 1))?;
+        let exports = store
+            .instantiate(&c, &imports)
+            .map_err(|e| alloc::format!("provider {}: {e}", i + 1))?;
+        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let c =
+        Component::new(platform, app).map_err(|e| alloc::format!("not a valid component: {e}"))?;
+    let exports = store
+        .instantiate(&c, &imports)
+        .map_err(|e| alloc::format!("cannot link: {e}"))?;
+    run_export(&exports)
+        .ok_or_else(|| "the component exports no wasi:cli/run (not a command)".into())
+}

@@ -9,21 +9,25 @@ use ringos::run::{boot_component, image_with, RunConfig, VmOutput};
 use ringos::Machine;
 use ringos_tests::guests;
 
-fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
-    let bytes = guests::component_bytes(app);
-    let deps: Vec<Vec<u8>> = with.iter().map(|d| guests::component_bytes(d)).collect();
-    let image = image_with(&bytes, &deps, false).expect("kernel image with the component");
-    let cfg = RunConfig {
-        app: image.clone(),
+fn config(image: &std::path::Path, machine: Machine, timeout: Duration) -> RunConfig {
+    RunConfig {
+        app: image.to_path_buf(),
         with: Vec::new(),
         args: Vec::new(),
         env: Vec::new(),
         machine,
         mem_mib: 256,
-        timeout: Duration::from_secs(120),
+        timeout,
         verbose: false,
         hosted: false,
-    };
+    }
+}
+
+fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
+    let bytes = guests::component_bytes(app);
+    let deps: Vec<Vec<u8>> = with.iter().map(|d| guests::component_bytes(d)).collect();
+    let image = image_with(&bytes, &deps, false).expect("kernel image with the component");
+    let cfg = config(&image, machine, Duration::from_secs(120));
     let out = boot_component(&image, &cfg, None).expect("booting");
     let _ = std::fs::remove_file(&image);
     out
@@ -94,18 +98,7 @@ const SPIN: &str = r#"(component
 fn a_runaway_component_is_interrupted_before_the_timeout() {
     let bytes = wat::parse_str(SPIN).unwrap();
     let image = image_with(&bytes, &[], false).unwrap();
-    let cfg = RunConfig {
-        app: image.clone(),
-        with: Vec::new(),
-        args: Vec::new(),
-        env: Vec::new(),
-        machine: Machine::Microvm,
-        mem_mib: 256,
-        // The guest interrupts the component 2 s before QEMU would be killed.
-        timeout: Duration::from_secs(8),
-        verbose: false,
-        hosted: false,
-    };
+    let cfg = config(&image, Machine::Microvm, Duration::from_secs(8));
     let out = boot_component(&image, &cfg, None).unwrap();
     let _ = std::fs::remove_file(&image);
     let run = out.run.unwrap();
@@ -224,17 +217,7 @@ fn clocks_and_random_on_both_machines_and_hosted() {
     let bytes = wat::parse_str(CLOCKS_AND_RANDOM).unwrap();
     for machine in [Machine::Microvm, Machine::Q35] {
         let image = image_with(&bytes, &[], false).unwrap();
-        let cfg = RunConfig {
-            app: image.clone(),
-            with: Vec::new(),
-            args: Vec::new(),
-            env: Vec::new(),
-            machine,
-            mem_mib: 256,
-            timeout: Duration::from_secs(120),
-            verbose: false,
-            hosted: false,
-        };
+        let cfg = config(&image, machine, Duration::from_secs(120));
         let o = boot_component(&image, &cfg, None).unwrap();
         let _ = std::fs::remove_file(&image);
         check(&o, "");

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use ringos_proto::{exit, marker, payload};
-use ringos_runtime::component::{Component, ComponentStore, Value};
+use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::wasi::{self, Cli};
 
 use super::KERNEL;
@@ -163,18 +163,7 @@ fn instantiate_and_run(
     });
     imports.extend(wasi::clocks_and_random(Rc::new(KernelSystem { epoch_ns })));
     let (app, providers) = comps.split_last().ok_or("no component")?;
-    for (i, p) in providers.iter().enumerate() {
-        let c = Component::new(&KERNEL, p).map_err(|e| format!("provider {}: {e}", i + 1))?;
-        let exports = store
-            .instantiate(&c, &imports)
-            .map_err(|e| format!("provider {}: {e}", i + 1))?;
-        imports.extend(exports.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    let c = Component::new(&KERNEL, app).map_err(|e| format!("{e}"))?;
-    let exports = store
-        .instantiate(&c, &imports)
-        .map_err(|e| format!("instantiation: {e}"))?;
-    let run = wasi::run_export(&exports).ok_or("the component exports no wasi:cli/run")?;
+    let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
     let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;
     Ok(matches!(r, Some(Value::Variant(0, _))))
 }

@@ -437,15 +437,7 @@ fn lowered_call(
         // A synchronous call of an async function may block: only a task
         // that may block can make it (not a start function, not a
         // non-async task before it returned).
-        let mut st = sh.get()?;
-        match st.current.last().copied() {
-            Some(t) => st.task(t)?.abi.check_may_block()?,
-            None => {
-                return Err(Trapped::new(
-                    "cannot block a synchronous task before returning",
-                ))
-            }
-        }
+        sh.get()?.check_may_block()?;
     }
     let (max_params, max_results) = if opts.async_ {
         (MAX_FLAT_ASYNC_PARAMS, 0)
@@ -520,26 +512,25 @@ fn lowered_call(
             _ => false,
         }
     };
+    // `Subtask.deliver_resolve` of a subtask that never went in the table.
+    let deliver = || -> Result<(), Trapped> {
+        let mut s = cell
+            .borrow_mut()
+            .local
+            .take()
+            .ok_or_else(|| Trapped::new("subtask missing"))?;
+        Ok(sh.get()?.inst(inst)?.deliver_resolve(&mut s)?)
+    };
     if !opts.async_ {
         if !resolved() {
             sched::block_until(store, sh, true, &mut || resolved())?;
         }
-        let mut s = cell
-            .borrow_mut()
-            .local
-            .take()
-            .ok_or_else(|| Trapped::new("subtask missing"))?;
-        sh.get()?.inst(inst)?.deliver_resolve(&mut s)?;
+        deliver()?;
         let r = flat_results.borrow();
         return Ok(r.iter().copied().map(from_core).collect());
     }
     if resolved() {
-        let mut s = cell
-            .borrow_mut()
-            .local
-            .take()
-            .ok_or_else(|| Trapped::new("subtask missing"))?;
-        sh.get()?.inst(inst)?.deliver_resolve(&mut s)?;
+        deliver()?;
         return Ok(vec![Val::I32(SubtaskState::Returned as i32)]);
     }
     let mut c = cell.borrow_mut();

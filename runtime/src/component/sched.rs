@@ -247,15 +247,7 @@ pub(crate) fn block_until(
         return Ok(());
     }
     if from_guest {
-        let mut st = sh.get()?;
-        match st.current.last().copied() {
-            Some(t) => st.task(t)?.abi.check_may_block()?,
-            None => {
-                return Err(Trapped::new(
-                    "cannot block a synchronous task before returning",
-                ))
-            }
-        }
+        sh.get()?.check_may_block()?;
     }
     let saved = sh.get()?.suspend_stack();
     let mut idle_rounds = 0u32;

@@ -272,6 +272,18 @@ impl State {
             .ok_or_else(|| Trapped::new("no such task"))
     }
 
+    /// Whether the code running may block: a task of an async function
+    /// type, or one that already returned (not a start function, not a
+    /// synchronous task before it returned).
+    pub fn check_may_block(&mut self) -> Result<(), Trapped> {
+        match self.current.last().copied() {
+            Some(t) => Ok(self.task(t)?.abi.check_may_block()?),
+            None => Err(Trapped::new(
+                "cannot block a synchronous task before returning",
+            )),
+        }
+    }
+
     /// The task whose core code is running (what task built-ins act on).
     pub fn current_task(&mut self) -> Result<(TaskId, &mut RtTask), Trapped> {
         let t = *self
