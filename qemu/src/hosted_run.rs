@@ -14,8 +14,11 @@ use ringos_runtime::wasi::{self, Cli};
 pub struct Output {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// `run` returned `ok`.
+    /// `run` returned `ok` (or the component exited with status 0).
     pub ok: bool,
+    /// The status the component exits with: 0 for `ok`, 1 for `err`, or
+    /// what it gave `wasi:cli/exit`.
+    pub status: u8,
 }
 
 /// Where output goes: captured, or also echoed to this process's own.
@@ -137,9 +140,19 @@ pub fn run_with_timeout(
     }
     let r = store.call(&run, &[]);
     *alive.lock().unwrap_or_else(|p| p.into_inner()) = false;
-    let r = r.map_err(|e| format!("run: {e}"))?;
-    let ok = matches!(r, Some(Value::Variant(0, _)));
+    let status = match r {
+        Ok(r) => u8::from(!matches!(r, Some(Value::Variant(0, _)))),
+        Err(e) => {
+            let e = e.to_string();
+            wasi::exit_status(&e).ok_or_else(|| format!("run: {e}"))?
+        }
+    };
     let stdout = out.borrow().clone();
     let stderr = err.borrow().clone();
-    Ok(Output { stdout, stderr, ok })
+    Ok(Output {
+        stdout,
+        stderr,
+        ok: status == 0,
+        status,
+    })
 }

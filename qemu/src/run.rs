@@ -155,7 +155,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
             Echo::Through,
             Some(cfg.timeout),
         ) {
-            Ok(o) => Ok(if o.ok { 0 } else { 1 }),
+            Ok(o) => Ok(i32::from(o.status)),
             Err(e) => {
                 eprintln!("ringos: {e}");
                 Ok(1)

@@ -85,6 +85,21 @@ fn write_via_stream(sink: Sink) -> Item {
     Item::Func(Func::host(s, Box::new(f)))
 }
 
+/// How `wasi:cli/exit` ends a run: a trap with this message prefix and the
+/// status after it, which the runner turns into the exit status.
+pub const EXIT_MARKER: &str = "wasi:cli/exit: status ";
+
+/// The status a run ended with through `wasi:cli/exit`, if that is what
+/// the error `e` is.
+pub fn exit_status(e: &str) -> Option<u8> {
+    let at = e.find(EXIT_MARKER)? + EXIT_MARKER.len();
+    e[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn instance(items: Vec<(&str, Item)>) -> Item {
     Item::Instance(Rc::new(
         items.into_iter().map(|(n, i)| (n.to_string(), i)).collect(),
@@ -135,6 +150,39 @@ pub fn cli(cfg: Cli) -> Exports {
         instance(vec![
             ("error-code", Item::Type(None)),
             ("write-via-stream", write_via_stream(cfg.stderr)),
+        ]),
+    );
+    let exit = |_: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
+        let code = match a.first() {
+            Some(Value::Variant(0, _)) => 0,
+            _ => 1,
+        };
+        Err(alloc::format!("{EXIT_MARKER}{code}"))
+    };
+    let exit_code = |_: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
+        let code = match a.first() {
+            Some(Value::U8(c)) => *c,
+            _ => 1,
+        };
+        Err(alloc::format!("{EXIT_MARKER}{code}"))
+    };
+    m.insert(
+        name("exit"),
+        instance(vec![
+            (
+                "exit",
+                Item::Func(Func::host(
+                    sig(&["status"], vec![ValType::result(None, None)], None),
+                    Box::new(exit),
+                )),
+            ),
+            (
+                "exit-with-code",
+                Item::Func(Func::host(
+                    sig(&["status-code"], vec![ValType::U8], None),
+                    Box::new(exit_code),
+                )),
+            ),
         ]),
     );
     let (args, env) = (cfg.args, cfg.env);

@@ -231,3 +231,46 @@ fn clocks_and_random_on_both_machines_and_hosted() {
         .unwrap();
     assert!(hosted.ok);
 }
+
+/// `run` calls `wasi:cli/exit` `exit-with-code(7)`.
+const EXIT7: &str = r#"(component
+  (import "wasi:cli/exit@0.3.2" (instance $e
+    (export "exit-with-code" (func (param "status-code" u8)))))
+  (core func $exit (canon lower (func $e "exit-with-code")))
+  (core module $M
+    (import "" "exit" (func $exit (param i32)))
+    (func (export "run") (result i32) (call $exit (i32.const 7)) (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance (export "exit" (func $exit))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn the_exit_status_is_the_components() {
+    let bytes = wat::parse_str(EXIT7).unwrap();
+    let image = image_with(&bytes, &[], false).unwrap();
+    let o = boot_component(
+        &image,
+        &config(&image, Machine::Microvm, Duration::from_secs(120)),
+        None,
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&image);
+    let run = o.run.unwrap();
+    assert_eq!(
+        run.outcome.exit_code(),
+        7,
+        "{:?} {:?}",
+        run.outcome,
+        o.component
+    );
+    assert!(o.component.is_empty(), "{:?}", o.component);
+    let hosted = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(hosted.status, 7);
+}

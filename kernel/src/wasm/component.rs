@@ -132,10 +132,14 @@ fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>, epoch_ns: u64) -> u8
             println!("{}run returned an error", marker::COMPONENT);
             exit::FAILURE
         }
-        Err(why) => {
-            println!("{}{why}", marker::COMPONENT);
-            exit::FAILURE
-        }
+        Err(why) => match wasi::exit_status(&why) {
+            // `wasi:cli/exit`: the component chose its status.
+            Some(status) => status,
+            None => {
+                println!("{}{why}", marker::COMPONENT);
+                exit::FAILURE
+            }
+        },
     }
 }
 
