@@ -263,7 +263,7 @@ pub(crate) fn with_cx<R>(
 pub(crate) fn call(
     store: &mut Store,
     sh: &Shared,
-    f: &Func,
+    f: &Rc<Func>,
     caller: Option<InstId>,
     mut on_start: OnStart,
     mut on_resolve: OnResolve,
@@ -296,7 +296,7 @@ pub(crate) fn call(
         );
         st.add_task(RtTask {
             inst,
-            sig: f.sig.clone(),
+            func: f.clone(),
             opts,
             core,
             caller,
@@ -330,7 +330,7 @@ pub(crate) fn call(
 pub(crate) fn call_from_host(
     store: &mut Store,
     sh: &Shared,
-    f: &Func,
+    f: &Rc<Func>,
     args: &[Value],
 ) -> Result<Option<Value>, Trapped> {
     let args = args.to_vec();

@@ -205,7 +205,7 @@ impl ComponentStore {
     }
 
     /// Calls a component function from the host.
-    pub fn call(&mut self, f: &Func, args: &[Value]) -> Result<Option<Value>, Error> {
+    pub fn call(&mut self, f: &Rc<Func>, args: &[Value]) -> Result<Option<Value>, Error> {
         if args.len() != f.sig.ty.params.len() {
             return Err(Error::Usage(alloc::format!(
                 "expected {} arguments, got {}",

@@ -27,13 +27,13 @@ use crate::Store;
 /// lowers them into the callee, calls, and deals with the result (a sync
 /// lift) or the callback code (an async lift).
 pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<(), Trapped> {
-    let (inst, opts, core, sig, mut on_start) = {
+    let (inst, opts, core, func, mut on_start) = {
         let mut st = sh.get()?;
         let t = st.task(tid)?;
         t.abi.start()?;
         t.step = Step::Running;
-        let needs_excl = t.sig.ty.async_ && t.abi.needs_exclusive();
-        let r = (t.inst, t.opts, t.core, t.sig.clone(), t.on_start.take());
+        let needs_excl = t.func.sig.ty.async_ && t.abi.needs_exclusive();
+        let r = (t.inst, t.opts, t.core, t.func.clone(), t.on_start.take());
         if needs_excl {
             st.inst(r.0)?.acquire_exclusive(tid as u32)?;
         }
@@ -43,7 +43,7 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
         Some(f) => f(store, sh)?,
         None => Vec::new(),
     };
-    let ft = &sig.ty;
+    let ft = &func.sig.ty;
     let (flat, _) = with_cx(store, sh, inst, &opts, Some(tid), |cx| {
         lower_flat_values(cx, MAX_FLAT_PARAMS, &args, ft.param_types(), None)
     })?;
@@ -160,7 +160,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
                 continue;
             };
             let (inst, step) = (t.inst, t.step);
-            let needs_excl = t.sig.ty.async_ && t.abi.needs_exclusive();
+            let needs_excl = t.func.sig.ty.async_ && t.abi.needs_exclusive();
             if matches!(step, Step::Running | Step::Exited) || !st.may_enter(inst, None) {
                 continue;
             }

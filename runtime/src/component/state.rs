@@ -19,7 +19,6 @@ use ringos_abi::concurrency::{self as cc, Buffer, HostBuffer, Instance, SharedSt
 use ringos_abi::{ResourceType, Value};
 
 use super::call::Opts;
-use super::types::FuncSig;
 use crate::{Error, FuncId, Store, Trap, TrapKind};
 
 /// Index of a component instance in [`State::insts`].
@@ -126,7 +125,8 @@ pub enum Step {
 /// run it: its function, caller, and the closures to the caller.
 pub struct RtTask {
     pub inst: InstId,
-    pub sig: FuncSig,
+    /// The lifted function (its type; shared, not copied per call).
+    pub func: Rc<super::call::Func>,
     pub opts: Opts,
     pub core: FuncId,
     pub caller: Option<InstId>,
