@@ -49,17 +49,29 @@ impl wasi::System for HostSystem {
             .and_then(|mut f| f.read_exact(buf))
             .map_err(|e| format!("wasi:random: /dev/urandom: {e}"))
     }
-    fn sleep_ns(&self, ns: u64) {
-        std::thread::sleep(std::time::Duration::from_nanos(ns));
+}
+
+impl ringos_runtime::component::Waiter for HostSystem {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn wait_until(&self, deadline_ns: u64) {
+        let now = self.start.elapsed().as_nanos() as u64;
+        std::thread::sleep(std::time::Duration::from_nanos(
+            deadline_ns.saturating_sub(now),
+        ));
     }
 }
 
-/// Every WASI interface the hosted mode serves.
-fn wasi_imports(cli: Cli) -> ringos_runtime::component::Exports {
-    let mut m = wasi::cli(cli);
-    m.extend(wasi::clocks_and_random(Rc::new(HostSystem {
+/// Every WASI interface the hosted mode serves; the store's loop gets the
+/// same clock for its timers.
+fn wasi_imports(store: &mut ComponentStore, cli: Cli) -> ringos_runtime::component::Exports {
+    let sys = Rc::new(HostSystem {
         start: std::time::Instant::now(),
-    })));
+    });
+    store.set_waiter(sys.clone());
+    let mut m = wasi::cli(cli);
+    m.extend(wasi::clocks_and_random(sys));
     m
 }
 
@@ -84,12 +96,15 @@ fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
 pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String> {
     let mut store = ComponentStore::new(&HOSTED);
     let sink = |_: &[u8]| {};
-    let imports = wasi_imports(Cli {
-        stdout: Rc::new(RefCell::new(sink)),
-        stderr: Rc::new(RefCell::new(sink)),
-        args: Vec::new(),
-        env: Vec::new(),
-    });
+    let imports = wasi_imports(
+        &mut store,
+        Cli {
+            stdout: Rc::new(RefCell::new(sink)),
+            stderr: Rc::new(RefCell::new(sink)),
+            args: Vec::new(),
+            env: Vec::new(),
+        },
+    );
     let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
     wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;
     Ok(())
@@ -118,12 +133,15 @@ pub fn run_with_timeout(
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
-    let imports = wasi_imports(Cli {
-        stdout: sink(out.clone(), echo, false),
-        stderr: sink(err.clone(), echo, true),
-        args: args.to_vec(),
-        env: Vec::new(),
-    });
+    let imports = wasi_imports(
+        &mut store,
+        Cli {
+            stdout: sink(out.clone(), echo, false),
+            stderr: sink(err.clone(), echo, true),
+            args: args.to_vec(),
+            env: Vec::new(),
+        },
+    );
     let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
     let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;
     // Whether the store (what the handle points at) is still alive: the

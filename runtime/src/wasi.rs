@@ -13,7 +13,7 @@ use core::cell::RefCell;
 
 use ringos_abi::{ValType, Value};
 
-use crate::component::{Exports, Func, FuncSig, HostCx, Item};
+use crate::component::{Exports, Func, FuncSig, HostCx, HostReply, Item};
 
 /// Where a component's output goes.
 pub type Sink = Rc<RefCell<dyn FnMut(&[u8])>>;
@@ -251,7 +251,9 @@ pub fn run_export(exports: &Exports) -> Option<Rc<Func>> {
         })
 }
 
-/// What the platform gives `wasi:clocks` and `wasi:random`.
+/// What the platform gives `wasi:clocks` and `wasi:random`. The same
+/// clock must be the store's [`crate::component::Waiter`] (the loop's
+/// timers, which `wait-for` / `wait-until` use).
 pub trait System {
     /// Monotonic time in ns (any origin).
     fn monotonic_ns(&self) -> u64;
@@ -263,8 +265,6 @@ pub trait System {
     fn wall(&self) -> (i64, u32);
     /// Fills `buf` from a cryptographic source, or says why it cannot.
     fn random(&self, buf: &mut [u8]) -> Result<(), String>;
-    /// Waits `ns` (this first version blocks the loop while it waits).
-    fn sleep_ns(&self, ns: u64);
 }
 
 /// `list<u8>` of `n` random bytes, at most 64 KiB per call.
@@ -305,17 +305,19 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
         instance(vec![("duration", Item::Type(None))]),
     );
     let (s1, s2, s3, s4) = (sys.clone(), sys.clone(), sys.clone(), sys.clone());
+    // `wait-for` / `wait-until`: a timer on the loop; other tasks run
+    // meanwhile, and a synchronous caller blocks on the loop.
     let wait = |async_sig: FuncSig, f: Rc<dyn System>, until: bool| {
-        host(async_sig, move |a| {
+        let w = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<HostReply, String> {
             let v = u64_arg(a);
-            let ns = if until {
-                v.saturating_sub(f.monotonic_ns())
-            } else {
-                v
-            };
-            f.sleep_ns(ns);
-            Ok(None)
-        })
+            let now = f.monotonic_ns();
+            let deadline = if until { v } else { now.saturating_add(v) };
+            if deadline <= now {
+                return Ok(HostReply::Ready(None));
+            }
+            cx.sleep_until(deadline)
+        };
+        Item::Func(Func::host_async(async_sig, Box::new(w)))
     };
     let async_sig = |name: &str| {
         let mut s = sig(&[name], vec![ValType::U64], None);

@@ -73,8 +73,17 @@ impl wasi::System for KernelSystem {
         }
         Ok(())
     }
-    fn sleep_ns(&self, ns: u64) {
-        crate::time::sleep_ns(ns);
+}
+
+impl ringos_runtime::component::Waiter for KernelSystem {
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+    /// Halts until the deadline (the loop has nothing else to do); the
+    /// watchdog's timer is armed again after.
+    fn wait_until(&self, deadline_ns: u64) {
+        crate::time::sleep_ns(deadline_ns.saturating_sub(crate::time::now_ns()));
+        super::watchdog::rearm();
     }
 }
 
@@ -165,7 +174,9 @@ fn instantiate_and_run(
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
             .collect(),
     });
-    imports.extend(wasi::clocks_and_random(Rc::new(KernelSystem { epoch_ns })));
+    let sys = Rc::new(KernelSystem { epoch_ns });
+    store.set_waiter(sys.clone());
+    imports.extend(wasi::clocks_and_random(sys));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
     let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;

@@ -25,6 +25,15 @@ pub fn start(h: InterruptHandle, after_ns: u64) {
     time::arm(deadline);
 }
 
+/// Arms the timer for the watchdog's deadline again (after something else
+/// used the one-shot timer, e.g. a sleep).
+pub fn rearm() {
+    let deadline = DEADLINE.load(Ordering::SeqCst);
+    if deadline != 0 {
+        time::arm(deadline);
+    }
+}
+
 /// Ends the watchdog (the run finished in time).
 pub fn stop() {
     crate::interrupts::without(|| {

@@ -34,7 +34,8 @@ fn watchdog() {
     });
 }
 
-/// Clocks that never sleep and a fixed "random" source.
+/// A clock that stands still and a fixed "random" source (no waiter is
+/// set, so `wait-for` traps rather than sleeps).
 struct Fake;
 
 impl System for Fake {
@@ -48,7 +49,6 @@ impl System for Fake {
         buf.fill(7);
         Ok(())
     }
-    fn sleep_ns(&self, _: u64) {}
 }
 
 fn default_value(t: &ValType) -> Option<Value> {

@@ -68,6 +68,16 @@ pub struct Func {
     pub(crate) kind: FuncKind,
 }
 
+/// What an async host function answers: its result now, or later (the
+/// host completes the call with [`HostCx::complete`] or a timer does).
+pub enum HostReply {
+    Ready(Option<Value>),
+    Pending(u64),
+}
+
+/// An async host function (an `async func` the host implements).
+pub type HostAsyncFn = dyn Fn(&mut HostCx<'_>, &[Value]) -> Result<HostReply, String>;
+
 pub(crate) enum FuncKind {
     /// `canon lift` of a core function of instance `inst`.
     Lifted {
@@ -76,6 +86,7 @@ pub(crate) enum FuncKind {
         inst: InstId,
     },
     Host(Box<HostComponentFn>),
+    HostAsync(Box<HostAsyncFn>),
 }
 
 impl Func {
@@ -83,6 +94,15 @@ impl Func {
         Rc::new(Func {
             sig,
             kind: FuncKind::Host(f),
+        })
+    }
+
+    /// A host function that may finish later: a caller that lowered it
+    /// async gets a subtask, a synchronous caller blocks on the loop.
+    pub fn host_async(sig: FuncSig, f: Box<HostAsyncFn>) -> Rc<Func> {
+        Rc::new(Func {
+            sig,
+            kind: FuncKind::HostAsync(f),
         })
     }
 }
@@ -273,6 +293,16 @@ pub(crate) fn call(
             let args = on_start(store, sh)?;
             let r = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
             return on_resolve(store, sh, r);
+        }
+        FuncKind::HostAsync(h) => {
+            let args = on_start(store, sh)?;
+            return match h(&mut HostCx { store, sh }, &args).map_err(Trapped)? {
+                HostReply::Ready(r) => on_resolve(store, sh, r),
+                HostReply::Pending(token) => {
+                    sh.get()?.host_calls.insert(token, on_resolve);
+                    Ok(())
+                }
+            };
         }
         FuncKind::Lifted { core, opts, inst } => (*core, *opts, *inst),
     };

@@ -82,6 +82,30 @@ impl HostCx<'_> {
         Ok(s)
     }
 
+    /// A pending reply that a loop timer completes (with no result) once
+    /// the waiter's clock reaches `deadline_ns`; needs a waiter
+    /// ([`super::ComponentStore::set_waiter`]).
+    pub fn sleep_until(&mut self, deadline_ns: u64) -> Result<super::call::HostReply, String> {
+        let mut st = self.sh.get().map_err(|t| t.0)?;
+        if st.waiter.is_none() {
+            return Err("timers need the embedder's clock (no waiter set)".into());
+        }
+        let token = st.new_token();
+        st.timers.push((deadline_ns, token));
+        Ok(super::call::HostReply::Pending(token))
+    }
+
+    /// The waiter's clock, if the embedder set one.
+    pub fn now_ns(&mut self) -> Option<u64> {
+        let w = self.sh.get().ok()?.waiter.clone()?;
+        Some(w.now_ns())
+    }
+
+    /// Completes the pending host call `token` with `result`.
+    pub fn complete(&mut self, token: u64, result: Option<Value>) -> Result<(), String> {
+        super::sched::complete_host_call(self.store, self.sh, token, result).map_err(|t| t.0)
+    }
+
     /// Writes the future of `token` (see [`HostCx::new_future`]).
     pub fn write_future(&mut self, token: u64, v: Value) -> Result<(), String> {
         let store: *mut Store = self.store;

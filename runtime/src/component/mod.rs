@@ -17,10 +17,11 @@ mod sched;
 mod state;
 pub mod types;
 
-pub use call::{Func, HostComponentFn, Opts};
+pub use call::{Func, HostAsyncFn, HostComponentFn, HostReply, Opts};
 pub use host::HostCx;
 pub use ringos_abi::{ResourceType, ValType, Value};
 pub use state::Trapped;
+pub use state::Waiter;
 pub use types::FuncSig;
 
 use alloc::collections::BTreeMap;
@@ -214,6 +215,14 @@ impl ComponentStore {
             )));
         }
         call::call_from_host(&mut self.core, &self.sh, f, args).map_err(|t| Error::Trapped(t.0))
+    }
+
+    /// The clock and idle wait the loop's timers use (async host
+    /// functions such as `wasi:clocks` `wait-for`).
+    pub fn set_waiter(&mut self, w: Rc<dyn Waiter>) {
+        if let Ok(mut st) = self.sh.get() {
+            st.waiter = Some(w);
+        }
     }
 
     /// A new resource type owned by the host (no destructor).

@@ -257,10 +257,15 @@ pub(crate) fn block_until(
         }
         match run_one(store, sh)? {
             Ran::Nothing => {
-                return Err(Trapped::new(
-                    "wasm trap: deadlock detected: event loop cannot make further progress",
-                ))
+                if !fire_timers(store, sh, true)? {
+                    return Err(Trapped::new(
+                        "wasm trap: deadlock detected: event loop cannot make further progress",
+                    ));
+                }
+                idle_rounds = 0;
             }
+            // Time passing (a timer set) is progress for a yielding task.
+            Ran::Yield if fire_timers(store, sh, false)? => idle_rounds = 0,
             Ran::Yield => idle_rounds += 1,
             Ran::Progress => idle_rounds = 0,
         }
@@ -275,6 +280,52 @@ pub(crate) fn block_until(
             ));
         }
     }
+}
+
+/// Completes a pending host call: its result goes to the caller.
+pub(crate) fn complete_host_call(
+    store: &mut Store,
+    sh: &Shared,
+    token: u64,
+    result: Option<ringos_abi::Value>,
+) -> Result<(), Trapped> {
+    let f = sh.get()?.host_calls.remove(&token);
+    match f {
+        Some(mut f) => f(store, sh, result),
+        None => Err(Trapped::new("no such pending host call")),
+    }
+}
+
+/// Fires the timers that are due; with `wait`, first waits (the
+/// embedder's idle) for the earliest. `false` if there is no timer.
+fn fire_timers(store: &mut Store, sh: &Shared, wait: bool) -> Result<bool, Trapped> {
+    let (waiter, earliest) = {
+        let st = sh.get()?;
+        let earliest = st.timers.iter().map(|t| t.0).min();
+        (st.waiter.clone(), earliest)
+    };
+    let (Some(w), Some(deadline)) = (waiter, earliest) else {
+        return Ok(false);
+    };
+    if wait && w.now_ns() < deadline {
+        w.wait_until(deadline);
+    }
+    let now = w.now_ns();
+    let due: Vec<u64> = {
+        let mut st = sh.get()?;
+        let due = st
+            .timers
+            .iter()
+            .filter(|t| t.0 <= now)
+            .map(|t| t.1)
+            .collect();
+        st.timers.retain(|t| t.0 > now);
+        due
+    };
+    for token in due {
+        complete_host_call(store, sh, token, None)?;
+    }
+    Ok(true)
 }
 
 /// Yield-only rounds after which a blocked stack gives up.

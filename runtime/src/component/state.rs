@@ -150,6 +150,13 @@ pub struct State {
     pub current: Vec<TaskId>,
     /// Lift/lower in progress took the instance out of `insts`.
     pub checked_out: Vec<bool>,
+    /// Host calls that return later (async host functions), by token:
+    /// how to deliver their result.
+    pub host_calls: alloc::collections::BTreeMap<u64, OnResolve>,
+    /// Timers of the loop: (deadline in the waiter's ns, host-call token).
+    pub timers: Vec<(u64, u64)>,
+    /// The embedder's clock and idle wait (needed for timers).
+    pub waiter: Option<Rc<dyn Waiter>>,
     /// Host-side stream/future ends, by token.
     pub host_ends: alloc::collections::BTreeMap<u64, super::host::HostEnd>,
     pub next_token: u64,
@@ -318,6 +325,14 @@ impl State {
             }
         }
     }
+}
+
+/// The loop's clock and how it waits when nothing can run but a timer is
+/// set (the hosted mode sleeps, the kernel halts until an interrupt).
+pub trait Waiter {
+    fn now_ns(&self) -> u64;
+    /// Waits until `deadline_ns` (or an interrupt), whichever is first.
+    fn wait_until(&self, deadline_ns: u64);
 }
 
 /// The state shared by a component store and its host functions.
