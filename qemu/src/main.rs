@@ -46,7 +46,10 @@ enum Command {
                       import) in a copy of the kernel image, boots it, calls its \
                       wasi:cli/run, and writes what it wrote to wasi:cli/stdout and stderr \
                       to this process's stdout and stderr. Kernel logs are shown with -v. \
-                      Exits 0 when run returned ok."
+                      Exits with the component's status: 0 when run returned ok, 1 for \
+                      err or a trap, or the code it gave wasi:cli/exit. A component still \
+                      running 2 s before --timeout is interrupted (a trap, exit 1). \
+                      Devices (--disk, --net, --port) are attached as for `ringos boot`."
     )]
     Run(RunArgs),
     /// Write a bootable image: the kernel with a component (and its arguments, environment)
@@ -298,8 +301,10 @@ struct RunArgs {
     #[command(flatten)]
     vm: VmArgs,
     /// Run in this process (hosted JIT) instead of a VM
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["disk", "net", "ports"])]
     hosted: bool,
+    #[command(flatten)]
+    devices: DeviceArgs,
     /// Show kernel logs and the QEMU command line
     #[arg(short, long)]
     verbose: bool,
@@ -550,6 +555,9 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
             timeout: cfg.timeout,
             verbose: a.verbose,
             hosted: false,
+            disk: cfg.disk.clone(),
+            net: cfg.net.clone(),
+            accel: cfg.accel,
         };
         return ringos::run::boot_image(&cfg.image, &rc);
     }
@@ -650,16 +658,21 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Boot(a) => boot(a),
         Command::Image(a) => image_cmd(a),
-        Command::Run(a) => ringos::run::run(&ringos::run::RunConfig {
-            app: a.app,
-            with: a.with,
-            args: a.args,
-            env: a.env,
-            machine: a.machine,
-            mem_mib: a.vm.mem,
-            timeout: a.vm.timeout,
-            verbose: a.verbose,
-            hosted: a.hosted,
+        Command::Run(a) => a.devices.net().and_then(|net| {
+            ringos::run::run(&ringos::run::RunConfig {
+                disk: a.devices.disk.disk.clone(),
+                net,
+                accel: a.vm.accel,
+                app: a.app,
+                with: a.with,
+                args: a.args,
+                env: a.env,
+                machine: a.machine,
+                mem_mib: a.vm.mem,
+                timeout: a.vm.timeout,
+                verbose: a.verbose,
+                hosted: a.hosted,
+            })
         }),
         Command::Probe(Probe::Boot(a)) => probe_boot(a),
         Command::Probe(Probe::Blk(a)) => probe_blk(a),

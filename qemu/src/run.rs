@@ -25,6 +25,11 @@ pub struct RunConfig {
     pub timeout: std::time::Duration,
     pub verbose: bool,
     pub hosted: bool,
+    /// Devices for the VM (the kernel discovers them; components reach
+    /// them through ringos interfaces as those land).
+    pub disk: Option<PathBuf>,
+    pub net: Option<crate::Net>,
+    pub accel: crate::Accel,
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
@@ -110,6 +115,9 @@ pub fn boot_component(
     vm.mem_mib = cfg.mem_mib;
     vm.timeout = cfg.timeout;
     vm.verbose = cfg.verbose;
+    vm.disk = cfg.disk.clone();
+    vm.net = cfg.net.clone();
+    vm.accel = cfg.accel;
     // The guest interrupts the component shortly before QEMU would be
     // killed, so a runaway component ends with a clear trap.
     let t = cfg.timeout.as_millis() as u64;

@@ -20,6 +20,9 @@ fn config(image: &std::path::Path, machine: Machine, timeout: Duration) -> RunCo
         timeout,
         verbose: false,
         hosted: false,
+        disk: None,
+        net: None,
+        accel: ringos::Accel::Tcg,
     }
 }
 
@@ -160,6 +163,9 @@ fn an_image_written_once_boots_later() {
         timeout: Duration::from_secs(120),
         verbose: false,
         hosted: false,
+        disk: None,
+        net: None,
+        accel: ringos::Accel::Tcg,
     };
     let o = boot_component(&image, &cfg, None).unwrap();
     let _ = std::fs::remove_file(&image);
