@@ -280,3 +280,74 @@ fn the_exit_status_is_the_components() {
         .unwrap();
     assert_eq!(hosted.status, 7);
 }
+
+/// `run` starts two 50 ms `wait-for`s lowered async: both must come back
+/// STARTED (the host call does not block the caller: they are timers on
+/// the loop), then both resolve as SUBTASK events with RETURNED.
+const TWO_TIMERS: &str = r#"(component
+  (import "wasi:clocks/monotonic-clock@0.3.2" (instance $c
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (canon lower (func $c "wait-for") async (core func $wait))
+  (canon waitable-set.new (core func $ws.new))
+  (canon waitable.join (core func $join))
+  (canon waitable-set.wait (memory (core memory $mem "mem")) (core func $ws.wait))
+  (canon subtask.drop (core func $drop))
+  (core module $M
+    (import "" "mem" (memory 1))
+    (import "" "wait" (func $wait (param i64) (result i32)))
+    (import "" "ws.new" (func $ws.new (result i32)))
+    (import "" "join" (func $join (param i32 i32)))
+    (import "" "ws.wait" (func $ws.wait (param i32 i32) (result i32)))
+    (import "" "drop" (func $drop (param i32)))
+    (func (export "run") (result i32)
+      (local $a i32) (local $b i32) (local $ws i32) (local $n i32)
+      (local.set $a (call $wait (i64.const 50000000)))
+      (local.set $b (call $wait (i64.const 50000000)))
+      (if (i32.ne (i32.and (local.get $a) (i32.const 0xf)) (i32.const 1))
+        (then (return (i32.const 1))))
+      (if (i32.ne (i32.and (local.get $b) (i32.const 0xf)) (i32.const 1))
+        (then (return (i32.const 1))))
+      (local.set $ws (call $ws.new))
+      (call $join (i32.shr_u (local.get $a) (i32.const 4)) (local.get $ws))
+      (call $join (i32.shr_u (local.get $b) (i32.const 4)) (local.get $ws))
+      (block $done (loop $l
+        (if (i32.ne (call $ws.wait (local.get $ws) (i32.const 0)) (i32.const 1))
+          (then (return (i32.const 1))))
+        (if (i32.ne (i32.load offset=4 (i32.const 0)) (i32.const 2))
+          (then (return (i32.const 1))))
+        (call $drop (i32.load (i32.const 0)))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $n) (i32.const 2)))))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem"))
+    (export "wait" (func $wait)) (export "ws.new" (func $ws.new))
+    (export "join" (func $join)) (export "ws.wait" (func $ws.wait))
+    (export "drop" (func $drop))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn async_waits_are_timers_on_the_loop() {
+    let bytes = wat::parse_str(TWO_TIMERS).unwrap();
+    let image = image_with(&bytes, &[], false).unwrap();
+    let o = boot_component(
+        &image,
+        &config(&image, Machine::Microvm, Duration::from_secs(120)),
+        None,
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&image);
+    check(&o, "");
+    let hosted = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    assert!(hosted.ok, "status {}", hosted.status);
+}
