@@ -195,6 +195,14 @@ pub(crate) struct MemoryInner {
 }
 
 impl MemoryInner {
+    /// Whether growing by `delta` pages would stay within the maximum
+    /// (so a failure can only be the platform running out of memory).
+    pub(crate) fn within_max(&self, delta: u64) -> bool {
+        (self.def.len / PAGE)
+            .checked_add(delta)
+            .is_some_and(|n| n <= self.max_pages)
+    }
+
     /// Grows by `delta` pages; the old size in pages, or `None`.
     pub(crate) fn grow(&mut self, delta: u64) -> Option<u64> {
         let old = self.def.len / PAGE;
@@ -303,6 +311,7 @@ impl Store {
                 jmpbuf: core::ptr::null_mut(),
                 store: core::ptr::null_mut(),
                 interrupt: core::sync::atomic::AtomicU32::new(0),
+                grow_refused: false,
             }),
             types: Vec::new(),
             funcs: Vec::new(),
@@ -322,6 +331,12 @@ impl Store {
     /// [`InterruptHandle::reset`].
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle(&self.ctx.interrupt)
+    }
+
+    /// Whether a `memory.grow` failed for lack of memory since the last
+    /// call of this (then cleared).
+    pub fn take_grow_refused(&mut self) -> bool {
+        core::mem::take(&mut self.ctx.grow_refused)
     }
 
     /// Records why a host function is about to trap; the first message

@@ -72,9 +72,16 @@ fn mem_slice<'a>(m: &MemoryInner) -> &'a mut [u8] {
 unsafe extern "C" fn memory_grow(vmctx: *mut VmCtx, mem: u32, delta: u32) -> u32 {
     // SAFETY: called by generated code with its vmctx.
     let inst = unsafe { instance(vmctx) };
-    match memory(inst, mem).grow(delta as u64) {
+    let m = memory(inst, mem);
+    match m.grow(delta as u64) {
         Some(old) => old as u32,
-        None => u32::MAX,
+        None => {
+            if m.within_max(delta as u64) {
+                // SAFETY: the vmctx's store context is live while Wasm runs.
+                unsafe { (*(*vmctx).store).grow_refused = true };
+            }
+            u32::MAX
+        }
     }
 }
 

@@ -39,6 +39,9 @@ pub struct StoreCtx {
     /// Set (by a timer or another thread) to stop the Wasm running: every
     /// loop header checks it and traps with `TrapKind::Interrupted`.
     pub interrupt: core::sync::atomic::AtomicU32,
+    /// A `memory.grow` failed because the platform had no memory left
+    /// (not because of the memory's maximum): explains a later trap.
+    pub grow_refused: bool,
 }
 
 #[repr(C)]

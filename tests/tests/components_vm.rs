@@ -351,3 +351,46 @@ fn async_waits_are_timers_on_the_loop() {
         .unwrap();
     assert!(hosted.ok, "status {}", hosted.status);
 }
+
+/// `run` grows its memory 16 MiB at a time until the guest's RAM runs
+/// out, then traps: a clear error, and the kernel stays in charge.
+const OOM: &str = r#"(component
+  (core module $M
+    (memory 1)
+    (func (export "run") (result i32)
+      (loop $l
+        (br_if $l (i32.ne (memory.grow (i32.const 256)) (i32.const -1))))
+      unreachable))
+  (core instance $m (instantiate $M))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn running_out_of_guest_memory_is_a_clear_error() {
+    let bytes = wat::parse_str(OOM).unwrap();
+    let image = image_with(&bytes, &[], false).unwrap();
+    let o = boot_component(
+        &image,
+        &config(&image, Machine::Microvm, Duration::from_secs(120)),
+        None,
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&image);
+    let run = o.run.unwrap();
+    let console: Vec<&str> = run.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?}\n{}",
+        run.outcome,
+        console.join("\n")
+    );
+    assert!(
+        o.component
+            .iter()
+            .any(|l| l.contains("unreachable") && l.contains("out of memory")),
+        "{:?}",
+        o.component
+    );
+}

@@ -39,6 +39,14 @@ impl Trapped {
     /// A failed core call: a host function's recorded message, or the core
     /// trap's own (in wasmtime's wording, which the tests use).
     pub fn from_core(store: &mut Store, e: Error) -> Trapped {
+        let mut t = Self::from_core_inner(store, e);
+        if store.take_grow_refused() {
+            t.0.push_str(" (after memory.grow was refused: out of memory)");
+        }
+        t
+    }
+
+    fn from_core_inner(store: &mut Store, e: Error) -> Trapped {
         match e {
             Error::Trap(Trap(TrapKind::Host)) => match store.take_trap_message() {
                 Some(m) => Trapped(m),
