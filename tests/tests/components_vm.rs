@@ -26,6 +26,32 @@ fn config(image: &std::path::Path, machine: Machine, timeout: Duration) -> RunCo
     }
 }
 
+/// Boots the component `bytes` alone on `machine`.
+fn boot_bytes(bytes: &[u8], machine: Machine, timeout: Duration) -> VmOutput {
+    let image = image_with(bytes, &[], false).expect("kernel image with the component");
+    let out = boot_component(&image, &config(&image, machine, timeout), None).expect("booting");
+    let _ = std::fs::remove_file(&image);
+    out
+}
+
+/// Runs the component `bytes` hosted, on a thread with room for Wasm.
+fn hosted(bytes: Vec<u8>, timeout: Option<Duration>) -> Result<ringos::hosted_run::Output, String> {
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_timeout(
+                &bytes,
+                &[],
+                &[],
+                ringos::hosted_run::Echo::Capture,
+                timeout,
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
 fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
     let bytes = guests::component_bytes(app);
     let deps: Vec<Vec<u8>> = with.iter().map(|d| guests::component_bytes(d)).collect();
@@ -100,10 +126,8 @@ const SPIN: &str = r#"(component
 #[test]
 fn a_runaway_component_is_interrupted_before_the_timeout() {
     let bytes = wat::parse_str(SPIN).unwrap();
-    let image = image_with(&bytes, &[], false).unwrap();
-    let cfg = config(&image, Machine::Microvm, Duration::from_secs(8));
-    let out = boot_component(&image, &cfg, None).unwrap();
-    let _ = std::fs::remove_file(&image);
+    // The guest interrupts the component 2 s before QEMU would be killed.
+    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
     let run = out.run.unwrap();
     assert_eq!(
         run.outcome.exit_code(),
@@ -122,20 +146,7 @@ fn a_runaway_component_is_interrupted_before_the_timeout() {
 #[test]
 fn a_runaway_component_is_interrupted_hosted() {
     let bytes = wat::parse_str(SPIN).unwrap();
-    let r = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            ringos::hosted_run::run_with_timeout(
-                &bytes,
-                &[],
-                &[],
-                ringos::hosted_run::Echo::Capture,
-                Some(Duration::from_millis(200)),
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    let r = hosted(bytes, Some(Duration::from_millis(200)));
     let e = r.expect_err("the run must be interrupted");
     assert!(e.contains("interrupted"), "{e}");
 }
@@ -222,20 +233,9 @@ const CLOCKS_AND_RANDOM: &str = r#"(component
 fn clocks_and_random_on_both_machines_and_hosted() {
     let bytes = wat::parse_str(CLOCKS_AND_RANDOM).unwrap();
     for machine in [Machine::Microvm, Machine::Q35] {
-        let image = image_with(&bytes, &[], false).unwrap();
-        let cfg = config(&image, machine, Duration::from_secs(120));
-        let o = boot_component(&image, &cfg, None).unwrap();
-        let _ = std::fs::remove_file(&image);
-        check(&o, "");
+        check(&boot_bytes(&bytes, machine, Duration::from_secs(120)), "");
     }
-    let hosted = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
-    assert!(hosted.ok);
+    assert!(hosted(bytes, None).unwrap().ok);
 }
 
 /// `run` calls `wasi:cli/exit` `exit-with-code(7)`.
@@ -254,14 +254,7 @@ const EXIT7: &str = r#"(component
 #[test]
 fn the_exit_status_is_the_components() {
     let bytes = wat::parse_str(EXIT7).unwrap();
-    let image = image_with(&bytes, &[], false).unwrap();
-    let o = boot_component(
-        &image,
-        &config(&image, Machine::Microvm, Duration::from_secs(120)),
-        None,
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(&image);
+    let o = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120));
     let run = o.run.unwrap();
     assert_eq!(
         run.outcome.exit_code(),
@@ -271,14 +264,7 @@ fn the_exit_status_is_the_components() {
         o.component
     );
     assert!(o.component.is_empty(), "{:?}", o.component);
-    let hosted = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
-    assert_eq!(hosted.status, 7);
+    assert_eq!(hosted(bytes, None).unwrap().status, 7);
 }
 
 /// `run` starts two 50 ms `wait-for`s lowered async: both must come back
@@ -333,23 +319,12 @@ const TWO_TIMERS: &str = r#"(component
 #[test]
 fn async_waits_are_timers_on_the_loop() {
     let bytes = wat::parse_str(TWO_TIMERS).unwrap();
-    let image = image_with(&bytes, &[], false).unwrap();
-    let o = boot_component(
-        &image,
-        &config(&image, Machine::Microvm, Duration::from_secs(120)),
-        None,
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(&image);
-    check(&o, "");
-    let hosted = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || ringos::hosted_run::run(&bytes, &[], &[], ringos::hosted_run::Echo::Capture))
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
-    assert!(hosted.ok, "status {}", hosted.status);
+    check(
+        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120)),
+        "",
+    );
+    let h = hosted(bytes, None).unwrap();
+    assert!(h.ok, "status {}", h.status);
 }
 
 /// `run` grows its memory 16 MiB at a time until the guest's RAM runs
@@ -369,14 +344,7 @@ const OOM: &str = r#"(component
 #[test]
 fn running_out_of_guest_memory_is_a_clear_error() {
     let bytes = wat::parse_str(OOM).unwrap();
-    let image = image_with(&bytes, &[], false).unwrap();
-    let o = boot_component(
-        &image,
-        &config(&image, Machine::Microvm, Duration::from_secs(120)),
-        None,
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(&image);
+    let o = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120));
     let run = o.run.unwrap();
     let console: Vec<&str> = run.lines.iter().map(|(_, l)| l.as_str()).collect();
     assert_eq!(
