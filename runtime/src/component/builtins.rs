@@ -15,12 +15,12 @@ use ringos_abi::layout::flatten_types;
 use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::store as store_value;
 use ringos_abi::{
-    self as abi, CoreVal, CoreValueIter, Cx, NoHandles, Options, ResourceType, ValType, Value,
+    self as abi, CoreVal, CoreValueIter, Cx, NoHandles, ResourceType, ValType, Value,
     MAX_FLAT_PARAMS,
 };
 use wasmparser::ValType as CoreValType;
 
-use super::call::{to_core, with_cx, GuestMemory, GuestRealloc, Opts};
+use super::call::{guest_cx, to_core, with_cx, Opts};
 use super::sched;
 use super::state::{InstId, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
@@ -65,18 +65,7 @@ fn with_memory<R>(
     opts: &Opts,
     f: impl FnOnce(&mut Cx<'_>) -> Result<R, abi::Trap>,
 ) -> Result<R, Trapped> {
-    let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
-    let mut nh = NoHandles;
-    let mut cx = Cx::new(
-        Options {
-            string_encoding: opts.encoding,
-            addr: abi::AddrType::I32,
-        },
-        mem.as_mut().map(|m| m as &mut dyn abi::Memory),
-        None,
-        &mut nh,
-    );
-    Ok(f(&mut cx)?)
+    Ok(guest_cx(store, opts, false, &mut NoHandles, f)?)
 }
 
 // ---- resources -----------------------------------------------------------
@@ -428,22 +417,9 @@ impl CopyElems<RtBuffer> for Copier {
                     buf.advance(n);
                     return Ok(());
                 }
-                let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
-                let mut realloc = opts.realloc.map(|func| GuestRealloc {
-                    store: self.store,
-                    func,
-                });
-                let mut nh = NoHandles;
-                let mut cx = Cx::new(
-                    Options {
-                        string_encoding: opts.encoding,
-                        addr: abi::AddrType::I32,
-                    },
-                    mem.as_mut().map(|m| m as &mut dyn abi::Memory),
-                    realloc.as_mut().map(|r| r as &mut dyn abi::Realloc),
-                    &mut nh,
-                );
-                buf.write(&mut cx, t, &vals)
+                guest_cx(store, opts, true, &mut NoHandles, |cx| {
+                    buf.write(cx, t, &vals)
+                })
             }
             RtBuffer::Host(h) => {
                 if t.is_none() {

@@ -24,8 +24,8 @@ use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
 use ringos_abi::values::FlatSource;
 use ringos_abi::{
-    self as abi, CoreType, CoreVal, Cx, Options, StringEncoding, Value, MAX_FLAT_ASYNC_PARAMS,
-    MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
+    self as abi, CoreType, CoreVal, Cx, Handles, Options, StringEncoding, Value,
+    MAX_FLAT_ASYNC_PARAMS, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
 };
 use wasmparser::ValType as CoreValType;
 
@@ -210,6 +210,33 @@ impl abi::Realloc for GuestRealloc {
     }
 }
 
+/// Runs `f` with a `Cx` over `opts`' memory, its `realloc` if `realloc`,
+/// and `handles`: the one place a lift/lower context is put together.
+pub(crate) fn guest_cx<R>(
+    store: &mut Store,
+    opts: &Opts,
+    realloc: bool,
+    handles: &mut dyn Handles,
+    f: impl FnOnce(&mut Cx<'_>) -> R,
+) -> R {
+    let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
+    let store: *mut Store = store;
+    let mut re = opts
+        .realloc
+        .filter(|_| realloc)
+        .map(|func| GuestRealloc { store, func });
+    let mut cx = Cx::new(
+        Options {
+            string_encoding: opts.encoding,
+            addr: abi::AddrType::I32,
+        },
+        mem.as_mut().map(|m| m as &mut dyn abi::Memory),
+        re.as_mut().map(|r| r as &mut dyn abi::Realloc),
+        handles,
+    );
+    f(&mut cx)
+}
+
 /// Runs `f` with a `Cx` over instance `inst`'s memory, realloc and handle
 /// table. The instance is taken out of the state meanwhile (built-ins
 /// that would reach it trap) with `may_leave` cleared, so `realloc` cannot
@@ -245,24 +272,10 @@ pub(crate) fn with_cx<R>(
     };
     let prev_leave = instance.may_leave;
     instance.may_leave = false;
-    let mut mem = opts.memory.map(|m| GuestMemory(store.memory_def(m)));
-    let store: *mut Store = store;
-    let mut realloc = opts.realloc.map(|func| GuestRealloc { store, func });
     let (r, lenders) = {
         let mut hs = InstanceHandles::new(&mut instance, &implements);
         hs.scope = bscope.as_mut();
-        let r = {
-            let mut cx = Cx::new(
-                Options {
-                    string_encoding: opts.encoding,
-                    addr: abi::AddrType::I32,
-                },
-                mem.as_mut().map(|m| m as &mut dyn abi::Memory),
-                realloc.as_mut().map(|r| r as &mut dyn abi::Realloc),
-                &mut hs,
-            );
-            f(&mut cx)
-        };
+        let r = guest_cx(store, opts, true, &mut hs, f);
         (r, core::mem::take(&mut hs.lenders))
     };
     instance.may_leave = prev_leave;

@@ -158,6 +158,8 @@ pub struct State {
     pub current: Vec<TaskId>,
     /// Lift/lower in progress took the instance out of `insts`.
     pub checked_out: Vec<bool>,
+    /// Resource types each instance implements, by instance.
+    pub implemented: Vec<Vec<ResourceType>>,
     /// Host calls that return later (async host functions), by token:
     /// how to deliver their result.
     pub host_calls: alloc::collections::BTreeMap<u64, OnResolve>,
@@ -179,12 +181,17 @@ impl State {
         self.insts
             .push(Instance::new(id as u32, parent.map(|p| p as u32)));
         self.checked_out.push(false);
+        self.implemented.push(Vec::new());
         id
     }
 
     pub fn new_resource(&mut self, inst: Option<InstId>, dtor: Option<FuncId>) -> ResourceType {
         self.resources.push(ResourceDef { inst, dtor });
-        ResourceType(self.resources.len() as u32 - 1)
+        let rt = ResourceType(self.resources.len() as u32 - 1);
+        if let Some(i) = inst {
+            self.implemented[i].push(rt);
+        }
+        rt
     }
 
     pub fn resource(&self, rt: ResourceType) -> Result<&ResourceDef, Trapped> {
@@ -193,14 +200,10 @@ impl State {
             .ok_or_else(|| Trapped::new("unknown resource type"))
     }
 
-    /// Resource types `inst` implements.
+    /// Resource types `inst` implements (kept as they are made: every
+    /// lift and lower asks).
     pub fn implements(&self, inst: InstId) -> Vec<ResourceType> {
-        self.resources
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.inst == Some(inst))
-            .map(|(i, _)| ResourceType(i as u32))
-            .collect()
+        self.implemented[inst].clone()
     }
 
     /// The instance, unless a lift/lower in progress has it.
