@@ -350,23 +350,10 @@ impl Store {
         self.trap_message.take()
     }
 
-    /// Whether this store owns the memory `m` (an id is only meaningful in
-    /// the store that made it).
+    /// The live `MemoryDef` of memory `m` (base and length, re-read after
+    /// every grow); for the component layer's views of guest memory.
     pub fn memory_def(&mut self, m: MemoryId) -> *mut MemoryDef {
         &mut self.memories[m.0].def
-    }
-
-    /// The memory `m` as a mutable slice.
-    pub fn memory_data_mut(&mut self, m: MemoryId) -> &mut [u8] {
-        let def = &self.memories[m.0].def;
-        // SAFETY: `len` bytes from `base` are committed while the store
-        // lives, and `&mut self` makes this the only view.
-        unsafe { core::slice::from_raw_parts_mut(def.base, def.len as usize) }
-    }
-
-    /// The type of the memory `m`: (current pages, maximum, 64-bit).
-    pub fn memory_pages(&self, m: MemoryId) -> u64 {
-        self.memories[m.0].def.len / PAGE
     }
 
     /// Stack Wasm may use below the outermost entry (the host thread's
