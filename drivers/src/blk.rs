@@ -82,6 +82,58 @@ impl core::fmt::Display for BlkError {
     }
 }
 
+/// Pieces of one request's data at most: 64 KiB that starts inside a page
+/// spans 17 pages.
+pub const MAX_SEGMENTS: usize = 17;
+
+/// A request's data as pieces, each contiguous for the device (e.g. the
+/// physical pages behind a guest buffer, in order).
+#[derive(Clone, Copy, Debug)]
+pub struct Segments {
+    parts: [(*mut u8, usize); MAX_SEGMENTS],
+    count: usize,
+}
+
+impl Segments {
+    pub fn new() -> Self {
+        Segments {
+            parts: [(core::ptr::null_mut(), 0); MAX_SEGMENTS],
+            count: 0,
+        }
+    }
+
+    /// Appends a piece (merged with the last one when they touch); false
+    /// when full.
+    pub fn push(&mut self, addr: *mut u8, len: usize) -> bool {
+        if let Some(last) = self.count.checked_sub(1).map(|i| &mut self.parts[i]) {
+            if last.0.wrapping_add(last.1) == addr {
+                last.1 += len;
+                return true;
+            }
+        }
+        if self.count == MAX_SEGMENTS {
+            return false;
+        }
+        self.parts[self.count] = (addr, len);
+        self.count += 1;
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts[..self.count].iter().map(|p| p.1).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Segments {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What to do. The data buffer is raw: it is DMA'd while in flight, so the
 /// caller owns it (pinned, unaliased) until the completion comes back.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +148,43 @@ pub enum Request {
         buf: *const u8,
         len: usize,
     },
+    /// A read scattered over `segs` (one descriptor each).
+    ReadSegments {
+        sector: u64,
+        segs: Segments,
+    },
+    /// A write gathered from `segs`.
+    WriteSegments {
+        sector: u64,
+        segs: Segments,
+    },
     Flush,
+}
+
+/// A request as queued: kind, sector and data pieces.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    kind: u32,
+    sector: u64,
+    segs: Segments,
+}
+
+impl Request {
+    fn queued(self) -> Queued {
+        let one = |buf: *mut u8, len| {
+            let mut segs = Segments::new();
+            segs.push(buf, len);
+            segs
+        };
+        let (kind, sector, segs) = match self {
+            Request::Read { sector, buf, len } => (T_IN, sector, one(buf, len)),
+            Request::Write { sector, buf, len } => (T_OUT, sector, one(buf as *mut u8, len)),
+            Request::ReadSegments { sector, segs } => (T_IN, sector, segs),
+            Request::WriteSegments { sector, segs } => (T_OUT, sector, segs),
+            Request::Flush => (T_FLUSH, 0, Segments::new()),
+        };
+        Queued { kind, sector, segs }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -126,7 +214,7 @@ struct SlotMem {
 struct InFlight {
     tag: u64,
     slot: usize,
-    request: Request,
+    req: Queued,
 }
 
 pub struct BlkDevice<H: Hal> {
@@ -204,47 +292,25 @@ impl<H: Hal> BlkDevice<H> {
     /// The buffer of a read or write must stay valid, unmoved and untouched
     /// by anyone else until [`poll`](Self::poll) returns its completion.
     pub unsafe fn submit(&mut self, tag: u64, request: Request) -> Result<(), BlkError> {
-        let header = match request {
-            Request::Read { sector, len, .. } => {
-                self.check(sector, len)?;
-                Header {
-                    kind: T_IN,
-                    reserved: 0,
-                    sector,
-                }
-            }
-            Request::Write { sector, len, .. } => {
-                if self.readonly() {
-                    return Err(BlkError::ReadOnly);
-                }
-                self.check(sector, len)?;
-                Header {
-                    kind: T_OUT,
-                    reserved: 0,
-                    sector,
-                }
-            }
-            Request::Flush => Header {
-                kind: T_FLUSH,
-                reserved: 0,
-                sector: 0,
-            },
-        };
+        let req = request.queued();
+        match req.kind {
+            T_FLUSH => {}
+            T_OUT if self.readonly() => return Err(BlkError::ReadOnly),
+            _ => self.check(req.sector, req.segs.len())?,
+        }
         let slot = self.free_slots.pop().ok_or(BlkError::QueueFull)?;
         self.mem[slot] = SlotMem {
-            header,
+            header: Header {
+                kind: req.kind,
+                reserved: 0,
+                sector: req.sector,
+            },
             status: 0xff,
         };
         // SAFETY: the slot memory is boxed and stays put while in flight; the
         // data buffer is the caller's per this function's contract.
-        let added = unsafe {
-            let (hdr, status, data) = self.buffers(slot, &request);
-            match (request, data) {
-                (Request::Read { .. }, Some(d)) => self.queue.add(&[hdr], &mut [d, status]),
-                (Request::Write { .. }, Some(d)) => self.queue.add(&[hdr, d], &mut [status]),
-                _ => self.queue.add(&[hdr], &mut [status]),
-            }
-        };
+        let added =
+            unsafe { self.with_buffers(slot, &req, |queue, ins, outs| queue.add(ins, outs)) };
         let token = match added {
             Ok(t) => t,
             Err(e) => {
@@ -255,41 +321,58 @@ impl<H: Hal> BlkDevice<H> {
                 });
             }
         };
-        self.in_flight[token as usize] = Some(InFlight { tag, slot, request });
+        self.in_flight[token as usize] = Some(InFlight { tag, slot, req });
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
         Ok(())
     }
 
-    /// The slices of a request exactly as they were queued (pop_used needs
-    /// the same ones back).
+    /// Calls `f` with the queue and the descriptors' slices of a request
+    /// exactly as they are queued (pop_used needs the same ones back): the
+    /// header, then the data pieces and the status byte, split into what
+    /// the device reads and what it writes.
     ///
     /// # Safety
-    /// As `submit`: the request's buffer is valid for its length.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn buffers(
-        &self,
+    /// As `submit`: the request's buffers are valid for their lengths.
+    unsafe fn with_buffers<R>(
+        &mut self,
         slot: usize,
-        request: &Request,
-    ) -> (&'static [u8], &'static mut [u8], Option<&'static mut [u8]>) {
-        let m = &self.mem[slot] as *const SlotMem as *mut SlotMem;
+        req: &Queued,
+        f: impl for<'a> FnOnce(
+            &mut VirtQueue<H, QUEUE_SIZE>,
+            &'a [&'a [u8]],
+            &'a mut [&'a mut [u8]],
+        ) -> R,
+    ) -> R {
+        let m = &mut self.mem[slot] as *mut SlotMem;
         // SAFETY: slot memory is boxed and only the device and this driver
-        // touch it; the data buffer is the caller's (see submit).
+        // touch it; the data pieces are the caller's (see submit).
         unsafe {
             let hdr = core::slice::from_raw_parts(
                 (&raw const (*m).header).cast::<u8>(),
                 core::mem::size_of::<Header>(),
             );
             let status = core::slice::from_raw_parts_mut(&raw mut (*m).status, 1);
-            let data = match *request {
-                Request::Read { buf, len, .. } => Some(core::slice::from_raw_parts_mut(buf, len)),
-                Request::Write { buf, len, .. } => {
-                    Some(core::slice::from_raw_parts_mut(buf as *mut u8, len))
+            let mut ins: [&[u8]; MAX_SEGMENTS + 1] = [&[]; MAX_SEGMENTS + 1];
+            let mut outs: [&mut [u8]; MAX_SEGMENTS + 1] = Default::default();
+            let pieces = req.segs.parts[..req.segs.count]
+                .iter()
+                .map(|&(p, n)| core::slice::from_raw_parts_mut(p, n));
+            ins[0] = hdr;
+            let (mut n_in, mut n_out) = (1, 0);
+            for piece in pieces {
+                if req.kind == T_OUT {
+                    ins[n_in] = piece;
+                    n_in += 1;
+                } else {
+                    outs[n_out] = piece;
+                    n_out += 1;
                 }
-                Request::Flush => None,
-            };
-            (hdr, status, data)
+            }
+            outs[n_out] = status;
+            n_out += 1;
+            f(&mut self.queue, &ins[..n_in], &mut outs[..n_out])
         }
     }
 
@@ -304,25 +387,15 @@ impl<H: Hal> BlkDevice<H> {
         };
         // SAFETY: the same buffers that were queued under this token.
         let popped = unsafe {
-            let (hdr, status, data) = self.buffers(f.slot, &f.request);
-            match (f.request, data) {
-                (Request::Read { .. }, Some(d)) => {
-                    self.queue.pop_used(token, &[hdr], &mut [d, status])
-                }
-                (Request::Write { .. }, Some(d)) => {
-                    self.queue.pop_used(token, &[hdr, d], &mut [status])
-                }
-                _ => self.queue.pop_used(token, &[hdr], &mut [status]),
-            }
+            self.with_buffers(f.slot, &f.req, |queue, ins, outs| {
+                queue.pop_used(token, ins, outs)
+            })
         };
         self.free_slots.push(f.slot);
         let result = match popped {
             Err(e) => Err(BlkError::Virtio(e)),
             Ok(_) => match self.mem[f.slot].status {
-                S_OK => Ok(match f.request {
-                    Request::Read { len, .. } | Request::Write { len, .. } => len,
-                    Request::Flush => 0,
-                }),
+                S_OK => Ok(f.req.segs.len()),
                 S_UNSUPP => Err(BlkError::Unsupported),
                 _ => Err(BlkError::Io), // S_IOERR or a status the spec does not define
             },

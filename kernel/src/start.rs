@@ -79,8 +79,8 @@ pub fn main(boot: &'static BootInfo) -> ! {
         let epoch = cmdline::get(line, cmdline::EPOCH)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if let Some(status) = crate::wasm::component::run(timeout, epoch) {
-            exit_vm(status);
+        if crate::wasm::component::present() {
+            exit_vm(crate::wasm::component::run(reactor, timeout, epoch));
         }
     }
     let ok = if test == Some(selftest::BLK) {

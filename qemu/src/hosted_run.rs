@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use ringos_runtime::blk;
 use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::hosted::HOSTED;
 use ringos_runtime::wasi::{self, Cli};
@@ -55,11 +56,11 @@ impl ringos_runtime::component::Waiter for HostSystem {
     fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
-    fn wait_until(&self, deadline_ns: u64) {
+    /// The hosted mode's devices complete at once, so only timers wait.
+    fn wait(&self, deadline_ns: Option<u64>) {
         let now = self.start.elapsed().as_nanos() as u64;
-        std::thread::sleep(std::time::Duration::from_nanos(
-            deadline_ns.saturating_sub(now),
-        ));
+        let until = deadline_ns.unwrap_or(now);
+        std::thread::sleep(std::time::Duration::from_nanos(until.saturating_sub(now)));
     }
 }
 
@@ -72,6 +73,10 @@ fn wasi_imports(store: &mut ComponentStore, cli: Cli) -> ringos_runtime::compone
     store.set_waiter(sys.clone());
     let mut m = wasi::cli(cli);
     m.extend(wasi::clocks_and_random(sys));
+    // No disk in this process: `ringos:blk` answers `no-device`.
+    let disk = blk::Disk::new(Rc::new(blk::NoDisk));
+    store.add_io(disk.clone());
+    m.extend(blk::imports(&disk));
     m
 }
 

@@ -502,6 +502,15 @@ fn kernel_cmdline(verbose: bool, io: Option<IoMode>, append: &str) -> String {
     words.join(" ")
 }
 
+/// The component's arguments as WASI gives them: its file name first, as
+/// a shell would.
+fn argv(app: &std::path::Path, args: Vec<String>) -> Vec<String> {
+    let name = app.file_name().unwrap_or(app.as_os_str());
+    std::iter::once(name.to_string_lossy().into_owned())
+        .chain(args)
+        .collect()
+}
+
 fn image_cmd(a: ImageArgs) -> Result<i32, Error> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))
@@ -512,7 +521,8 @@ fn image_cmd(a: ImageArgs) -> Result<i32, Error> {
         eprintln!("ringos: {}: {why}", a.app.display());
         return Ok(1);
     }
-    let out = ringos::run::write_image(&app, &with, &a.args, &a.env, false, &a.output)?;
+    let args = argv(&a.app, a.args);
+    let out = ringos::run::write_image(&app, &with, &args, &a.env, false, &a.output)?;
     eprintln!("ringos: wrote {}", out.display());
     Ok(0)
 }
@@ -659,13 +669,14 @@ fn main() -> ExitCode {
         Command::Boot(a) => boot(a),
         Command::Image(a) => image_cmd(a),
         Command::Run(a) => a.devices.net().and_then(|net| {
+            let args = argv(&a.app, a.args);
             ringos::run::run(&ringos::run::RunConfig {
                 disk: a.devices.disk.disk.clone(),
                 net,
                 accel: a.vm.accel,
                 app: a.app,
                 with: a.with,
-                args: a.args,
+                args,
                 env: a.env,
                 machine: a.machine,
                 mem_mib: a.vm.mem,

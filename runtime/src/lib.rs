@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod blk;
 pub mod compile;
 pub mod component;
 #[cfg(any(test, feature = "hosted"))]

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 /// The guest crates, i.e. the names [`component`] accepts.
-pub const NAMES: [&str; 3] = ["hello", "consumer", "provider"];
+pub const NAMES: [&str; 4] = ["hello", "consumer", "provider", "demo"];
 
 const TARGET: &str = "wasm32-unknown-unknown";
 

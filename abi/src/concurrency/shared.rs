@@ -258,6 +258,10 @@ pub struct SharedStream<B> {
     /// `dropped`: one end was dropped.
     pub dropped: bool,
     pending: Option<PendingCopy<B>>,
+    /// The pending buffer is in a transfer the host cannot stop (a device
+    /// DMA into or out of it): a cancel waits for the transfer to end.
+    host_busy: bool,
+    cancel_requested: bool,
 }
 
 impl<B: Buffer> SharedStream<B> {
@@ -266,7 +270,33 @@ impl<B: Buffer> SharedStream<B> {
             t,
             dropped: false,
             pending: None,
+            host_busy: false,
+            cancel_requested: false,
         }
+    }
+
+    /// Marks the pending buffer as lent to a device transfer (see
+    /// [`Self::end_host_transfer`]).
+    pub fn begin_host_transfer(&mut self) {
+        self.host_busy = true;
+    }
+
+    /// True while the pending buffer is lent to a device transfer.
+    pub fn host_busy(&self) -> bool {
+        self.host_busy
+    }
+
+    /// The device transfer into/out of the pending buffer is over (the
+    /// caller advanced the buffer by what moved): the pending copy ends
+    /// `COMPLETED`, or `CANCELLED` if a cancel came meanwhile.
+    pub fn end_host_transfer(&mut self) -> Option<Notice<B>> {
+        self.host_busy = false;
+        let result = if core::mem::take(&mut self.cancel_requested) {
+            CopyResult::Cancelled
+        } else {
+            CopyResult::Completed
+        };
+        self.reset_and_notify_pending(result)
     }
 
     /// The side whose copy is pending, if any (`pending_inst`, ...).
@@ -293,8 +323,14 @@ impl<B: Buffer> SharedStream<B> {
         })
     }
 
-    /// `cancel()`: the pending copy ends `CANCELLED`.
+    /// `cancel()`: the pending copy ends `CANCELLED` (once the device is
+    /// done with its buffer, if it is lent to one: the spec lets a cancel
+    /// complete later, `BLOCKED`).
     pub fn cancel(&mut self) -> Option<Notice<B>> {
+        if self.host_busy {
+            self.cancel_requested = true;
+            return None;
+        }
         self.reset_and_notify_pending(CopyResult::Cancelled)
     }
 

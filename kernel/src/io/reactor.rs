@@ -193,13 +193,25 @@ impl Reactor {
 
     /// Nothing to do: wait for the next interrupt or deadline.
     fn idle(&mut self) {
+        self.idle_until(None);
+    }
+
+    /// Waits for the next interrupt, or until `deadline` (kernel clock) or
+    /// the reactor's own next deadline; returns at once in poll mode.
+    pub fn idle_until(&mut self, deadline: Option<u64>) {
         if self.mode == IoMode::Poll {
             core::hint::spin_loop();
             return;
         }
         let now = time::now_ns();
         let net_deadline = self.net.as_mut().and_then(|n| n.next_deadline(now));
-        let deadline = self.timers.iter().map(|t| t.0).chain(net_deadline).min();
+        let deadline = self
+            .timers
+            .iter()
+            .map(|t| t.0)
+            .chain(net_deadline)
+            .chain(deadline)
+            .min();
         crate::interrupts::without(|| {
             if let Some(d) = deadline {
                 time::arm(d);

@@ -112,6 +112,12 @@ impl PageTables {
         Some(unsafe { &mut table(table_pa)[((va >> 12) & 0x1ff) as usize] })
     }
 
+    /// The physical address `va` maps to through a 4 KiB page, if any.
+    pub fn translate_4k(&mut self, va: u64) -> Option<u64> {
+        let e = *self.lookup_4k(va)?;
+        (e & PRESENT != 0).then_some((e & ADDR_MASK) | (va & 0xfff))
+    }
+
     /// Removes the 4 KiB mapping of `va` and flushes it from the TLB;
     /// returns the physical address it mapped.
     pub fn unmap_4k(&mut self, va: u64) -> Option<u64> {

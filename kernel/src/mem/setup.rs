@@ -323,3 +323,13 @@ pub fn is_stack_guard(addr: u64) -> bool {
 pub fn virt_to_phys(va: u64) -> u64 {
     va
 }
+
+/// The physical address behind `va`: the address itself for identity-mapped
+/// kernel memory, a page-table walk in the dynamic range (linear memory,
+/// code); `None` where nothing is mapped.
+pub fn translate(va: u64) -> Option<u64> {
+    if !is_dynamic(va) {
+        return Some(va);
+    }
+    MEMORY.lock().as_mut()?.tables.translate_4k(va)
+}

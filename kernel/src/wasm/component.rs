@@ -10,8 +10,12 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use ringos_proto::{exit, marker, payload};
+use ringos_runtime::blk;
 use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::wasi::{self, Cli};
+
+use super::disk::VirtioDisk;
+use crate::io::reactor::Reactor;
 
 use super::KERNEL;
 use crate::println;
@@ -48,10 +52,11 @@ impl Lines {
     }
 }
 
-/// The kernel's clocks and randomness for WASI.
+/// The kernel's clocks and randomness for WASI, and how the loop idles.
 struct KernelSystem {
     /// ns since 1970 at boot (`epoch=`), if the host said.
     epoch_ns: u64,
+    disk: Rc<VirtioDisk>,
 }
 
 impl wasi::System for KernelSystem {
@@ -79,10 +84,10 @@ impl ringos_runtime::component::Waiter for KernelSystem {
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
     }
-    /// Halts until the deadline (the loop has nothing else to do); the
-    /// watchdog's timer is armed again after.
-    fn wait_until(&self, deadline_ns: u64) {
-        crate::time::sleep_ns(deadline_ns.saturating_sub(crate::time::now_ns()));
+    /// Halts until the deadline or a device interrupt (the loop has
+    /// nothing else to do); the watchdog's timer is armed again after.
+    fn wait(&self, deadline_ns: Option<u64>) {
+        self.disk.wait(deadline_ns);
         super::watchdog::rearm();
     }
 }
@@ -110,19 +115,32 @@ fn strings(kind: u32) -> Vec<alloc::string::String> {
         .collect()
 }
 
-/// Runs the app if the image carries one: its exit status (`None`: no
-/// component in the image).
-pub fn run(timeout_ms: Option<u64>, epoch_ns: u64) -> Option<u8> {
-    let comps = components();
-    if comps.is_empty() {
-        return None;
-    }
-    Some(super::on_wasm_stack(|| {
-        run_components(&comps, timeout_ms, epoch_ns)
-    }))
+/// Whether the image carries a component to run.
+pub fn present() -> bool {
+    !components().is_empty()
 }
 
-fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>, epoch_ns: u64) -> u8 {
+/// Runs the image's app on the reactor's devices; returns its exit status.
+pub fn run(reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64) -> u8 {
+    let comps = components();
+    let disk = Rc::new(VirtioDisk::new(reactor));
+    let status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
+    let s = disk.stats();
+    log::info!(
+        "ringos:blk: {} requests, {} bytes moved by DMA to/from linear memory, {} bytes copied by the kernel",
+        s.requests,
+        s.dma_bytes,
+        s.copied_bytes
+    );
+    status
+}
+
+fn run_components(
+    comps: &[&[u8]],
+    disk: &Rc<VirtioDisk>,
+    timeout_ms: Option<u64>,
+    epoch_ns: u64,
+) -> u8 {
     let out = Rc::new(RefCell::new(Lines {
         marker: marker::STDOUT,
         buf: Vec::new(),
@@ -131,7 +149,7 @@ fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>, epoch_ns: u64) -> u8
         marker: marker::STDERR,
         buf: Vec::new(),
     }));
-    let r = instantiate_and_run(comps, &out, &err, timeout_ms, epoch_ns);
+    let r = instantiate_and_run(comps, disk, &out, &err, timeout_ms, epoch_ns);
     super::watchdog::stop();
     out.borrow_mut().flush();
     err.borrow_mut().flush();
@@ -154,6 +172,7 @@ fn run_components(comps: &[&[u8]], timeout_ms: Option<u64>, epoch_ns: u64) -> u8
 
 fn instantiate_and_run(
     comps: &[&[u8]],
+    disk: &Rc<VirtioDisk>,
     out: &Rc<RefCell<Lines>>,
     err: &Rc<RefCell<Lines>>,
     timeout_ms: Option<u64>,
@@ -174,9 +193,15 @@ fn instantiate_and_run(
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())))
             .collect(),
     });
-    let sys = Rc::new(KernelSystem { epoch_ns });
+    let sys = Rc::new(KernelSystem {
+        epoch_ns,
+        disk: disk.clone(),
+    });
     store.set_waiter(sys.clone());
     imports.extend(wasi::clocks_and_random(sys));
+    let blk = blk::Disk::new(disk.clone());
+    store.add_io(blk.clone());
+    imports.extend(blk::imports(&blk));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
     let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;

@@ -4,6 +4,7 @@
 //! [`spec`] runs the spec bundles of the image's payload (`test=wasm-spec`).
 
 pub mod component;
+pub mod disk;
 pub mod platform;
 pub mod spec;
 pub mod watchdog;

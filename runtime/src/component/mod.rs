@@ -11,6 +11,7 @@
 
 mod builtins;
 mod call;
+pub mod device;
 pub mod host;
 mod instantiate;
 mod sched;
@@ -222,6 +223,13 @@ impl ComponentStore {
     pub fn set_waiter(&mut self, w: Rc<dyn Waiter>) {
         if let Ok(mut st) = self.sh.get() {
             st.waiter = Some(w);
+        }
+    }
+
+    /// Adds a source of I/O completions the loop polls (a device).
+    pub fn add_io(&mut self, io: Rc<dyn device::IoSource>) {
+        if let Ok(mut st) = self.sh.get() {
+            st.io.push(io);
         }
     }
 

@@ -19,6 +19,8 @@ use ringos_abi::lower::lower_flat_values;
 use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 
 use super::call::{from_core, to_core, with_cx};
+use super::device::IoTurn;
+use super::host::HostCx;
 use super::state::{Shared, Step, TaskId, Trapped};
 use crate::instance::Val;
 use crate::Store;
@@ -257,16 +259,36 @@ pub(crate) fn block_until(
         }
         match run_one(store, sh)? {
             Ran::Nothing => {
-                if !fire_timers(store, sh, true)? {
-                    return Err(Trapped::new(
-                        "wasm trap: deadlock detected: event loop cannot make further progress",
-                    ));
-                }
                 idle_rounds = 0;
+                let io = poll_io(store, sh)?;
+                if io.progress || fire_timers(store, sh)? {
+                    continue;
+                }
+                let (waiter, deadline) = {
+                    let st = sh.get()?;
+                    (st.waiter.clone(), st.timers.iter().map(|t| t.0).min())
+                };
+                match waiter {
+                    Some(w) if io.in_flight || deadline.is_some() => w.wait(deadline),
+                    _ => {
+                        return Err(Trapped::new(
+                            "wasm trap: deadlock detected: event loop cannot make further progress",
+                        ))
+                    }
+                }
             }
-            // Time passing (a timer set) is progress for a yielding task.
-            Ran::Yield if fire_timers(store, sh, false)? => idle_rounds = 0,
-            Ran::Yield => idle_rounds += 1,
+            // Time passing (a timer set) or I/O is progress for a yielding
+            // task.
+            Ran::Yield => {
+                let io = poll_io(store, sh)?;
+                fire_timers(store, sh)?;
+                let timer_set = !sh.get()?.timers.is_empty();
+                if timer_set || io.progress || io.in_flight {
+                    idle_rounds = 0;
+                } else {
+                    idle_rounds += 1;
+                }
+            }
             Ran::Progress => idle_rounds = 0,
         }
         // Only tasks that yield again and again can run while this stack
@@ -280,6 +302,25 @@ pub(crate) fn block_until(
             ));
         }
     }
+}
+
+/// One turn of every I/O source of the embedder.
+fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
+    let sources = {
+        let st = sh.get()?;
+        if st.io.is_empty() {
+            return Ok(IoTurn::default());
+        }
+        st.io.clone()
+    };
+    let mut turn = IoTurn::default();
+    for s in sources {
+        let mut cx = HostCx { store, sh };
+        let t = s.poll(&mut cx).map_err(Trapped::new)?;
+        turn.progress |= t.progress;
+        turn.in_flight |= t.in_flight;
+    }
+    Ok(turn)
 }
 
 /// Completes a pending host call: its result goes to the caller.
@@ -296,23 +337,17 @@ pub(crate) fn complete_host_call(
     }
 }
 
-/// Fires the timers that are due; with `wait`, first waits (the
-/// embedder's idle) for the earliest. `false` if there is no timer.
-fn fire_timers(store: &mut Store, sh: &Shared, wait: bool) -> Result<bool, Trapped> {
-    let (waiter, earliest) = {
-        let st = sh.get()?;
-        let earliest = st.timers.iter().map(|t| t.0).min();
-        (st.waiter.clone(), earliest)
-    };
-    let (Some(w), Some(deadline)) = (waiter, earliest) else {
-        return Ok(false);
-    };
-    if wait && w.now_ns() < deadline {
-        w.wait_until(deadline);
-    }
-    let now = w.now_ns();
+/// Fires the timers that are due; `false` if none was.
+fn fire_timers(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
     let due: Vec<u64> = {
         let mut st = sh.get()?;
+        let Some(w) = st.waiter.clone() else {
+            return Ok(false);
+        };
+        if st.timers.is_empty() {
+            return Ok(false);
+        }
+        let now = w.now_ns();
         let due = st
             .timers
             .iter()
@@ -322,10 +357,11 @@ fn fire_timers(store: &mut Store, sh: &Shared, wait: bool) -> Result<bool, Trapp
         st.timers.retain(|t| t.0 > now);
         due
     };
+    let fired = !due.is_empty();
     for token in due {
         complete_host_call(store, sh, token, None)?;
     }
-    Ok(true)
+    Ok(fired)
 }
 
 /// Yield-only rounds after which a blocked stack gives up.

@@ -169,6 +169,10 @@ pub struct State {
     pub waiter: Option<Rc<dyn Waiter>>,
     /// Host-side stream/future ends, by token.
     pub host_ends: alloc::collections::BTreeMap<u64, super::host::HostEnd>,
+    /// Device-backed stream ends, by token.
+    pub(crate) device_ends: alloc::collections::BTreeMap<u64, super::device::DeviceEnd>,
+    /// The embedder's I/O, polled when no task can run.
+    pub io: Vec<Rc<dyn super::device::IoSource>>,
     pub next_token: u64,
     /// The `enter_from` of every call whose frame is on the stack
     /// (callee, caller), outermost first.
@@ -342,8 +346,9 @@ impl State {
 /// set (the hosted mode sleeps, the kernel halts until an interrupt).
 pub trait Waiter {
     fn now_ns(&self) -> u64;
-    /// Waits until `deadline_ns` (or an interrupt), whichever is first.
-    fn wait_until(&self, deadline_ns: u64);
+    /// Waits until `deadline_ns` or an interrupt (a device completion),
+    /// whichever is first; with no deadline, until an interrupt.
+    fn wait(&self, deadline_ns: Option<u64>);
 }
 
 /// The state shared by a component store and its host functions.

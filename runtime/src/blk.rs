@@ -1,0 +1,480 @@
+//! `ringos:blk/disk` (`wit/blk.wit`): the VM's disk as streams and
+//! futures, over a [`BlockDevice`] the embedder gives (virtio-blk in the
+//! kernel, a file in the hosted mode).
+//!
+//! A read is a device stream to the guest plus a status future; a write
+//! is a device stream from the guest. Each `stream.read` / `stream.write`
+//! the guest makes becomes one device request on the guest's own bytes
+//! ([`crate::component::device`]): a read lands by DMA in linear memory,
+//! a write leaves from it. [`Disk`] is the loop's [`IoSource`]: it starts
+//! the requests and turns completions into stream progress and resolved
+//! futures.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use ringos_abi::{ValType, Value};
+
+use crate::component::device::{DeviceWork, Direction, IoSource, IoTurn, Transfer};
+use crate::component::{Exports, Func, FuncSig, HostCx, Item};
+
+pub const BLOCK: u64 = 512;
+/// Bytes one device request moves at most (one `stream.read`/`write` of
+/// more moves this much; the guest's next copy continues).
+pub const MAX_TRANSFER: usize = 64 << 10;
+
+/// `error-code`, in WIT order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    NoDevice,
+    OutOfRange,
+    Unaligned,
+    ReadOnly,
+    Io,
+    /// Not in WIT: every request slot is taken; the request is retried
+    /// once one completes.
+    Busy,
+}
+
+impl BlockError {
+    fn value(self) -> Value {
+        let case = match self {
+            BlockError::NoDevice => 0,
+            BlockError::OutOfRange => 1,
+            BlockError::Unaligned => 2,
+            BlockError::ReadOnly => 3,
+            BlockError::Io | BlockError::Busy => 4,
+        };
+        Value::err(Some(Value::enum_case(case)))
+    }
+}
+
+/// One request on the device. `addr` points into guest memory (see
+/// [`Transfer`]); it stays valid until the request's completion.
+#[derive(Clone, Copy, Debug)]
+pub enum BlockOp {
+    Read {
+        offset: u64,
+        addr: *mut u8,
+        len: usize,
+    },
+    Write {
+        offset: u64,
+        addr: *const u8,
+        len: usize,
+    },
+    Flush,
+}
+
+/// What the embedder's disk does: queue requests, report completions.
+pub trait BlockDevice {
+    /// Size in bytes (whole blocks; 0: no disk).
+    fn capacity(&self) -> u64;
+    fn read_only(&self) -> bool;
+    /// Queues `op`; its completion comes from [`BlockDevice::poll`] with
+    /// `tag`. Fails at once for a bad request or `Busy` (retried later).
+    fn submit(&self, tag: u64, op: BlockOp) -> Result<(), BlockError>;
+    /// Appends the completions since the last call: (tag, bytes or error).
+    fn poll(&self, done: &mut Vec<(u64, Result<usize, BlockError>)>);
+}
+
+/// A read or write in progress (by its device end's token).
+struct Stream {
+    /// Where the next request starts.
+    offset: u64,
+    /// Bytes a read still delivers (writes: unbounded).
+    remaining: u64,
+    /// The status future's host token.
+    status: u64,
+    in_flight: bool,
+}
+
+/// The disk service: the `ringos:blk/disk` functions and the loop's I/O
+/// source for them.
+pub struct Disk {
+    dev: Rc<dyn BlockDevice>,
+    state: RefCell<DiskState>,
+}
+
+#[derive(Default)]
+struct DiskState {
+    streams: BTreeMap<u64, Stream>,
+    /// Flushes to submit (their future's token is the tag).
+    flushes: Vec<u64>,
+    /// Submitted flushes.
+    flushing: usize,
+    /// Requests the device refused as `Busy`, to try again.
+    retry: Vec<(u64, BlockOp)>,
+    done: Vec<(u64, Result<usize, BlockError>)>,
+    work: Vec<DeviceWork>,
+}
+
+fn status_type() -> ValType {
+    ValType::result(None, Some(error_code()))
+}
+
+fn error_code() -> ValType {
+    ValType::enum_(["no-device", "out-of-range", "unaligned", "read-only", "io"])
+}
+
+impl Disk {
+    pub fn new(dev: Rc<dyn BlockDevice>) -> Rc<Disk> {
+        Rc::new(Disk {
+            dev,
+            state: RefCell::new(DiskState::default()),
+        })
+    }
+
+    /// A status future already resolved with `r`.
+    fn resolved(cx: &mut HostCx<'_>, r: Value) -> Result<Value, String> {
+        let (f, token) = cx.new_future(Some(status_type()))?;
+        cx.write_future(token, r)?;
+        Ok(Value::Future(f))
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), BlockError> {
+        let cap = self.dev.capacity();
+        if cap == 0 {
+            return Err(BlockError::NoDevice);
+        }
+        if !offset.is_multiple_of(BLOCK) || !len.is_multiple_of(BLOCK) {
+            return Err(BlockError::Unaligned);
+        }
+        if offset.checked_add(len).is_none_or(|end| end > cap) {
+            return Err(BlockError::OutOfRange);
+        }
+        Ok(())
+    }
+
+    fn read(&self, cx: &mut HostCx<'_>, offset: u64, len: u64) -> Result<Value, String> {
+        let (s, token) = cx.device_stream_to_guest()?;
+        if let Err(e) = self.check_range(offset, len) {
+            cx.close_device_end(token)?;
+            let f = Self::resolved(cx, e.value())?;
+            return Ok(Value::tuple(vec![Value::Stream(s), f]));
+        }
+        let (f, status) = cx.new_future(Some(status_type()))?;
+        if len == 0 {
+            cx.close_device_end(token)?;
+            cx.write_future(status, Value::ok(None))?;
+        } else {
+            self.state.borrow_mut().streams.insert(
+                token,
+                Stream {
+                    offset,
+                    remaining: len,
+                    status,
+                    in_flight: false,
+                },
+            );
+        }
+        Ok(Value::tuple(vec![Value::Stream(s), Value::Future(f)]))
+    }
+
+    fn write(&self, cx: &mut HostCx<'_>, offset: u64, data: u32) -> Result<Value, String> {
+        let token = cx.device_stream_from_guest(data)?;
+        let check = if self.dev.read_only() && self.dev.capacity() > 0 {
+            Err(BlockError::ReadOnly)
+        } else {
+            self.check_range(offset, 0)
+        };
+        if let Err(e) = check {
+            cx.close_device_end(token)?;
+            return Self::resolved(cx, e.value());
+        }
+        let (f, status) = cx.new_future(Some(status_type()))?;
+        self.state.borrow_mut().streams.insert(
+            token,
+            Stream {
+                offset,
+                remaining: u64::MAX,
+                status,
+                in_flight: false,
+            },
+        );
+        Ok(Value::Future(f))
+    }
+
+    fn flush(&self, cx: &mut HostCx<'_>) -> Result<Value, String> {
+        if self.dev.capacity() == 0 {
+            return Self::resolved(cx, BlockError::NoDevice.value());
+        }
+        let (f, token) = cx.new_future(Some(status_type()))?;
+        self.state.borrow_mut().flushes.push(token);
+        Ok(Value::Future(f))
+    }
+
+    /// Ends stream `token`: drops the host's end, resolves its future.
+    fn finish(
+        &self,
+        cx: &mut HostCx<'_>,
+        token: u64,
+        r: Result<(), BlockError>,
+    ) -> Result<(), String> {
+        let Some(s) = self.state.borrow_mut().streams.remove(&token) else {
+            return Ok(());
+        };
+        cx.close_device_end(token)?;
+        let v = match r {
+            Ok(()) => Value::ok(None),
+            Err(e) => e.value(),
+        };
+        cx.write_future(s.status, v)
+    }
+
+    /// The request for a guest copy waiting on stream `t.token`.
+    fn request(&self, t: &Transfer) -> Result<BlockOp, BlockError> {
+        let st = self.state.borrow();
+        let s = st.streams.get(&t.token).ok_or(BlockError::Io)?;
+        let want = (t.len.min(MAX_TRANSFER) as u64).min(s.remaining);
+        let len = (want - want % BLOCK) as usize;
+        if len == 0 {
+            return Err(BlockError::Unaligned);
+        }
+        if s.offset
+            .checked_add(len as u64)
+            .is_none_or(|e| e > self.dev.capacity())
+        {
+            return Err(BlockError::OutOfRange);
+        }
+        Ok(match t.dir {
+            Direction::ToGuest => BlockOp::Read {
+                offset: s.offset,
+                addr: t.addr,
+                len,
+            },
+            Direction::FromGuest => BlockOp::Write {
+                offset: s.offset,
+                addr: t.addr,
+                len,
+            },
+        })
+    }
+
+    fn submit(&self, cx: &mut HostCx<'_>, tag: u64, op: BlockOp) -> Result<(), String> {
+        match self.dev.submit(tag, op) {
+            Ok(()) => {
+                let mut st = self.state.borrow_mut();
+                match st.streams.get_mut(&tag) {
+                    Some(s) => s.in_flight = true,
+                    None => st.flushing += 1,
+                }
+                Ok(())
+            }
+            Err(BlockError::Busy) => {
+                self.state.borrow_mut().retry.push((tag, op));
+                Ok(())
+            }
+            Err(e) => self.fail(cx, tag, e),
+        }
+    }
+
+    /// A request failed before or at the device.
+    fn fail(&self, cx: &mut HostCx<'_>, tag: u64, e: BlockError) -> Result<(), String> {
+        if self.state.borrow().streams.contains_key(&tag) {
+            cx.transferred(tag, 0)?;
+            self.finish(cx, tag, Err(e))
+        } else {
+            cx.write_future(tag, e.value())
+        }
+    }
+
+    fn complete(
+        &self,
+        cx: &mut HostCx<'_>,
+        tag: u64,
+        r: Result<usize, BlockError>,
+    ) -> Result<(), String> {
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => return self.fail(cx, tag, e),
+        };
+        let ended = {
+            let mut st = self.state.borrow_mut();
+            match st.streams.get_mut(&tag) {
+                Some(s) => {
+                    s.in_flight = false;
+                    s.offset += n as u64;
+                    s.remaining = s.remaining.saturating_sub(n as u64);
+                    Some(s.remaining == 0)
+                }
+                None => {
+                    st.flushing = st.flushing.saturating_sub(1);
+                    None
+                }
+            }
+        };
+        match ended {
+            Some(ended) => {
+                cx.transferred(tag, n)?;
+                if ended {
+                    self.finish(cx, tag, Ok(()))?;
+                }
+                Ok(())
+            }
+            None => cx.write_future(tag, Value::ok(None)),
+        }
+    }
+}
+
+impl IoSource for Disk {
+    fn poll(&self, cx: &mut HostCx<'_>) -> Result<IoTurn, String> {
+        let mut turn = IoTurn::default();
+        let mut done = core::mem::take(&mut self.state.borrow_mut().done);
+        self.dev.poll(&mut done);
+        for (tag, r) in done.drain(..) {
+            turn.progress = true;
+            self.complete(cx, tag, r)?;
+        }
+        self.state.borrow_mut().done = done;
+
+        let retry = core::mem::take(&mut self.state.borrow_mut().retry);
+        for (tag, op) in retry {
+            self.submit(cx, tag, op)?;
+        }
+        let flushes = core::mem::take(&mut self.state.borrow_mut().flushes);
+        for tag in flushes {
+            self.submit(cx, tag, BlockOp::Flush)?;
+        }
+        let mut work = core::mem::take(&mut self.state.borrow_mut().work);
+        cx.device_work(&mut work)?;
+        // A request that failed before reaching the device ends its copy
+        // at once: that is progress too.
+        turn.progress |= !work.is_empty();
+        for w in work.drain(..) {
+            match w {
+                DeviceWork::Transfer(t) => match self.request(&t) {
+                    Ok(op) => self.submit(cx, t.token, op)?,
+                    Err(e) => self.fail(cx, t.token, e)?,
+                },
+                // The writer finished, or the reader wants no more.
+                DeviceWork::Closed(token) => self.finish(cx, token, Ok(()))?,
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.work = work;
+        turn.in_flight =
+            st.flushing > 0 || !st.retry.is_empty() || st.streams.values().any(|s| s.in_flight);
+        Ok(turn)
+    }
+}
+
+fn sig(names: &[&str], params: Vec<ValType>, result: Option<ValType>) -> FuncSig {
+    FuncSig {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        ty: ringos_abi::FuncType {
+            params,
+            result,
+            async_: false,
+        },
+    }
+}
+
+/// The import name of the interface.
+pub const INTERFACE: &str = "ringos:blk/disk@0.1.0";
+
+/// `ringos:blk/disk` over `disk`, keyed by import name. The caller also
+/// gives `disk` to the store as an I/O source
+/// ([`crate::component::ComponentStore::add_io`]).
+pub fn imports(disk: &Rc<Disk>) -> Exports {
+    let u64_at = |a: &[Value], i: usize| match a.get(i) {
+        Some(Value::U64(v)) => *v,
+        _ => 0,
+    };
+    let (d1, d2, d3, d4) = (disk.clone(), disk.clone(), disk.clone(), disk.clone());
+    let read = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
+        d1.read(cx, u64_at(a, 0), u64_at(a, 1)).map(Some)
+    };
+    let write = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
+        let Some(Value::Stream(s)) = a.get(1) else {
+            return Err("write: expected a stream".into());
+        };
+        d2.write(cx, u64_at(a, 0), *s).map(Some)
+    };
+    let flush = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        d3.flush(cx).map(Some)
+    };
+    let capacity = move |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        Ok(Some(Value::U64(d4.dev.capacity())))
+    };
+    let block_size = |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
+        Ok(Some(Value::U32(BLOCK as u32)))
+    };
+    let status = || ValType::future(Some(status_type()));
+    let stream = || ValType::stream(Some(ValType::U8));
+    let items: Vec<(&str, Item)> = vec![
+        ("error-code", Item::Type(None)),
+        (
+            "block-size",
+            Item::Func(Func::host(
+                sig(&[], vec![], Some(ValType::U32)),
+                Box::new(block_size),
+            )),
+        ),
+        (
+            "capacity",
+            Item::Func(Func::host(
+                sig(&[], vec![], Some(ValType::U64)),
+                Box::new(capacity),
+            )),
+        ),
+        (
+            "read",
+            Item::Func(Func::host(
+                sig(
+                    &["offset", "len"],
+                    vec![ValType::U64, ValType::U64],
+                    Some(ValType::Tuple(vec![stream(), status()])),
+                ),
+                Box::new(read),
+            )),
+        ),
+        (
+            "write",
+            Item::Func(Func::host(
+                sig(
+                    &["offset", "data"],
+                    vec![ValType::U64, stream()],
+                    Some(status()),
+                ),
+                Box::new(write),
+            )),
+        ),
+        (
+            "flush",
+            Item::Func(Func::host(
+                sig(&[], vec![], Some(status())),
+                Box::new(flush),
+            )),
+        ),
+    ];
+    let mut m: Exports = BTreeMap::new();
+    m.insert(
+        INTERFACE.to_string(),
+        Item::Instance(Rc::new(
+            items.into_iter().map(|(n, i)| (n.to_string(), i)).collect(),
+        )),
+    );
+    m
+}
+
+/// A disk that is not there: every request fails `no-device`.
+pub struct NoDisk;
+
+impl BlockDevice for NoDisk {
+    fn capacity(&self) -> u64 {
+        0
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+    fn submit(&self, _: u64, _: BlockOp) -> Result<(), BlockError> {
+        Err(BlockError::NoDevice)
+    }
+    fn poll(&self, _: &mut Vec<(u64, Result<usize, BlockError>)>) {}
+}
