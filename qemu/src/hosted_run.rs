@@ -64,17 +64,87 @@ impl ringos_runtime::component::Waiter for HostSystem {
     }
 }
 
+/// `ringos:blk` on a file, for the hosted mode: each request is done at
+/// once with `pread`/`pwrite` straight into or out of the guest's memory,
+/// and completes on the loop's next I/O turn.
+pub struct FileDisk {
+    file: std::fs::File,
+    capacity: u64,
+    read_only: bool,
+    done: RefCell<Vec<(u64, Result<usize, blk::BlockError>)>>,
+}
+
+impl FileDisk {
+    pub fn open(path: &std::path::Path) -> std::io::Result<FileDisk> {
+        let (file, read_only) = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(f) => (f, false),
+            Err(_) => (std::fs::File::open(path)?, true),
+        };
+        let capacity = file.metadata()?.len() / blk::BLOCK * blk::BLOCK;
+        Ok(FileDisk {
+            file,
+            capacity,
+            read_only,
+            done: RefCell::new(Vec::new()),
+        })
+    }
+}
+
+impl blk::BlockDevice for FileDisk {
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+    fn submit(&self, tag: u64, op: blk::BlockOp) -> Result<(), blk::BlockError> {
+        use std::os::unix::fs::FileExt;
+        let r = match op {
+            blk::BlockOp::Read { offset, addr, len } => {
+                // SAFETY: the runtime lent these guest bytes for this
+                // request (`device::Transfer`), valid until it completes.
+                let buf = unsafe { std::slice::from_raw_parts_mut(addr, len) };
+                self.file.read_exact_at(buf, offset).map(|()| len)
+            }
+            blk::BlockOp::Write { offset, addr, len } => {
+                // SAFETY: as for a read.
+                let buf = unsafe { std::slice::from_raw_parts(addr, len) };
+                self.file.write_all_at(buf, offset).map(|()| len)
+            }
+            blk::BlockOp::Flush => self.file.sync_data().map(|()| 0),
+        };
+        self.done
+            .borrow_mut()
+            .push((tag, r.map_err(|_| blk::BlockError::Io)));
+        Ok(())
+    }
+    fn poll(&self, done: &mut Vec<(u64, Result<usize, blk::BlockError>)>) {
+        done.append(&mut self.done.borrow_mut());
+    }
+}
+
 /// Every WASI interface the hosted mode serves; the store's loop gets the
 /// same clock for its timers.
 fn wasi_imports(store: &mut ComponentStore, cli: Cli) -> ringos_runtime::component::Exports {
+    wasi_imports_with(store, cli, Rc::new(blk::NoDisk))
+}
+
+fn wasi_imports_with(
+    store: &mut ComponentStore,
+    cli: Cli,
+    disk: Rc<dyn blk::BlockDevice>,
+) -> ringos_runtime::component::Exports {
     let sys = Rc::new(HostSystem {
         start: std::time::Instant::now(),
     });
     store.set_waiter(sys.clone());
     let mut m = wasi::cli(cli);
     m.extend(wasi::clocks_and_random(sys));
-    // No disk in this process: `ringos:blk` answers `no-device`.
-    let disk = blk::Disk::new(Rc::new(blk::NoDisk));
+    let disk = blk::Disk::new(disk);
     store.add_io(disk.clone());
     m.extend(blk::imports(&disk));
     m
@@ -135,10 +205,27 @@ pub fn run_with_timeout(
     echo: Echo,
     timeout: Option<std::time::Duration>,
 ) -> Result<Output, String> {
+    run_with_disk(app, providers, args, echo, timeout, None)
+}
+
+/// [`run_with_timeout`] with `ringos:blk` on the file `disk` (else no
+/// disk: `no-device`).
+pub fn run_with_disk(
+    app: &[u8],
+    providers: &[Vec<u8>],
+    args: &[String],
+    echo: Echo,
+    timeout: Option<std::time::Duration>,
+    disk: Option<&std::path::Path>,
+) -> Result<Output, String> {
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
-    let imports = wasi_imports(
+    let dev: Rc<dyn blk::BlockDevice> = match disk {
+        Some(p) => Rc::new(FileDisk::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => Rc::new(blk::NoDisk),
+    };
+    let imports = wasi_imports_with(
         &mut store,
         Cli {
             stdout: sink(out.clone(), echo, false),
@@ -146,6 +233,7 @@ pub fn run_with_timeout(
             args: args.to_vec(),
             env: Vec::new(),
         },
+        dev,
     );
     let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
     let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;

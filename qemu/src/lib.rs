@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod error;
+pub mod guests;
 pub mod hosted_run;
 pub mod image;
 pub mod kernel_image;

@@ -300,8 +300,8 @@ struct RunArgs {
     machine: Machine,
     #[command(flatten)]
     vm: VmArgs,
-    /// Run in this process (hosted JIT) instead of a VM
-    #[arg(long, conflicts_with_all = ["disk", "net", "ports"])]
+    /// Run in this process (hosted JIT) instead of a VM; --disk then serves ringos:blk from the file
+    #[arg(long, conflicts_with_all = ["net", "ports"])]
     hosted: bool,
     #[command(flatten)]
     devices: DeviceArgs,
@@ -374,6 +374,11 @@ struct ProbeBlkArgs {
     /// first OPS x 4 KiB of the disk
     #[arg(long)]
     write: bool,
+    /// Also time the same reads inside a component (the demo guest's `probe N`, built
+    /// from tests/guests): each read a ringos:blk stream the device fills by DMA;
+    /// shows both p50s and their ratio
+    #[arg(long)]
+    component: bool,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -621,8 +626,15 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
             temp.path().to_path_buf()
         }
     };
+    let component = if a.component {
+        let path = ringos::guests::try_component("demo").map_err(Error::CannotStart)?;
+        Some(std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?)
+    } else {
+        None
+    };
     let start = Instant::now();
     let report = probe::blk::probe_blk(&ProbeBlk {
+        component,
         image,
         disk,
         machines: a.machine.list(),

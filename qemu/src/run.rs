@@ -156,12 +156,13 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
     let app = read(&cfg.app)?;
     let with: Vec<Vec<u8>> = cfg.with.iter().map(|p| read(p)).collect::<Result<_>>()?;
     if cfg.hosted {
-        return match hosted_run::run_with_timeout(
+        return match hosted_run::run_with_disk(
             &app,
             &with,
             &cfg.args,
             Echo::Through,
             Some(cfg.timeout),
+            cfg.disk.as_deref(),
         ) {
             Ok(o) => Ok(i32::from(o.status)),
             Err(e) => {

@@ -132,6 +132,10 @@ pub fn run(reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64) -> u8 {
         s.dma_bytes,
         s.copied_bytes
     );
+    log::info!(
+        "ringos:blk: device time avg {} ns",
+        s.device_ns / s.requests.max(1)
+    );
     status
 }
 

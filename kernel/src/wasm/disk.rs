@@ -21,12 +21,15 @@ pub struct DiskStats {
     pub dma_bytes: u64,
     /// Bytes the kernel copied on the way (through a buffer of its own).
     pub copied_bytes: u64,
+    /// Sum of submit -> completion seen, ns.
+    pub device_ns: u64,
 }
 
 pub struct VirtioDisk {
     reactor: RefCell<Reactor>,
     events: RefCell<Vec<Event>>,
     stats: Cell<DiskStats>,
+    started: RefCell<alloc::collections::BTreeMap<u64, u64>>,
 }
 
 impl VirtioDisk {
@@ -35,6 +38,7 @@ impl VirtioDisk {
             reactor: RefCell::new(reactor),
             events: RefCell::new(Vec::new()),
             stats: Cell::new(DiskStats::default()),
+            started: RefCell::new(alloc::collections::BTreeMap::new()),
         }
     }
 
@@ -110,6 +114,7 @@ impl BlockDevice for VirtioDisk {
         // runtime lent for this transfer (`device::Transfer`): mapped,
         // never freed while the store lives, untouched until completion.
         unsafe { self.reactor.borrow_mut().submit_blk(tag, req) }.map_err(error)?;
+        self.started.borrow_mut().insert(tag, crate::time::now_ns());
         let mut s = self.stats.get();
         s.requests += 1;
         s.dma_bytes += bytes as u64;
@@ -122,6 +127,11 @@ impl BlockDevice for VirtioDisk {
         self.reactor.borrow_mut().poll(&mut events);
         for e in events.drain(..) {
             if let Event::Blk(c) = e {
+                if let Some(t) = self.started.borrow_mut().remove(&c.tag) {
+                    let mut s = self.stats.get();
+                    s.device_ns += crate::time::now_ns() - t;
+                    self.stats.set(s);
+                }
                 done.push((c.tag, c.result.map_err(error)));
             }
         }

@@ -35,6 +35,37 @@ pub struct ProbeBlk {
     pub accel: Accel,
     pub mem_mib: u32,
     pub timeout: Duration,
+    /// Also measure inside this component (its `probe N` mode prints
+    /// [`COMPONENT_LINE`]): the `demo` guest.
+    pub component: Option<Vec<u8>>,
+}
+
+/// What the component's probe prints on stdout.
+pub const COMPONENT_LINE: &str = "probe: reads=";
+
+/// QD1 4 KiB random reads timed inside a component: from the call of
+/// `ringos:blk/disk.read` to the `stream.read` the device completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ComponentLatency {
+    pub reads: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+}
+
+impl ComponentLatency {
+    /// Parses `probe: reads=N p50_ns=.. p99_ns=.. min_ns=.. max_ns=..`.
+    pub fn parse(line: &str) -> Result<ComponentLatency, String> {
+        let f = Fields::new(line.strip_prefix("probe:").unwrap_or(line));
+        Ok(ComponentLatency {
+            reads: f.get("reads")?,
+            p50_ns: f.get("p50_ns")?,
+            p99_ns: f.get("p99_ns")?,
+            min_ns: f.get("min_ns")?,
+            max_ns: f.get("max_ns")?,
+        })
+    }
 }
 
 impl ProbeBlk {
@@ -221,6 +252,8 @@ pub struct BlkMachine {
     /// Host: QEMU spawn to exit.
     pub host_wall_ns: u64,
     pub result: BlkResult,
+    /// With `--component`: the same reads timed inside a component.
+    pub component: Option<ComponentLatency>,
 }
 
 /// The whole probe, as written to `blk.json`.
@@ -267,10 +300,15 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
             return Err(fail(why, code));
         }
         check_outcome(&run, cfg.timeout).map_err(|e| fail(e.to_string(), e.exit_code()))?;
+        let component = match &p.component {
+            Some(app) => Some(component_probe(p, machine, app)?),
+            None => None,
+        };
         machines.push(BlkMachine {
             machine,
             host_wall_ns: nanos(run.wall),
             result,
+            component,
         });
     }
     Ok(BlkReport {
@@ -286,6 +324,44 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
         unix_time: unix_time(),
         machines,
     })
+}
+
+/// Boots `app` with `probe OPS` on the same disk and machine.
+fn component_probe(p: &ProbeBlk, machine: Machine, app: &[u8]) -> Result<ComponentLatency> {
+    let image = crate::kernel_image::target_dir(&crate::kernel_image::root())
+        .join("bench")
+        .join(format!("probe-blk-component-{}.elf", std::process::id()));
+    let args = ["demo.wasm".to_string(), "probe".into(), p.ops.to_string()];
+    crate::run::write_image(app, &[], &args, &[], false, &image)?;
+    let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout);
+    cfg.disk = Some(p.disk.clone());
+    cfg.append.clear();
+    if let Some(io) = p.io {
+        cfg.append = io.cmdline_word();
+    }
+    eprintln!(
+        "probe blk: {machine}: the same reads inside a component (demo.wasm probe {})",
+        p.ops
+    );
+    let run = vm::run(&cfg, Console::Capture);
+    let _ = fs::remove_file(&image);
+    let run = run?;
+    let line = run.lines.iter().find_map(|(_, l)| {
+        l.strip_prefix(ringos_proto::marker::STDOUT)?
+            .strip_prefix("probe: ")
+            .filter(|t| t.starts_with("reads="))
+    });
+    let fail = |why: String| {
+        failure(
+            &run,
+            format!("probe blk: {machine}: the component probe failed: {why}"),
+            1,
+        )
+    };
+    match line {
+        Some(l) => ComponentLatency::parse(l).map_err(fail),
+        None => Err(fail("it printed no `probe: reads=` line".into())),
+    }
 }
 
 fn bad_disk(path: &Path, e: io::Error) -> Error {
@@ -318,6 +394,10 @@ impl BlkReport {
         if self.write {
             header.push("mismatches");
         }
+        let component = self.machines.iter().any(|m| m.component.is_some());
+        if component {
+            header.extend(["component p50 µs", "p99 µs", "p50 ratio"]);
+        }
         header.push("host wall s");
         let mut t = Table::new(&header, 3);
         for m in &self.machines {
@@ -340,6 +420,17 @@ impl BlkReport {
             ];
             if self.write {
                 row.push(r.verify.map_or("-".into(), |v| v.mismatches.to_string()));
+            }
+            if component {
+                let c = m.component;
+                row.push(c.map_or("-".into(), |c| us(c.p50_ns as f64)));
+                row.push(c.map_or("-".into(), |c| us(c.p99_ns as f64)));
+                row.push(match (c, r.qd1_read_4k) {
+                    (Some(c), Some(k)) if k.p50_ns > 0 => {
+                        format!("{:.2}x", c.p50_ns as f64 / k.p50_ns as f64)
+                    }
+                    _ => "-".into(),
+                });
             }
             row.push(format!("{:.2}", m.host_wall_ns as f64 / 1e9));
             t.row(row);

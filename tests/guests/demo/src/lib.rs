@@ -199,6 +199,7 @@ async fn probe(ops: usize) -> Result<(), ()> {
             .unwrap_or([7; 8]),
     ) | 1;
     let mut ns = Vec::with_capacity(ops);
+    let (mut null_sum, mut call_sum) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(4096);
     for i in 0..ops + ops / 10 {
         x ^= x << 13;
@@ -206,10 +207,14 @@ async fn probe(ops: usize) -> Result<(), ()> {
         x ^= x << 17;
         let offset = (x % blocks) * 4096;
         buf.clear();
+        let tn = monotonic_clock::now();
         let t0 = monotonic_clock::now();
         let (mut rx, status) = disk::read(offset, 4096);
+        let ta = monotonic_clock::now();
         let (r, b) = rx.read(buf).await;
         let t1 = monotonic_clock::now();
+        null_sum += t0 - tn;
+        call_sum += ta - t0;
         buf = b;
         drop(rx);
         let st = status.await;
@@ -224,6 +229,8 @@ async fn probe(ops: usize) -> Result<(), ()> {
     }
     ns.sort_unstable();
     let at = |q: usize| ns[(ns.len() * q / 100).min(ns.len() - 1)];
+    let n = (ops + ops / 10) as u64;
+    print(format!("probe: now() {} ns, read() call {} ns\n", null_sum / n, call_sum / n)).await;
     print(format!(
         "probe: reads={} p50_ns={} p99_ns={} min_ns={} max_ns={}\n",
         ns.len(),
