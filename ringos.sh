@@ -90,12 +90,15 @@ ensure_apt
 ensure_rust
 case "${1:-}" in
     test) run_tests ;;
-    "") # The demo: a WASI 0.3 component built from source, run as a VM.
-        say "building the demo components (tests/guests, wasm32 + componentize)"
-        mapfile -t demo < <(cargo run -q --release -p ringos-tests --bin guest -- consumer provider)
-        say "ringos run ${demo[0]##*/} --with ${demo[1]##*/}  (then: ringos run hello.wasm)"
-        cargo run -q --release -p ringos -- run "${demo[0]}" --with "${demo[1]}"
-        hello=$(cargo run -q --release -p ringos-tests --bin guest -- hello)
-        exec cargo run -q --release -p ringos -- run "$hello" ;;
+    "") # The demo: a WASI 0.3 component built from source, run as a VM
+        # with a scratch disk for ringos:blk.
+        say "building the demo component (tests/guests/demo, wasm32 + componentize)"
+        demo=$(cargo run -q --release -p ringos-tests --bin guest -- demo)
+        disk=target/demo-disk.img
+        rm -f "$disk" && truncate -s 16M "$disk"
+        say "ringos run ${demo#"$PWD"/} --disk $disk -v   (kernel lines start with '  | ')"
+        cargo run -q --release -p ringos -- run "$demo" --disk "$disk" -v
+        say "the disk image, as the host sees it: $(head -c 68 "$disk")"
+        say "next: ./ringos.sh run APP.wasm [--disk FILE] [-- ARGS]   (your own component; see README)" ;;
     *) exec cargo run -q --release -p ringos -- "$@" ;;
 esac
