@@ -35,7 +35,7 @@ static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
 
 #[cfg(target_os = "none")]
 #[global_allocator]
-static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+static HEAP: super::heap::KernelHeap = super::heap::KernelHeap::empty();
 
 pub struct MemoryStats {
     pub usable_bytes: u64,
@@ -165,7 +165,9 @@ pub fn init(boot: &BootInfo) -> MemoryStats {
     // SAFETY: the frames were just taken from the allocator for good and are
     // identity-mapped writable; the heap is initialised once.
     unsafe {
-        HEAP.lock().init(heap_at as *mut u8, heap_bytes as usize)
+        HEAP.heap
+            .lock()
+            .init(heap_at as *mut u8, heap_bytes as usize)
     };
     let _ = heap_at;
 

@@ -24,8 +24,8 @@ use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
 use ringos_abi::values::FlatSource;
 use ringos_abi::{
-    self as abi, CoreType, CoreVal, Cx, Handles, Options, StringEncoding, Value,
-    MAX_FLAT_ASYNC_PARAMS, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
+    self as abi, CoreType, CoreVal, Cx, Handles, NoHandles, Options, StringEncoding, ValType,
+    Value, MAX_FLAT_ASYNC_PARAMS, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS,
 };
 use wasmparser::ValType as CoreValType;
 
@@ -466,6 +466,104 @@ fn with_subtask<R>(
     }
 }
 
+/// What a value of type `t` needs beyond its flat values and memory.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Needs {
+    /// Handles (own, borrow, stream, future, error-context): the
+    /// instance's table.
+    handles: bool,
+    /// Strings or lists: `realloc` when lowered.
+    realloc: bool,
+}
+
+fn needs(t: &ValType) -> Needs {
+    let all = |ts: &mut dyn Iterator<Item = &ValType>| {
+        ts.fold(Needs::default(), |a, t| {
+            let b = needs(t);
+            Needs {
+                handles: a.handles | b.handles,
+                realloc: a.realloc | b.realloc,
+            }
+        })
+    };
+    match t {
+        ValType::Own(_)
+        | ValType::Borrow(_)
+        | ValType::Stream(_)
+        | ValType::Future(_)
+        | ValType::ErrorContext => Needs {
+            handles: true,
+            realloc: false,
+        },
+        ValType::String => Needs {
+            handles: false,
+            realloc: true,
+        },
+        ValType::List(e) | ValType::FixedList(e, _) | ValType::Map(e) => Needs {
+            realloc: true,
+            ..needs(e)
+        },
+        ValType::Option(e) => needs(e),
+        ValType::Record(fs) => all(&mut fs.iter().map(|f| &f.ty)),
+        ValType::Tuple(ts) => all(&mut ts.iter()),
+        ValType::Variant(cs) => all(&mut cs.iter().filter_map(|c| c.ty.as_ref())),
+        ValType::Result { ok, err } => all(&mut ok.iter().chain(err.iter()).map(|b| &**b)),
+        _ => Needs::default(),
+    }
+}
+
+/// A synchronous call of a synchronous host function: no task, no
+/// subtask, nothing that can block; the instance is checked out (for its
+/// handle table, and so `realloc` cannot call out) only where the types
+/// need it.
+fn host_call(
+    store: &mut Store,
+    sh: &Shared,
+    h: &HostComponentFn,
+    sig: &FuncSig,
+    opts: &Opts,
+    inst: InstId,
+    args: &[Val],
+) -> Result<Vec<Val>, Trapped> {
+    let mut flat = FlatArgs {
+        vals: args.iter().map(to_core).collect(),
+        pos: 0,
+    };
+    let params = sig.ty.param_types();
+    let lift =
+        |cx: &mut Cx<'_>, flat: &mut FlatArgs| lift_flat_values(cx, MAX_FLAT_PARAMS, flat, params);
+    let (vs, lenders) = if params.iter().any(|t| needs(t).handles) {
+        with_cx(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
+    } else {
+        (
+            guest_cx(store, opts, false, &mut NoHandles, |cx| lift(cx, &mut flat))?,
+            Vec::new(),
+        )
+    };
+    let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
+    let vs: Vec<Value> = r.into_iter().collect();
+    let results = sig.ty.result_type();
+    let lower = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
+        lower_flat_values(cx, MAX_FLAT_RESULTS, &vs, results, Some(flat))
+    };
+    let n = results.first().map(needs).unwrap_or_default();
+    let out = if n == Needs::default() {
+        guest_cx(store, opts, false, &mut NoHandles, |cx| {
+            lower(cx, &mut flat)
+        })?
+    } else {
+        with_cx(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
+    };
+    if !lenders.is_empty() {
+        let mut st = sh.get()?;
+        let i = st.inst(inst)?;
+        for l in lenders {
+            ringos_abi::handles::end_lend(&mut i.handles, l)?;
+        }
+    }
+    Ok(out.into_iter().map(from_core).collect())
+}
+
 fn lowered_call(
     store: &mut Store,
     sh: &Shared,
@@ -476,6 +574,9 @@ fn lowered_call(
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
     sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
+    if let (false, FuncKind::Host(h)) = (opts.async_, &callee.kind) {
+        return host_call(store, sh, h, sig, opts, inst, args);
+    }
     if !opts.async_ && callee.sig.ty.async_ {
         // A synchronous call of an async function may block: only a task
         // that may block can make it (not a start function, not a
