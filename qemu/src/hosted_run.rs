@@ -205,15 +205,16 @@ pub fn run_with_timeout(
     echo: Echo,
     timeout: Option<std::time::Duration>,
 ) -> Result<Output, String> {
-    run_with_disk(app, providers, args, echo, timeout, None)
+    run_with_disk(app, providers, args, &[], echo, timeout, None)
 }
 
-/// [`run_with_timeout`] with `ringos:blk` on the file `disk` (else no
-/// disk: `no-device`).
+/// [`run_with_timeout`] with environment variables and `ringos:blk` on
+/// the file `disk` (else no disk: `no-device`).
 pub fn run_with_disk(
     app: &[u8],
     providers: &[Vec<u8>],
     args: &[String],
+    env: &[(String, String)],
     echo: Echo,
     timeout: Option<std::time::Duration>,
     disk: Option<&std::path::Path>,
@@ -231,7 +232,7 @@ pub fn run_with_disk(
             stdout: sink(out.clone(), echo, false),
             stderr: sink(err.clone(), echo, true),
             args: args.to_vec(),
-            env: Vec::new(),
+            env: env.to_vec(),
         },
         dev,
     );

@@ -160,6 +160,7 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
             &app,
             &with,
             &cfg.args,
+            &cfg.env,
             Echo::Through,
             Some(cfg.timeout),
             cfg.disk.as_deref(),

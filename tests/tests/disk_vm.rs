@@ -204,11 +204,36 @@ fn arguments_and_environment_round_trip() {
         None,
     );
     assert_success(&out);
-    assert_eq!(
-        out.stdout,
-        "arg: one\narg: two words\narg: ünïcödé\n\
-         env: GREETING=hello world\nenv: EMPTY=\nenv: EQ=a=b\n"
-    );
+    let want = "arg: one\narg: two words\narg: ünïcödé\n\
+                env: GREETING=hello world\nenv: EMPTY=\nenv: EQ=a=b\n";
+    assert_eq!(out.stdout, want);
+    // The same in this process.
+    let app = guests::component_bytes("demo");
+    let hosted = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            let args: Vec<String> = ["demo.wasm", "args", "one", "two words", "ünïcödé"]
+                .map(String::from)
+                .to_vec();
+            let env: Vec<(String, String)> =
+                [("GREETING", "hello world"), ("EMPTY", ""), ("EQ", "a=b")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .to_vec();
+            ringos::hosted_run::run_with_disk(
+                &app,
+                &[],
+                &args,
+                &env,
+                ringos::hosted_run::Echo::Capture,
+                None,
+                None,
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hosted.stdout), want);
 }
 
 #[test]
@@ -223,6 +248,7 @@ fn disk_check_hosted_on_a_file() {
                 &app,
                 &[],
                 &["demo.wasm".into(), "disk-check".into()],
+                &[],
                 ringos::hosted_run::Echo::Capture,
                 None,
                 Some(&path),

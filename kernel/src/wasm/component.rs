@@ -133,7 +133,7 @@ pub fn run(reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64) -> u8 {
         s.copied_bytes
     );
     log::info!(
-        "ringos:blk: device time avg {} ns",
+        "ringos:blk: {} ns from submit to completion on average",
         s.device_ns / s.requests.max(1)
     );
     status

@@ -230,7 +230,12 @@ async fn probe(ops: usize) -> Result<(), ()> {
     ns.sort_unstable();
     let at = |q: usize| ns[(ns.len() * q / 100).min(ns.len() - 1)];
     let n = (ops + ops / 10) as u64;
-    print(format!("probe: now() {} ns, read() call {} ns\n", null_sum / n, call_sum / n)).await;
+    print(format!(
+        "probe: now() {} ns, read() call {} ns\n",
+        null_sum / n,
+        call_sum / n
+    ))
+    .await;
     print(format!(
         "probe: reads={} p50_ns={} p99_ns={} min_ns={} max_ns={}\n",
         ns.len(),
