@@ -622,6 +622,7 @@ EXIT: 0";
             accel: Accel::Tcg,
             mem_mib: 256,
             timeout: Duration::from_secs(60),
+            component: None,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
         p.write = true;
@@ -647,12 +648,19 @@ EXIT: 0";
                 machine: Machine::Q35,
                 host_wall_ns: 1_500_000_000,
                 result,
+                component: Some(
+                    ComponentLatency::parse(
+                        "probe: reads=900 p50_ns=61500 p99_ns=99000 min_ns=50000 max_ns=400000",
+                    )
+                    .unwrap(),
+                ),
             }],
         };
         let t = report.table();
         let row = t.lines().find(|l| l.starts_with("q35")).unwrap();
         for cell in [
-            "tcg", "irq", "41.00", "52.00", "90.00", "150.00", "210.00", "20000", "1.50",
+            "tcg", "irq", "41.00", "52.00", "90.00", "150.00", "210.00", "20000", "1.50", "61.50",
+            "99.00", "1.50x",
         ] {
             assert!(row.contains(cell), "{cell} missing in\n{t}");
         }
@@ -661,6 +669,8 @@ EXIT: 0";
         assert_eq!(v["machines"][0]["machine"], "q35");
         assert_eq!(v["machines"][0]["result"]["qd1_read_4k"]["p99_ns"], 90000);
         assert_eq!(v["machines"][0]["result"]["verify"]["mismatches"], 0);
+        assert_eq!(v["machines"][0]["component"]["p50_ns"], 61500);
+        assert!(ComponentLatency::parse("probe: reads=1 p50_ns=x").is_err());
     }
 
     #[test]
