@@ -49,7 +49,11 @@ enum Command {
                       Exits with the component's status: 0 when run returned ok, 1 for \
                       err or a trap, or the code it gave wasi:cli/exit. A component still \
                       running 2 s before --timeout is interrupted (a trap, exit 1). \
-                      Devices (--disk, --net, --port) are attached as for `ringos boot`."
+                      Devices (--disk, --net, --port) are attached as for `ringos boot`. \
+                      The component may import wasi:cli, wasi:clocks, wasi:random (0.3.x) \
+                      and ringos:blk/disk@0.1.0 (wit/blk.wit: the --disk image as streams \
+                      the device fills by DMA); any other import is refused before the VM \
+                      starts. Example: ringos run app.wasm --disk disk.img -- arg1 arg2"
     )]
     Run(RunArgs),
     /// Write a bootable image: the kernel with a component (and its arguments, environment)
