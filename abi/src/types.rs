@@ -7,6 +7,7 @@
 //! shapes (record, variant, list, ...), exactly as the spec does.
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -79,7 +80,9 @@ pub enum ValType {
     Record(Vec<Field>),
     Tuple(Vec<ValType>),
     Variant(Vec<Case>),
-    Enum(Vec<String>),
+    /// Labels shared, not copied, when the type is cloned (types are
+    /// cloned per stream/future end).
+    Enum(Rc<[String]>),
     Option(Box<ValType>),
     Result {
         ok: Option<Box<ValType>>,
@@ -282,7 +285,7 @@ impl ValType {
             ValType::Record(f) => D::Record(Fields::Record(f)),
             ValType::Tuple(ts) => D::Record(Fields::Tuple(ts)),
             ValType::Variant(c) => D::Variant(Cases::Variant(c)),
-            ValType::Enum(l) => D::Variant(Cases::Enum(l)),
+            ValType::Enum(l) => D::Variant(Cases::Enum(&l[..])),
             ValType::Option(t) => D::Variant(Cases::Option(t)),
             ValType::Result { ok, err } => D::Variant(Cases::Result(ok.as_deref(), err.as_deref())),
             ValType::Flags(l) => D::Flags(l.len()),

@@ -816,17 +816,27 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
     let n = ctx.ty.params.len().max(ctx.ty.results.len());
     // SAFETY: the stub's slot buffer holds max(params, results, 1) slots.
     let slots = unsafe { core::slice::from_raw_parts_mut(slots, n) };
-    let args: Vec<Val> = ctx
-        .ty
-        .params
-        .iter()
-        .zip(slots.iter())
-        .map(|(t, s)| Val::from_raw(*t, *s))
-        .collect();
+    // Most calls take a few arguments: no allocation for those.
+    let mut few = [Val::I32(0); 8];
+    let many: Vec<Val>;
+    let params = &ctx.ty.params;
+    let args: &[Val] = if params.len() <= few.len() {
+        for ((a, t), s) in few.iter_mut().zip(params.iter()).zip(slots.iter()) {
+            *a = Val::from_raw(*t, *s);
+        }
+        &few[..params.len()]
+    } else {
+        many = params
+            .iter()
+            .zip(slots.iter())
+            .map(|(t, s)| Val::from_raw(*t, *s))
+            .collect();
+        &many
+    };
     // SAFETY: set by the `enter` this call runs inside; that frame does
     // not touch the store until the Wasm it called returns.
     let store = unsafe { &mut *(*ctx.store).store };
-    let results = (ctx.f)(store, &args).map_err(|t| t.0)?;
+    let results = (ctx.f)(store, args).map_err(|t| t.0)?;
     if results.len() != ctx.ty.results.len() {
         return Err(TrapKind::Host);
     }

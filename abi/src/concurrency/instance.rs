@@ -1059,16 +1059,60 @@ pub fn entering_set(
     s
 }
 
+/// `id` and its ancestors, innermost first, without allocating (bounded
+/// by the number of instances, so a broken parent link cannot loop).
+fn chain(insts: &[Instance], id: InstanceId) -> impl Iterator<Item = InstanceId> + '_ {
+    let mut cur = Some(id);
+    let mut left = insts.len() + 1;
+    core::iter::from_fn(move || {
+        let i = cur?;
+        left = left.checked_sub(1)?;
+        cur = insts.get(i as usize).and_then(|x| x.parent);
+        Some(i)
+    })
+}
+
+/// [`entering_set`] as an iterator (the calls on the hot path use this).
+fn entering(
+    insts: &[Instance],
+    callee: InstanceId,
+    caller: Option<InstanceId>,
+) -> impl Iterator<Item = InstanceId> + '_ {
+    chain(insts, callee).filter(move |i| caller.is_none_or(|c| !chain(insts, c).any(|x| x == *i)))
+}
+
 /// `may_enter_from(caller)`: every instance of the entering set has
 /// `may_enter`, and the callee (or an instance entered) has not trapped.
 pub fn may_enter_from(insts: &[Instance], callee: InstanceId, caller: Option<InstanceId>) -> bool {
     let callee_ok = insts.get(callee as usize).is_some_and(|i| !i.trapped);
     callee_ok
-        && entering_set(insts, callee, caller).into_iter().all(|i| {
+        && entering(insts, callee, caller).all(|i| {
             insts
                 .get(i as usize)
                 .is_some_and(|x| x.may_enter && !x.trapped)
         })
+}
+
+/// Sets `may_enter` of the entering set to `value`.
+fn set_may_enter(
+    insts: &mut [Instance],
+    callee: InstanceId,
+    caller: Option<InstanceId>,
+    value: bool,
+) {
+    let mut i = Some(callee);
+    let mut left = insts.len() + 1;
+    while let (Some(id), Some(l)) = (i, left.checked_sub(1)) {
+        left = l;
+        let inside_caller = caller.is_some_and(|c| chain(insts, c).any(|x| x == id));
+        let Some(x) = insts.get_mut(id as usize) else {
+            break;
+        };
+        if !inside_caller {
+            x.may_enter = value;
+        }
+        i = x.parent;
+    }
 }
 
 /// `Store.lift`'s `trap_if(not inst.may_enter_from(caller))` then
@@ -1081,19 +1125,13 @@ pub fn enter_from(
     if !may_enter_from(insts, callee, caller) {
         return Err(Trap::CannotEnter);
     }
-    for i in entering_set(insts, callee, caller) {
-        insts[i as usize].may_enter = false;
-    }
+    set_may_enter(insts, callee, caller, false);
     Ok(())
 }
 
 /// `leave_to(caller)`.
 pub fn leave_to(insts: &mut [Instance], callee: InstanceId, caller: Option<InstanceId>) {
-    for i in entering_set(insts, callee, caller) {
-        if let Some(x) = insts.get_mut(i as usize) {
-            x.may_enter = true;
-        }
-    }
+    set_may_enter(insts, callee, caller, true);
 }
 
 /// A [`Handles`] over one instance's table for one lift or lower:

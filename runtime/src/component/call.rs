@@ -541,10 +541,9 @@ fn host_call(
         )
     };
     let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
-    let vs: Vec<Value> = r.into_iter().collect();
     let results = sig.ty.result_type();
     let lower = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
-        lower_flat_values(cx, MAX_FLAT_RESULTS, &vs, results, Some(flat))
+        lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, Some(flat))
     };
     let n = results.first().map(needs).unwrap_or_default();
     let out = if n == Needs::default() {
