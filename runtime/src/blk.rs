@@ -22,6 +22,7 @@ use ringos_abi::{ValType, Value};
 
 use crate::component::device::{DeviceWork, Direction, IoSource, IoTurn, Transfer};
 use crate::component::{Exports, Func, FuncSig, HostCx, Item};
+use crate::token_map::TokenMap;
 
 pub const BLOCK: u64 = 512;
 /// Bytes one device request moves at most (one `stream.read`/`write` of
@@ -99,11 +100,13 @@ struct Stream {
 pub struct Disk {
     dev: Rc<dyn BlockDevice>,
     state: RefCell<DiskState>,
+    /// `result<_, error-code>`, made once.
+    status_t: ValType,
 }
 
 #[derive(Default)]
 struct DiskState {
-    streams: BTreeMap<u64, Stream>,
+    streams: TokenMap<Stream>,
     /// Flushes to submit (their future's token is the tag).
     flushes: Vec<u64>,
     /// Submitted flushes.
@@ -127,12 +130,13 @@ impl Disk {
         Rc::new(Disk {
             dev,
             state: RefCell::new(DiskState::default()),
+            status_t: status_type(),
         })
     }
 
     /// A status future already resolved with `r`.
-    fn resolved(cx: &mut HostCx<'_>, r: Value) -> Result<Value, String> {
-        let (f, token) = cx.new_future(Some(status_type()))?;
+    fn resolved(&self, cx: &mut HostCx<'_>, r: Value) -> Result<Value, String> {
+        let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
         cx.write_future(token, r)?;
         Ok(Value::Future(f))
     }
@@ -155,10 +159,10 @@ impl Disk {
         let (s, token) = cx.device_stream_to_guest()?;
         if let Err(e) = self.check_range(offset, len) {
             cx.close_device_end(token)?;
-            let f = Self::resolved(cx, e.value())?;
+            let f = self.resolved(cx, e.value())?;
             return Ok(Value::tuple(vec![Value::Stream(s), f]));
         }
-        let (f, status) = cx.new_future(Some(status_type()))?;
+        let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
         if len == 0 {
             cx.close_device_end(token)?;
             cx.write_future(status, Value::ok(None))?;
@@ -185,9 +189,9 @@ impl Disk {
         };
         if let Err(e) = check {
             cx.close_device_end(token)?;
-            return Self::resolved(cx, e.value());
+            return self.resolved(cx, e.value());
         }
-        let (f, status) = cx.new_future(Some(status_type()))?;
+        let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
         self.state.borrow_mut().streams.insert(
             token,
             Stream {
@@ -202,9 +206,9 @@ impl Disk {
 
     fn flush(&self, cx: &mut HostCx<'_>) -> Result<Value, String> {
         if self.dev.capacity() == 0 {
-            return Self::resolved(cx, BlockError::NoDevice.value());
+            return self.resolved(cx, BlockError::NoDevice.value());
         }
-        let (f, token) = cx.new_future(Some(status_type()))?;
+        let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
         self.state.borrow_mut().flushes.push(token);
         Ok(Value::Future(f))
     }

@@ -509,19 +509,29 @@ impl Store {
                 funcref,
                 trampoline,
             } => {
-                let ty = entry.ty.clone();
-                let mut slots = vec![0u64; ty.params.len().max(ty.results.len())];
+                let n = entry.ty.params.len().max(entry.ty.results.len());
+                // Calls with few values (callbacks, most exports) need no
+                // allocation for their slots.
+                let mut few = [0u64; 8];
+                let mut many = Vec::new();
+                let slots: &mut [u64] = if n <= few.len() {
+                    &mut few[..n]
+                } else {
+                    many.resize(n, 0);
+                    &mut many
+                };
                 for (s, a) in slots.iter_mut().zip(args) {
                     *s = a.to_raw();
                 }
                 // SAFETY: `funcref` points into a live instance of this store.
                 let fr = unsafe { *funcref };
-                self.enter(trampoline, fr.vmctx, fr.code, &mut slots)?;
-                Ok(ty
+                self.enter(trampoline, fr.vmctx, fr.code, slots)?;
+                Ok(self.funcs[f.0]
+                    .ty
                     .results
                     .iter()
-                    .zip(slots)
-                    .map(|(t, s)| Val::from_raw(*t, s))
+                    .zip(slots.iter())
+                    .map(|(t, s)| Val::from_raw(*t, *s))
                     .collect())
             }
         }

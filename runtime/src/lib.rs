@@ -18,6 +18,7 @@ mod libcalls;
 pub mod module;
 pub mod platform;
 pub mod script;
+pub mod token_map;
 mod translate;
 pub mod trap;
 pub mod vmctx;

@@ -389,17 +389,17 @@ pub(crate) fn waitable_set_poll(
 /// Moves elements between two buffers of a copy: guest memory through
 /// values (lifted with the writer's options, lowered with the reader's,
 /// whose `realloc` may run), or host values.
-pub(crate) struct Copier {
+pub(crate) struct Copier<'a> {
     pub store: *mut Store,
-    pub t: Option<ValType>,
+    pub t: Option<&'a ValType>,
 }
 
-impl CopyElems<RtBuffer> for Copier {
+impl CopyElems<RtBuffer> for Copier<'_> {
     fn copy(&mut self, src: &mut RtBuffer, dst: &mut RtBuffer, n: u32) -> Result<(), abi::Trap> {
         // SAFETY: the built-in that made this copier holds the store and
         // does not use it while the copy runs.
         let store = unsafe { &mut *self.store };
-        let t = self.t.as_ref();
+        let t = self.t;
         let vals: Vec<Value> = match src {
             RtBuffer::Guest { buf, opts, .. } => match t {
                 None => {
@@ -528,11 +528,11 @@ pub(crate) fn copy(
             let mut st = sh.get()?;
             st.inst(inst)?;
             let State { insts, shared, .. } = &mut *st;
+            let t = t.as_ref();
             let mut copier = Copier {
                 store: store_ptr,
-                t: t.clone(),
+                t,
             };
-            let t = t.as_ref();
             // SAFETY: the store stays alive; nothing else uses it while
             // the buffer is checked.
             let s = unsafe { &mut *store_ptr };

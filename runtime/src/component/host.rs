@@ -142,9 +142,12 @@ pub fn write_future(
     };
     let shared = *shared;
     let f = st.shared.future(shared)?;
+    let t: *const Option<ValType> = &f.t;
+    // SAFETY: the future's type is neither changed nor moved while it is
+    // written: the state stays borrowed, so nothing can touch the table.
     let mut copier = Copier {
         store,
-        t: f.t.clone(),
+        t: unsafe { (*t).as_ref() },
     };
     let buf = RtBuffer::Host(HostBuffer::readable(alloc::vec![v]));
     let (copied, n) = f.write(Side::Host(token), buf, &mut copier)?;
@@ -190,9 +193,11 @@ fn issue_read(st: &mut State, store: *mut Store, token: u64) -> Result<(), Trapp
             return Ok(());
         };
         let s = st.shared.stream(shared)?;
+        let t: *const Option<ValType> = &s.t;
+        // SAFETY: as in `write_future`: the state stays borrowed.
         let mut copier = Copier {
             store,
-            t: s.t.clone(),
+            t: unsafe { (*t).as_ref() },
         };
         let buf = RtBuffer::Host(HostBuffer::writable(CHUNK));
         let (copied, n) = s.read(Side::Host(token), buf, &mut copier)?;

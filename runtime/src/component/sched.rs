@@ -10,7 +10,6 @@
 //! until the condition holds; when no task can run and it still does not
 //! hold, that is a deadlock and a trap.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use ringos_abi::events::{unpack_callback_result, CallbackCode, Event};
@@ -214,7 +213,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
                 t.opts.callback
             };
             let cb = callback.ok_or_else(|| Trapped::new("task without a callback"))?;
-            let args = vec![
+            let args = [
                 Val::I32(ev.code as i32),
                 Val::I32(ev.p1 as i32),
                 Val::I32(ev.p2 as i32),
@@ -306,21 +305,27 @@ pub(crate) fn block_until(
 
 /// One turn of every I/O source of the embedder.
 fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
-    let sources = {
-        let st = sh.get()?;
-        if st.io.is_empty() {
-            return Ok(IoTurn::default());
-        }
-        st.io.clone()
-    };
+    // Taken out while they run (they use the state); put back after.
+    let sources = core::mem::take(&mut sh.get()?.io);
     let mut turn = IoTurn::default();
-    for s in sources {
+    let mut result = Ok(());
+    for s in &sources {
         let mut cx = HostCx { store, sh };
-        let t = s.poll(&mut cx).map_err(Trapped::new)?;
-        turn.progress |= t.progress;
-        turn.in_flight |= t.in_flight;
+        match s.poll(&mut cx) {
+            Ok(t) => {
+                turn.progress |= t.progress;
+                turn.in_flight |= t.in_flight;
+            }
+            Err(e) => {
+                result = Err(Trapped::new(e));
+                break;
+            }
+        }
     }
-    Ok(turn)
+    let mut st = sh.get()?;
+    let added = core::mem::replace(&mut st.io, sources);
+    st.io.extend(added);
+    result.map(|()| turn)
 }
 
 /// Completes a pending host call: its result goes to the caller.

@@ -168,9 +168,9 @@ pub struct State {
     /// The embedder's clock and idle wait (needed for timers).
     pub waiter: Option<Rc<dyn Waiter>>,
     /// Host-side stream/future ends, by token.
-    pub host_ends: alloc::collections::BTreeMap<u64, super::host::HostEnd>,
+    pub host_ends: crate::token_map::TokenMap<super::host::HostEnd>,
     /// Device-backed stream ends, by token.
-    pub(crate) device_ends: alloc::collections::BTreeMap<u64, super::device::DeviceEnd>,
+    pub(crate) device_ends: crate::token_map::TokenMap<super::device::DeviceEnd>,
     /// The embedder's I/O, polled when no task can run.
     pub io: Vec<Rc<dyn super::device::IoSource>>,
     pub next_token: u64,
