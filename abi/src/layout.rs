@@ -124,7 +124,7 @@ pub fn elem_size(t: &ValType, pt: AddrType) -> u64 {
     }
 }
 
-fn elem_size_record(f: Fields<'_>, pt: AddrType) -> u64 {
+pub(crate) fn elem_size_record(f: Fields<'_>, pt: AddrType) -> u64 {
     let mut s = 0;
     for t in f.types() {
         s = align_up(s, alignment(t, pt));
@@ -170,6 +170,32 @@ pub fn flatten_types<'a>(ts: impl IntoIterator<Item = &'a ValType>, pt: AddrType
         flatten_into(t, pt, &mut out);
     }
     out
+}
+
+/// `len(flatten_types(ts))`, without building the list (calls ask this to
+/// choose between flat values and memory).
+pub fn flat_len<'a>(ts: impl IntoIterator<Item = &'a ValType>, pt: AddrType) -> usize {
+    ts.into_iter().map(|t| flat_len_of(t, pt)).sum()
+}
+
+fn flat_len_of(t: &ValType, pt: AddrType) -> usize {
+    use Despecialized as D;
+    match t.despecialize() {
+        D::String | D::List(_, None) => 2,
+        D::List(t, Some(n)) => (n as usize).saturating_mul(flat_len_of(t, pt)),
+        D::Record(f) => f.types().map(|t| flat_len_of(t, pt)).sum(),
+        // The discriminant, then the joined payloads: as long as the
+        // longest case's.
+        D::Variant(c) => {
+            1 + c
+                .payloads()
+                .flatten()
+                .map(|t| flat_len_of(t, pt))
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 1,
+    }
 }
 
 fn flatten_into(t: &ValType, pt: AddrType, out: &mut Vec<CoreType>) {
@@ -335,6 +361,30 @@ mod tests {
             ),
             (16, 8)
         );
+    }
+
+    #[test]
+    fn flat_len_is_the_flattened_length() {
+        let types = [
+            ValType::U8,
+            ValType::String,
+            ValType::list(ValType::U64),
+            ValType::Tuple(vec![ValType::String, ValType::U8, ValType::F64]),
+            ValType::option(ValType::String),
+            ValType::result(Some(ValType::U32), Some(ValType::String)),
+            ValType::result(None, None),
+            ValType::enum_(["a", "b"]),
+            ValType::record([("x", ValType::U8), ("y", ValType::list(ValType::U8))]),
+            ValType::FixedList(alloc::boxed::Box::new(ValType::U16), 3),
+            ValType::future(Some(ValType::result(None, Some(ValType::enum_(["e"]))))),
+            ValType::Flags(vec!["f".into()]),
+        ];
+        for t in &types {
+            for pt in [P32, P64] {
+                assert_eq!(flat_len([t], pt), flatten_types([t], pt).len(), "{t:?}");
+            }
+        }
+        assert_eq!(flat_len(&types, P32), flatten_types(&types, P32).len());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use alloc::vec::Vec;
 
 use crate::error::Trap;
 use crate::layout::{
-    align_up, alignment, discriminant_size, elem_size, flags_size, flatten_types, flatten_variant,
-    is_aligned, max_case_alignment, CoreType,
+    align_up, alignment, alignment_record, discriminant_size, elem_size, elem_size_record,
+    flags_size, flat_len, flatten_variant, is_aligned, max_case_alignment, CoreType,
 };
 use crate::memory::Cx;
 use crate::strings::load_string_from_range;
@@ -314,12 +314,11 @@ pub fn lift_flat_values(
     ts: &[ValType],
 ) -> Result<Vec<Value>, Trap> {
     let pt = cx.addr();
-    let flat_types = flatten_types(ts, pt);
-    if flat_types.len() > max_flat {
+    if flat_len(ts, pt) > max_flat {
         let ptr = vi.next_ptr(pt)?;
-        let tuple = ValType::Tuple(ts.to_vec());
-        check_tuple_ptr(cx, ptr, &tuple, "spilled values")?;
-        match load(cx, ptr, &tuple)? {
+        let tuple = Fields::Tuple(ts);
+        check_tuple_ptr(cx, ptr, tuple, "spilled values")?;
+        match load_record(cx, ptr, tuple)? {
             Value::Record(vs) => Ok(vs),
             _ => unreachable!("a tuple loads as a record"),
         }
@@ -332,15 +331,15 @@ pub fn lift_flat_values(
 pub(crate) fn check_tuple_ptr(
     cx: &Cx<'_>,
     ptr: u64,
-    tuple: &ValType,
+    tuple: Fields<'_>,
     what: &'static str,
 ) -> Result<(), Trap> {
     let pt = cx.addr();
-    let align = alignment(tuple, pt);
+    let align = alignment_record(tuple, pt);
     if !is_aligned(ptr, align) {
         return Err(Trap::UnalignedPointer { what, ptr, align });
     }
-    let size = elem_size(tuple, pt);
+    let size = elem_size_record(tuple, pt);
     let mem_len = cx.mem_len()?;
     if ptr.checked_add(size).is_none_or(|e| e > mem_len) {
         return Err(Trap::OutOfBounds {

@@ -9,8 +9,8 @@ use alloc::vec::Vec;
 
 use crate::error::Trap;
 use crate::layout::{
-    align_up, alignment, discriminant_size, elem_size, flags_size, flatten_type, flatten_types,
-    flatten_variant, max_case_alignment, CoreType,
+    align_up, alignment, alignment_record, discriminant_size, elem_size, elem_size_record,
+    flags_size, flat_len, flatten_type, flatten_variant, max_case_alignment, CoreType,
 };
 use crate::lift::{check_tuple_ptr, CANONICAL_FLOAT32_NAN, CANONICAL_FLOAT64_NAN};
 use crate::memory::Cx;
@@ -319,21 +319,21 @@ pub fn lower_flat_values(
     if vs.len() != ts.len() {
         return Err(mismatch("wrong number of values"));
     }
-    let flat_types = flatten_types(ts, pt);
-    if flat_types.len() > max_flat {
-        let tuple = ValType::Tuple(ts.to_vec());
+    let n = flat_len(ts, pt);
+    if n > max_flat {
+        let tuple = Fields::Tuple(ts);
         let (ptr, flat_vals) = match out_param {
             None => {
-                let ptr = cx.allocate(alignment(&tuple, pt), elem_size(&tuple, pt))?;
+                let ptr = cx.allocate(alignment_record(tuple, pt), elem_size_record(tuple, pt))?;
                 (ptr, alloc::vec![CoreVal::ptr(pt, ptr)])
             }
             Some(out) => (out.next_ptr(pt)?, Vec::new()),
         };
-        check_tuple_ptr(cx, ptr, &tuple, "result out-param")?;
-        store(cx, &Value::Record(vs.to_vec()), &tuple, ptr)?;
+        check_tuple_ptr(cx, ptr, tuple, "result out-param")?;
+        store_record(cx, vs, ptr, tuple)?;
         Ok(flat_vals)
     } else {
-        let mut flat = Vec::with_capacity(flat_types.len());
+        let mut flat = Vec::with_capacity(n);
         for (v, t) in vs.iter().zip(ts) {
             lower_flat(cx, v, t, &mut flat)?;
         }
