@@ -174,23 +174,23 @@ pub fn flatten_types<'a>(ts: impl IntoIterator<Item = &'a ValType>, pt: AddrType
 
 /// `len(flatten_types(ts))`, without building the list (calls ask this to
 /// choose between flat values and memory).
-pub fn flat_len<'a>(ts: impl IntoIterator<Item = &'a ValType>, pt: AddrType) -> usize {
-    ts.into_iter().map(|t| flat_len_of(t, pt)).sum()
+pub fn flat_len<'a>(ts: impl IntoIterator<Item = &'a ValType>) -> usize {
+    ts.into_iter().map(flat_len_of).sum()
 }
 
-fn flat_len_of(t: &ValType, pt: AddrType) -> usize {
+fn flat_len_of(t: &ValType) -> usize {
     use Despecialized as D;
     match t.despecialize() {
         D::String | D::List(_, None) => 2,
-        D::List(t, Some(n)) => (n as usize).saturating_mul(flat_len_of(t, pt)),
-        D::Record(f) => f.types().map(|t| flat_len_of(t, pt)).sum(),
+        D::List(t, Some(n)) => (n as usize).saturating_mul(flat_len_of(t)),
+        D::Record(f) => f.types().map(|t| flat_len_of(t)).sum(),
         // The discriminant, then the joined payloads: as long as the
         // longest case's.
         D::Variant(c) => {
             1 + c
                 .payloads()
                 .flatten()
-                .map(|t| flat_len_of(t, pt))
+                .map(|t| flat_len_of(t))
                 .max()
                 .unwrap_or(0)
         }
@@ -381,10 +381,10 @@ mod tests {
         ];
         for t in &types {
             for pt in [P32, P64] {
-                assert_eq!(flat_len([t], pt), flatten_types([t], pt).len(), "{t:?}");
+                assert_eq!(flat_len([t]), flatten_types([t], pt).len(), "{t:?}");
             }
         }
-        assert_eq!(flat_len(&types, P32), flatten_types(&types, P32).len());
+        assert_eq!(flat_len(&types), flatten_types(&types, P32).len());
     }
 
     #[test]

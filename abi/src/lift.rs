@@ -314,7 +314,7 @@ pub fn lift_flat_values(
     ts: &[ValType],
 ) -> Result<Vec<Value>, Trap> {
     let pt = cx.addr();
-    if flat_len(ts, pt) > max_flat {
+    if flat_len(ts) > max_flat {
         let ptr = vi.next_ptr(pt)?;
         let tuple = Fields::Tuple(ts);
         check_tuple_ptr(cx, ptr, tuple, "spilled values")?;

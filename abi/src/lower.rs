@@ -319,7 +319,7 @@ pub fn lower_flat_values(
     if vs.len() != ts.len() {
         return Err(mismatch("wrong number of values"));
     }
-    let n = flat_len(ts, pt);
+    let n = flat_len(ts);
     if n > max_flat {
         let tuple = Fields::Tuple(ts);
         let (ptr, flat_vals) = match out_param {
