@@ -183,7 +183,7 @@ fn flat_len_of(t: &ValType) -> usize {
     match t.despecialize() {
         D::String | D::List(_, None) => 2,
         D::List(t, Some(n)) => (n as usize).saturating_mul(flat_len_of(t)),
-        D::Record(f) => f.types().map(|t| flat_len_of(t)).sum(),
+        D::Record(f) => f.types().map(flat_len_of).sum(),
         // The discriminant, then the joined payloads: as long as the
         // longest case's.
         D::Variant(c) => {
