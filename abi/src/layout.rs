@@ -186,14 +186,7 @@ fn flat_len_of(t: &ValType) -> usize {
         D::Record(f) => f.types().map(flat_len_of).sum(),
         // The discriminant, then the joined payloads: as long as the
         // longest case's.
-        D::Variant(c) => {
-            1 + c
-                .payloads()
-                .flatten()
-                .map(|t| flat_len_of(t))
-                .max()
-                .unwrap_or(0)
-        }
+        D::Variant(c) => 1 + c.payloads().flatten().map(flat_len_of).max().unwrap_or(0),
         _ => 1,
     }
 }
