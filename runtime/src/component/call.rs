@@ -512,6 +512,40 @@ fn needs(t: &ValType) -> Needs {
     }
 }
 
+/// `lift_flat` of a bool or integer straight from its core value: no
+/// context, no memory (most host calls take only these).
+fn lift_scalar(t: &ValType, v: Val) -> Option<Value> {
+    Some(match (t, v) {
+        (ValType::Bool, Val::I32(i)) => Value::Bool(i != 0),
+        (ValType::U8, Val::I32(i)) => Value::U8(i as u8),
+        (ValType::U16, Val::I32(i)) => Value::U16(i as u16),
+        (ValType::U32, Val::I32(i)) => Value::U32(i as u32),
+        (ValType::U64, Val::I64(i)) => Value::U64(i as u64),
+        (ValType::S8, Val::I32(i)) => Value::S8(i as i8),
+        (ValType::S16, Val::I32(i)) => Value::S16(i as i16),
+        (ValType::S32, Val::I32(i)) => Value::S32(i),
+        (ValType::S64, Val::I64(i)) => Value::S64(i),
+        _ => return None,
+    })
+}
+
+/// `lower_flat` of a bool or integer of type `t`; `None` for any other
+/// type, or a value not of type `t` (the generic path reports that).
+fn lower_scalar(t: &ValType, v: &Value) -> Option<Val> {
+    Some(match (t, v) {
+        (ValType::Bool, Value::Bool(b)) => Val::I32(i32::from(*b)),
+        (ValType::U8, Value::U8(i)) => Val::I32(i32::from(*i)),
+        (ValType::U16, Value::U16(i)) => Val::I32(i32::from(*i)),
+        (ValType::U32, Value::U32(i)) => Val::I32(*i as i32),
+        (ValType::U64, Value::U64(i)) => Val::I64(*i as i64),
+        (ValType::S8, Value::S8(i)) => Val::I32(i32::from(*i)),
+        (ValType::S16, Value::S16(i)) => Val::I32(i32::from(*i)),
+        (ValType::S32, Value::S32(i)) => Val::I32(*i),
+        (ValType::S64, Value::S64(i)) => Val::I64(*i),
+        _ => return None,
+    })
+}
+
 /// A synchronous call of a synchronous host function: no task, no
 /// subtask, nothing that can block; the instance is checked out (for its
 /// handle table, and so `realloc` cannot call out) only where the types
@@ -525,23 +559,47 @@ fn host_call(
     inst: InstId,
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
+    let params = sig.ty.param_types();
+    let results = sig.ty.result_type();
     let mut flat = FlatArgs {
         vals: args.iter().map(to_core).collect(),
         pos: 0,
     };
-    let params = sig.ty.param_types();
-    let lift =
-        |cx: &mut Cx<'_>, flat: &mut FlatArgs| lift_flat_values(cx, MAX_FLAT_PARAMS, flat, params);
-    let (vs, lenders) = if params.iter().any(|t| needs(t).handles) {
-        with_cx(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
+    // Bools and integers in (clocks, offsets, sizes): straight from the
+    // core values, no context.
+    let scalars = params.len() == args.len()
+        && params.len() <= MAX_FLAT_PARAMS
+        && params
+            .iter()
+            .zip(args)
+            .all(|(t, a)| lift_scalar(t, *a).is_some());
+    let (vs, lenders) = if scalars {
+        flat.pos = args.len();
+        let vs = params
+            .iter()
+            .zip(args)
+            .filter_map(|(t, a)| lift_scalar(t, *a))
+            .collect();
+        (vs, Vec::new())
     } else {
-        (
-            guest_cx(store, opts, false, &mut NoHandles, |cx| lift(cx, &mut flat))?,
-            Vec::new(),
-        )
+        let lift = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
+            lift_flat_values(cx, MAX_FLAT_PARAMS, flat, params)
+        };
+        if params.iter().any(|t| needs(t).handles) {
+            with_cx(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
+        } else {
+            let vs = guest_cx(store, opts, false, &mut NoHandles, |cx| lift(cx, &mut flat))?;
+            (vs, Vec::new())
+        }
     };
     let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
-    let results = sig.ty.result_type();
+    // And a bool or integer out.
+    if let ([t], Some(v)) = (results, &r) {
+        if let Some(out) = lower_scalar(t, v) {
+            end_lends(sh, inst, lenders)?;
+            return Ok(alloc::vec![out]);
+        }
+    }
     let lower = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
         lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, Some(flat))
     };
@@ -553,6 +611,12 @@ fn host_call(
     } else {
         with_cx(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
     };
+    end_lends(sh, inst, lenders)?;
+    Ok(out.into_iter().map(from_core).collect())
+}
+
+/// The call is over: the borrowed handles its arguments lent are free.
+fn end_lends(sh: &Shared, inst: InstId, lenders: Vec<u32>) -> Result<(), Trapped> {
     if !lenders.is_empty() {
         let mut st = sh.get()?;
         let i = st.inst(inst)?;
@@ -560,7 +624,7 @@ fn host_call(
             ringos_abi::handles::end_lend(&mut i.handles, l)?;
         }
     }
-    Ok(out.into_iter().map(from_core).collect())
+    Ok(())
 }
 
 fn lowered_call(
