@@ -20,7 +20,7 @@ use ringos_abi::{
 };
 use wasmparser::ValType as CoreValType;
 
-use super::call::{guest_cx, to_core, with_cx, Opts};
+use super::call::{guest_cx, to_core, with_table, Opts};
 use super::sched;
 use super::state::{InstId, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
@@ -205,7 +205,7 @@ pub(crate) fn task_return(
             tid
         };
         let flat: Vec<CoreVal> = args.iter().map(to_core).collect();
-        let (vs, _) = with_cx(store, &sh, inst, &opts, None, |cx| {
+        let (vs, _) = with_table(store, &sh, inst, &opts, None, |cx| {
             let mut vi = CoreValueIter::new(&flat);
             lift_flat_values(cx, MAX_FLAT_PARAMS, &mut vi, &ts)
         })?;

@@ -31,7 +31,7 @@ use wasmparser::ValType as CoreValType;
 
 use super::host::HostCx;
 use super::sched;
-use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, Step, TaskId, Trapped};
+use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, State, Step, TaskId, Trapped};
 use super::types::FuncSig;
 use crate::instance::Val;
 use crate::vmctx::MemoryDef;
@@ -289,6 +289,44 @@ pub(crate) fn with_cx<R>(
     Ok((r?, lenders))
 }
 
+/// [`with_cx`] for a lift or lower that cannot run guest code (no
+/// `realloc`: every lift, and lowers of types without strings or lists):
+/// the instance's table is used where it is, under the state's borrow,
+/// instead of being checked out.
+pub(crate) fn with_table<R>(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    opts: &Opts,
+    scope: Option<TaskId>,
+    f: impl FnOnce(&mut Cx<'_>) -> Result<R, abi::Trap>,
+) -> Result<(R, Vec<u32>), Trapped> {
+    let mut st = sh.get()?;
+    st.inst(inst)?;
+    let State {
+        insts,
+        implemented,
+        tasks,
+        ..
+    } = &mut *st;
+    let bscope = match scope {
+        Some(t) => Some(
+            &mut tasks
+                .get_mut(t)
+                .and_then(|t| t.as_mut())
+                .ok_or_else(|| Trapped::new("no such task"))?
+                .abi
+                .borrows,
+        ),
+        None => None,
+    };
+    let mut hs = InstanceHandles::new(&mut insts[inst], &implemented[inst]);
+    hs.scope = bscope;
+    let r = guest_cx(store, opts, false, &mut hs, f);
+    let lenders = core::mem::take(&mut hs.lenders);
+    Ok((r?, lenders))
+}
+
 /// Calls `f` from `caller` (`None`: the host), `Store.lift`'s
 /// `func_inst`: `on_start` produces the arguments once the callee starts,
 /// `on_resolve` takes the result. A synchronous callee has finished when
@@ -468,15 +506,15 @@ fn with_subtask<R>(
 
 /// What a value of type `t` needs beyond its flat values and memory.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct Needs {
+pub(crate) struct Needs {
     /// Handles (own, borrow, stream, future, error-context): the
     /// instance's table.
-    handles: bool,
+    pub handles: bool,
     /// Strings or lists: `realloc` when lowered.
-    realloc: bool,
+    pub realloc: bool,
 }
 
-fn needs(t: &ValType) -> Needs {
+pub(crate) fn needs(t: &ValType) -> Needs {
     let all = |ts: &mut dyn Iterator<Item = &ValType>| {
         ts.fold(Needs::default(), |a, t| {
             let b = needs(t);
@@ -586,7 +624,7 @@ fn host_call(
             lift_flat_values(cx, MAX_FLAT_PARAMS, flat, params)
         };
         if params.iter().any(|t| needs(t).handles) {
-            with_cx(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
+            with_table(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
         } else {
             let vs = guest_cx(store, opts, false, &mut NoHandles, |cx| lift(cx, &mut flat))?;
             (vs, Vec::new())
@@ -608,6 +646,8 @@ fn host_call(
         guest_cx(store, opts, false, &mut NoHandles, |cx| {
             lower(cx, &mut flat)
         })?
+    } else if !n.realloc {
+        with_table(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
     } else {
         with_cx(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
     };
@@ -670,7 +710,7 @@ fn lowered_call(
                 }
                 Ok(())
             })?;
-            let (vs, lenders) = with_cx(store, sh, inst, &opts, None, |cx| {
+            let (vs, lenders) = with_table(store, sh, inst, &opts, None, |cx| {
                 lift_flat_values(
                     cx,
                     max_params,
@@ -697,10 +737,15 @@ fn lowered_call(
         );
         Box::new(move |store, sh, result| {
             let vs: Vec<Value> = result.into_iter().collect();
-            let (results, _) = with_cx(store, sh, inst, &opts, None, |cx| {
+            let lower = |cx: &mut Cx<'_>| {
                 let mut flat = flat.borrow_mut();
                 lower_flat_values(cx, max_results, &vs, sig.ty.result_type(), Some(&mut *flat))
-            })?;
+            };
+            let (results, _) = if sig.ty.result_type().iter().any(|t| needs(t).realloc) {
+                with_cx(store, sh, inst, &opts, None, lower)?
+            } else {
+                with_table(store, sh, inst, &opts, None, lower)?
+            };
             out.borrow_mut().clone_from(&results);
             with_subtask(sh, &cell, inst, |s, in_table| {
                 s.on_resolve(Some(results))?;

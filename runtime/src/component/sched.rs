@@ -17,7 +17,7 @@ use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
 use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 
-use super::call::{from_core, to_core, with_cx};
+use super::call::{from_core, needs, to_core, with_cx, with_table};
 use super::device::IoTurn;
 use super::host::HostCx;
 use super::state::{Shared, Step, TaskId, Trapped};
@@ -45,15 +45,22 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
         None => Vec::new(),
     };
     let ft = &func.sig.ty;
-    let (flat, _) = with_cx(store, sh, inst, &opts, Some(tid), |cx| {
+    let lower = |cx: &mut ringos_abi::Cx<'_>| {
         lower_flat_values(cx, MAX_FLAT_PARAMS, &args, ft.param_types(), None)
-    })?;
+    };
+    // Spilled parameters are stored in memory the callee's `realloc` gives.
+    let spills = ringos_abi::layout::flat_len(ft.param_types()) > MAX_FLAT_PARAMS;
+    let (flat, _) = if spills || ft.param_types().iter().any(|t| needs(t).realloc) {
+        with_cx(store, sh, inst, &opts, Some(tid), lower)?
+    } else {
+        with_table(store, sh, inst, &opts, Some(tid), lower)?
+    };
     let core_args: Vec<Val> = flat.into_iter().map(from_core).collect();
     let results = run_core(store, sh, tid, core, &core_args)?;
     if !opts.async_ {
         // Synchronous lift: lift the result, `task.return_`, post-return.
         let flat_results: Vec<CoreVal> = results.iter().map(to_core).collect();
-        let (result, _) = with_cx(store, sh, inst, &opts, None, |cx| {
+        let (result, _) = with_table(store, sh, inst, &opts, None, |cx| {
             let mut vi = CoreValueIter::new(&flat_results);
             lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
         })?;
