@@ -336,7 +336,24 @@ impl IoSource for Disk {
             self.complete(cx, tag, r)?;
         }
         self.state.borrow_mut().done = done;
+        // A request that failed before reaching the device ends its copy
+        // at once: that is progress too.
+        turn.progress |= self.start_work(cx)?;
+        let st = self.state.borrow();
+        turn.in_flight =
+            st.flushing > 0 || !st.retry.is_empty() || st.streams.values().any(|s| s.in_flight);
+        Ok(turn)
+    }
 
+    fn start(&self, cx: &mut HostCx<'_>) -> Result<(), String> {
+        self.start_work(cx).map(|_| ())
+    }
+}
+
+impl Disk {
+    /// Submits retries, flushes and the guest copies now waiting; true if
+    /// there was any such work.
+    fn start_work(&self, cx: &mut HostCx<'_>) -> Result<bool, String> {
         let retry = core::mem::take(&mut self.state.borrow_mut().retry);
         for (tag, op) in retry {
             self.submit(cx, tag, op)?;
@@ -347,9 +364,7 @@ impl IoSource for Disk {
         }
         let mut work = core::mem::take(&mut self.state.borrow_mut().work);
         cx.device_work(&mut work)?;
-        // A request that failed before reaching the device ends its copy
-        // at once: that is progress too.
-        turn.progress |= !work.is_empty();
+        let any = !work.is_empty();
         for w in work.drain(..) {
             match w {
                 DeviceWork::Transfer(t) => match self.request(&t) {
@@ -360,11 +375,8 @@ impl IoSource for Disk {
                 DeviceWork::Closed(token) => self.finish(cx, token, Ok(()))?,
             }
         }
-        let mut st = self.state.borrow_mut();
-        st.work = work;
-        turn.in_flight =
-            st.flushing > 0 || !st.retry.is_empty() || st.streams.values().any(|s| s.in_flight);
-        Ok(turn)
+        self.state.borrow_mut().work = work;
+        Ok(any)
     }
 }
 

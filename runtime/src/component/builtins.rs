@@ -468,6 +468,8 @@ fn finish_copy(
     if let Some(p) = call.payload {
         return Ok(i32v(p));
     }
+    // The copy waits: if a device serves the other end, start it now.
+    sched::start_io(store, sh)?;
     if async_ {
         return Ok(i32v(BLOCKED));
     }

@@ -75,6 +75,14 @@ pub trait IoSource {
     /// Starts the transfers [`HostCx::device_work`] lists, delivers what
     /// completed. Errors trap the run.
     fn poll(&self, cx: &mut HostCx<'_>) -> Result<IoTurn, String>;
+
+    /// Starts the transfers [`HostCx::device_work`] lists, nothing else:
+    /// called as soon as a guest copy is left waiting on a device end, so
+    /// the device works while the guest goes on to wait (the io_uring
+    /// model: submit at the call, reap in the loop).
+    fn start(&self, cx: &mut HostCx<'_>) -> Result<(), String> {
+        self.poll(cx).map(|_| ())
+    }
 }
 
 impl HostCx<'_> {

@@ -310,6 +310,30 @@ pub(crate) fn block_until(
     }
 }
 
+/// Lets the embedder's I/O sources start what device ends wait for (see
+/// [`IoSource::start`](super::device::IoSource::start)); nothing to do
+/// without device ends.
+pub(crate) fn start_io(store: &mut Store, sh: &Shared) -> Result<(), Trapped> {
+    let sources = {
+        let mut st = sh.get()?;
+        if st.device_ends.is_empty() || st.io.is_empty() {
+            return Ok(());
+        }
+        core::mem::take(&mut st.io)
+    };
+    let mut result = Ok(());
+    for s in &sources {
+        if let Err(e) = s.start(&mut HostCx { store, sh }) {
+            result = Err(Trapped::new(e));
+            break;
+        }
+    }
+    let mut st = sh.get()?;
+    let added = core::mem::replace(&mut st.io, sources);
+    st.io.extend(added);
+    result
+}
+
 /// One turn of every I/O source of the embedder.
 fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
     // Taken out while they run (they use the state); put back after.
