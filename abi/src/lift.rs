@@ -335,11 +335,25 @@ pub(crate) fn check_tuple_ptr(
     what: &'static str,
 ) -> Result<(), Trap> {
     let pt = cx.addr();
-    let align = alignment_record(tuple, pt);
+    check_ptr(cx, ptr, tuple_layout(tuple, pt), what)
+}
+
+/// The alignment and size of a tuple of `fields` (for [`check_ptr`]).
+pub fn tuple_layout(fields: Fields<'_>, pt: crate::types::AddrType) -> (u32, u64) {
+    (alignment_record(fields, pt), elem_size_record(fields, pt))
+}
+
+/// The alignment and bounds checks of a pointer to a value of the given
+/// `(alignment, size)`.
+pub fn check_ptr(
+    cx: &Cx<'_>,
+    ptr: u64,
+    (align, size): (u32, u64),
+    what: &'static str,
+) -> Result<(), Trap> {
     if !is_aligned(ptr, align) {
         return Err(Trap::UnalignedPointer { what, ptr, align });
     }
-    let size = elem_size_record(tuple, pt);
     let mem_len = cx.mem_len()?;
     if ptr.checked_add(size).is_none_or(|e| e > mem_len) {
         return Err(Trap::OutOfBounds {

@@ -150,6 +150,20 @@ pub fn store_list_into_valid_range(
     Ok(())
 }
 
+/// The spilled half of `lower_flat_values`: results of types `ts`, whose
+/// tuple has `layout` ([`crate::lift::tuple_layout`], computed once per
+/// signature), stored at the caller's out-pointer `ptr`.
+pub fn store_results(
+    cx: &mut Cx<'_>,
+    vs: &[Value],
+    ts: &[ValType],
+    layout: (u32, u64),
+    ptr: u64,
+) -> Result<(), Trap> {
+    crate::lift::check_ptr(cx, ptr, layout, "result out-param")?;
+    store_record(cx, vs, ptr, Fields::Tuple(ts))
+}
+
 fn store_record(cx: &mut Cx<'_>, vs: &[Value], mut ptr: u64, f: Fields<'_>) -> Result<(), Trap> {
     if vs.len() != f.len() {
         return Err(mismatch("record with the wrong number of fields"));

@@ -465,9 +465,10 @@ pub(crate) fn lower(
 ) -> FuncId {
     let (params, results) = lowered_type(&sig, &opts);
     let sh = sh.clone();
+    let lay = HostLayout::new(&sig);
     let sig = Rc::new(sig);
     let f = move |store: &mut Store, args: &[Val]| -> Result<Vec<Val>, Trap> {
-        lowered_call(store, &sh, &callee, &sig, &opts, inst, args).map_err(|t| {
+        lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args).map_err(|t| {
             store.set_trap_message(t.0);
             Trap(TrapKind::Host)
         })
@@ -588,71 +589,154 @@ fn lower_scalar(t: &ValType, v: &Value) -> Option<Val> {
 /// subtask, nothing that can block; the instance is checked out (for its
 /// handle table, and so `realloc` cannot call out) only where the types
 /// need it.
+/// What a lowered host call's signature needs, worked out once when the
+/// import is lowered rather than on every call.
+pub(crate) struct HostLayout {
+    /// Every parameter is a bool or an integer (and they fit in flat
+    /// values): lifted straight from the core arguments.
+    scalar_params: bool,
+    results: ResultShape,
+}
+
+enum ResultShape {
+    None,
+    /// One bool or integer.
+    Scalar,
+    /// Flat values (generic lowering).
+    Flat,
+    /// Stored at the caller's out-pointer (the last core argument): the
+    /// result tuple's alignment and size.
+    Spilled((u32, u64)),
+}
+
+impl HostLayout {
+    pub(crate) fn new(sig: &FuncSig) -> HostLayout {
+        let params = sig.ty.param_types();
+        let results = sig.ty.result_type();
+        let scalar_params = params.len() <= MAX_FLAT_PARAMS && params.iter().all(is_scalar);
+        let results = match results {
+            [] => ResultShape::None,
+            [t] if is_scalar(t) => ResultShape::Scalar,
+            ts if ringos_abi::layout::flat_len(ts) <= MAX_FLAT_RESULTS => ResultShape::Flat,
+            ts => ResultShape::Spilled(ringos_abi::lift::tuple_layout(
+                ringos_abi::types::Fields::Tuple(ts),
+                abi::AddrType::I32,
+            )),
+        };
+        HostLayout {
+            scalar_params,
+            results,
+        }
+    }
+}
+
+/// Whether `t` is a bool or an integer (see [`lift_scalar`]).
+fn is_scalar(t: &ValType) -> bool {
+    matches!(
+        t,
+        ValType::Bool
+            | ValType::U8
+            | ValType::U16
+            | ValType::U32
+            | ValType::U64
+            | ValType::S8
+            | ValType::S16
+            | ValType::S32
+            | ValType::S64
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn host_call(
     store: &mut Store,
     sh: &Shared,
     h: &HostComponentFn,
     sig: &FuncSig,
+    lay: &HostLayout,
     opts: &Opts,
     inst: InstId,
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
     let params = sig.ty.param_types();
     let results = sig.ty.result_type();
-    let mut flat = FlatArgs {
-        vals: args.iter().map(to_core).collect(),
-        pos: 0,
-    };
-    // Bools and integers in (clocks, offsets, sizes): straight from the
-    // core values, no context.
-    let scalars = params.len() == args.len()
-        && params.len() <= MAX_FLAT_PARAMS
-        && params
-            .iter()
-            .zip(args)
-            .all(|(t, a)| lift_scalar(t, *a).is_some());
-    let (vs, lenders) = if scalars {
-        flat.pos = args.len();
-        let vs = params
-            .iter()
-            .zip(args)
-            .filter_map(|(t, a)| lift_scalar(t, *a))
-            .collect();
-        (vs, Vec::new())
-    } else {
-        let lift = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
-            lift_flat_values(cx, MAX_FLAT_PARAMS, flat, params)
+    let (r, lenders) = if lay.scalar_params {
+        let v = |i: usize| {
+            args.get(i)
+                .and_then(|a| lift_scalar(&params[i], *a))
+                .ok_or_else(|| Trapped::new("a core argument of the wrong type"))
         };
-        if params.iter().any(|t| needs(t).handles) {
-            with_table(store, sh, inst, opts, None, |cx| lift(cx, &mut flat))?
-        } else {
-            let vs = guest_cx(store, opts, false, &mut NoHandles, |cx| lift(cx, &mut flat))?;
-            (vs, Vec::new())
-        }
-    };
-    let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
-    // And a bool or integer out.
-    if let ([t], Some(v)) = (results, &r) {
-        if let Some(out) = lower_scalar(t, v) {
-            end_lends(sh, inst, lenders)?;
-            return Ok(alloc::vec![out]);
-        }
-    }
-    let lower = |cx: &mut Cx<'_>, flat: &mut FlatArgs| {
-        lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, Some(flat))
-    };
-    let n = results.first().map(needs).unwrap_or_default();
-    let out = if n == Needs::default() {
-        guest_cx(store, opts, false, &mut NoHandles, |cx| {
-            lower(cx, &mut flat)
-        })?
-    } else if !n.realloc {
-        with_table(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
+        let mut cx = HostCx { store, sh };
+        // Up to three arguments stay on the stack.
+        let r = match params.len() {
+            0 => h(&mut cx, &[]),
+            1 => h(&mut cx, &[v(0)?]),
+            2 => h(&mut cx, &[v(0)?, v(1)?]),
+            3 => h(&mut cx, &[v(0)?, v(1)?, v(2)?]),
+            n => h(&mut cx, &(0..n).map(v).collect::<Result<Vec<_>, _>>()?),
+        };
+        (r.map_err(Trapped)?, Vec::new())
     } else {
-        with_cx(store, sh, inst, opts, None, |cx| lower(cx, &mut flat))?.0
+        let mut flat = FlatArgs {
+            vals: args.iter().map(to_core).collect(),
+            pos: 0,
+        };
+        let lift = |cx: &mut Cx<'_>| lift_flat_values(cx, MAX_FLAT_PARAMS, &mut flat, params);
+        let (vs, lenders) = if params.iter().any(|t| needs(t).handles) {
+            with_table(store, sh, inst, opts, None, lift)?
+        } else {
+            let vs = guest_cx(store, opts, false, &mut NoHandles, lift)?;
+            (vs, Vec::new())
+        };
+        let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
+        (r, lenders)
+    };
+    let out = match (&lay.results, &r) {
+        (ResultShape::None, None) => Vec::new(),
+        (ResultShape::Scalar, Some(v)) => alloc::vec![lower_scalar(&results[0], v)
+            .ok_or_else(|| Trapped::new("a host function returned a value of the wrong type"))?],
+        (ResultShape::Spilled(layout), Some(v)) => {
+            let Some(Val::I32(ptr)) = args.last() else {
+                return Err(Trapped::new("no result out-pointer"));
+            };
+            let ptr = u64::from(*ptr as u32);
+            let lower = |cx: &mut Cx<'_>| {
+                ringos_abi::lower::store_results(
+                    cx,
+                    core::slice::from_ref(v),
+                    results,
+                    *layout,
+                    ptr,
+                )
+            };
+            if needs(&results[0]).realloc {
+                with_cx(store, sh, inst, opts, None, lower)?;
+            } else {
+                with_table(store, sh, inst, opts, None, lower)?;
+            }
+            Vec::new()
+        }
+        (ResultShape::Flat, Some(_)) => {
+            let lower = |cx: &mut Cx<'_>| {
+                lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, None)
+            };
+            let n = needs(&results[0]);
+            let out = if n == Needs::default() {
+                guest_cx(store, opts, false, &mut NoHandles, lower)?
+            } else if !n.realloc {
+                with_table(store, sh, inst, opts, None, lower)?.0
+            } else {
+                with_cx(store, sh, inst, opts, None, lower)?.0
+            };
+            out.into_iter().map(from_core).collect()
+        }
+        _ => {
+            return Err(Trapped::new(
+                "a host function returned the wrong number of values",
+            ))
+        }
     };
     end_lends(sh, inst, lenders)?;
-    Ok(out.into_iter().map(from_core).collect())
+    Ok(out)
 }
 
 /// The call is over: the borrowed handles its arguments lent are free.
@@ -667,18 +751,20 @@ fn end_lends(sh: &Shared, inst: InstId, lenders: Vec<u32>) -> Result<(), Trapped
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn lowered_call(
     store: &mut Store,
     sh: &Shared,
     callee: &Rc<Func>,
     sig: &Rc<FuncSig>,
+    lay: &HostLayout,
     opts: &Opts,
     inst: InstId,
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
     sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
     if let (false, FuncKind::Host(h)) = (opts.async_, &callee.kind) {
-        return host_call(store, sh, h, sig, opts, inst, args);
+        return host_call(store, sh, h, sig, lay, opts, inst, args);
     }
     if !opts.async_ && callee.sig.ty.async_ {
         // A synchronous call of an async function may block: only a task

@@ -275,7 +275,13 @@ pub(crate) fn block_until(
                     (st.waiter.clone(), st.timers.iter().map(|t| t.0).min())
                 };
                 match waiter {
-                    Some(w) if io.in_flight || deadline.is_some() => w.wait(deadline),
+                    Some(w) if io.in_flight || deadline.is_some() => {
+                        w.wait(deadline);
+                        // Woken by a device or the clock: take what came
+                        // in before looking for a task to run.
+                        poll_io(store, sh)?;
+                        fire_timers(store, sh)?;
+                    }
                     _ => {
                         return Err(Trapped::new(
                             "wasm trap: deadlock detected: event loop cannot make further progress",
