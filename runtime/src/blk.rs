@@ -367,6 +367,8 @@ impl Disk {
         let any = !work.is_empty();
         for w in work.drain(..) {
             match w {
+                // "Ready?": yes, nothing moves.
+                DeviceWork::Transfer(t) if t.len == 0 => cx.transferred(t.token, 0)?,
                 DeviceWork::Transfer(t) => match self.request(&t) {
                     Ok(op) => self.submit(cx, t.token, op)?,
                     Err(e) => self.fail(cx, t.token, e)?,

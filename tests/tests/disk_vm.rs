@@ -266,3 +266,93 @@ fn disk_check_hosted_on_a_file() {
         assert_eq!(bytes[i as usize], pattern(i), "byte {i}");
     }
 }
+
+/// A zero-length `stream.read` on a disk stream reports readiness
+/// (COMPLETED, progress 0) instead of waiting forever; the next read gets
+/// the bytes. `run` exits with the number of the check that failed.
+const ZERO_LENGTH_READ: &str = r#"(component
+  (import "ringos:blk/disk@0.1.0" (instance $disk
+    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "read" (func (param "offset" u64) (param "len" u64)
+      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  (import "wasi:cli/exit@0.3.2" (instance $e
+    (export "exit-with-code" (func (param "status-code" u8)))))
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (type $st (stream u8))
+  (core func $read (canon lower (func $disk "read") (memory (core memory $mem "mem"))))
+  (core func $exit (canon lower (func $e "exit-with-code")))
+  (canon stream.read $st async (memory (core memory $mem "mem")) (core func $sread))
+  (canon waitable-set.new (core func $ws.new))
+  (canon waitable.join (core func $join))
+  (canon waitable-set.wait (memory (core memory $mem "mem")) (core func $ws.wait))
+  (core module $M
+    (import "" "mem" (memory 1))
+    (import "" "read" (func $read (param i64 i64 i32)))
+    (import "" "sread" (func $sread (param i32 i32 i32) (result i32)))
+    (import "" "ws.new" (func $ws.new (result i32)))
+    (import "" "join" (func $join (param i32 i32)))
+    (import "" "ws.wait" (func $ws.wait (param i32 i32) (result i32)))
+    (import "" "exit" (func $exit (param i32)))
+    ;; A read of `n` bytes to 4096: its packed result, waiting if BLOCKED.
+    (func $copy (param $s i32) (param $ws i32) (param $n i32) (result i32)
+      (local $r i32)
+      (local.set $r (call $sread (local.get $s) (i32.const 4096) (local.get $n)))
+      (if (i32.eq (local.get $r) (i32.const -1)) (then
+        (if (i32.ne (call $ws.wait (local.get $ws) (i32.const 16)) (i32.const 2))
+          (then (call $exit (i32.const 2))))
+        (local.set $r (i32.load offset=4 (i32.const 16)))))
+      (local.get $r))
+    (func (export "run") (result i32)
+      (local $s i32) (local $ws i32) (local $i i32)
+      (call $read (i64.const 0) (i64.const 1024) (i32.const 0))
+      (local.set $s (i32.load (i32.const 0)))
+      (local.set $ws (call $ws.new))
+      (call $join (local.get $s) (local.get $ws))
+      (if (i32.ne (call $copy (local.get $s) (local.get $ws) (i32.const 0)) (i32.const 0))
+        (then (call $exit (i32.const 3))))
+      (if (i32.ne (call $copy (local.get $s) (local.get $ws) (i32.const 1024)) (i32.const 0x4000))
+        (then (call $exit (i32.const 4))))
+      (block $done (loop $l
+        (br_if $done (i32.eq (local.get $i) (i32.const 1024)))
+        (if (i32.ne (i32.load8_u offset=4096 (local.get $i)) (i32.rem_u (local.get $i) (i32.const 251)))
+          (then (call $exit (i32.const 5))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem"))
+    (export "read" (func $read)) (export "sread" (func $sread))
+    (export "ws.new" (func $ws.new)) (export "join" (func $join))
+    (export "ws.wait" (func $ws.wait)) (export "exit" (func $exit))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn a_zero_length_read_reports_readiness() {
+    let disk = Disk::new("zero-length");
+    let bytes: Vec<u8> = (0..DISK_BYTES).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&disk.0, bytes).unwrap();
+    let app = wat::parse_str(ZERO_LENGTH_READ).unwrap();
+    let path = disk.0.clone();
+    let out = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_disk(
+                &app,
+                &[],
+                &[],
+                &[],
+                ringos::hosted_run::Echo::Capture,
+                None,
+                Some(&path),
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let out = out.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
+}

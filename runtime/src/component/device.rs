@@ -129,7 +129,9 @@ impl HostCx<'_> {
             let Some(RtBuffer::Guest { buf, opts, .. }) = s.pending_buffer_mut() else {
                 continue;
             };
-            if !guest_waits || buf.remain() == 0 {
+            // A zero-length copy asks whether the device end is ready: it
+            // is handed out too (`len` 0), and completes at once.
+            if !guest_waits {
                 continue;
             }
             let Some(mem) = opts.memory else {
