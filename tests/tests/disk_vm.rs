@@ -356,3 +356,69 @@ fn a_zero_length_read_reports_readiness() {
     let out = out.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `run` starts a 64 KiB disk read into its memory and returns at once,
+/// the request still in flight.
+const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
+  (import "ringos:blk/disk@0.1.0" (instance $disk
+    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "read" (func (param "offset" u64) (param "len" u64)
+      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  (core module $Mem (memory (export "mem") 2))
+  (core instance $mem (instantiate $Mem))
+  (type $st (stream u8))
+  (core func $read (canon lower (func $disk "read") (memory (core memory $mem "mem"))))
+  (canon stream.read $st async (memory (core memory $mem "mem")) (core func $sread))
+  (core module $M
+    (import "" "mem" (memory 2))
+    (import "" "read" (func $read (param i64 i64 i32)))
+    (import "" "sread" (func $sread (param i32 i32 i32) (result i32)))
+    (func (export "run") (result i32)
+      (call $read (i64.const 0) (i64.const 65536) (i32.const 0))
+      (if (i32.ne (call $sread (i32.load (i32.const 0)) (i32.const 65536) (i32.const 65536))
+                  (i32.const -1))
+        (then (return (i32.const 1))))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem"))
+    (export "read" (func $read)) (export "sread" (func $sread))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn a_component_ending_with_a_read_in_flight_is_waited_for() {
+    let disk = Disk::new("in-flight");
+    let app = wat::parse_str(EXIT_WITH_READ_IN_FLIGHT).unwrap();
+    let dir = ringos::kernel_image::target_dir(&ringos::kernel_image::root()).join("run");
+    let image = dir.join(format!("disk-vm-in-flight-{}.elf", std::process::id()));
+    write_image(&app, &[], &[], &[], false, &image).unwrap();
+    let cfg = RunConfig {
+        app: image.clone(),
+        with: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+        machine: Machine::Microvm,
+        mem_mib: 256,
+        timeout: Duration::from_secs(120),
+        verbose: false,
+        hosted: false,
+        disk: Some(disk.0.clone()),
+        net: None,
+        accel: ringos::Accel::Tcg,
+    };
+    let out = boot_component(&image, &cfg, None).expect("booting");
+    let _ = std::fs::remove_file(&image);
+    assert_success(&out);
+    // The kernel waited for the read before freeing the memory it targets.
+    let lines = console(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ended with 1 request(s) in flight; waiting for them")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(blk_counts(&out), (1, 65536, 0));
+}

@@ -208,6 +208,11 @@ fn instantiate_and_run(
     imports.extend(blk::imports(&blk));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
-    let r = store.call(&run, &[]).map_err(|e| format!("run: {e}"))?;
+    let r = store.call(&run, &[]);
+    // The component may have ended (returned, trapped, exited) with
+    // requests in flight into its memory: let them land before the store
+    // and its memory go.
+    disk.drain();
+    let r = r.map_err(|e| format!("run: {e}"))?;
     Ok(matches!(r, Some(Value::Variant(0, _))))
 }

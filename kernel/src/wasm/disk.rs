@@ -50,6 +50,27 @@ impl VirtioDisk {
     pub fn wait(&self, deadline: Option<u64>) {
         self.reactor.borrow_mut().idle_until(deadline);
     }
+
+    /// Waits (at most a second) until no request is in flight, dropping
+    /// their completions: before the memory they point into is freed.
+    pub fn drain(&self) {
+        let deadline = crate::time::now_ns() + 1_000_000_000;
+        let mut r = self.reactor.borrow_mut();
+        let mut events = self.events.borrow_mut();
+        let left = r.blk.as_ref().map_or(0, |b| b.in_flight());
+        if left > 0 {
+            log::info!("ringos:blk: the component ended with {left} request(s) in flight; waiting for them");
+        }
+        while r.blk.as_ref().is_some_and(|b| b.in_flight() > 0) {
+            if crate::time::now_ns() >= deadline {
+                log::error!("virtio-blk: requests still in flight after 1 s; giving up on them");
+                return;
+            }
+            r.poll(&mut events);
+            events.clear();
+            r.idle_until(Some(deadline));
+        }
+    }
 }
 
 /// The physical pieces behind `[addr, addr + len)`, page by page.
