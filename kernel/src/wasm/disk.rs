@@ -29,6 +29,11 @@ pub struct VirtioDisk {
     reactor: RefCell<Reactor>,
     events: RefCell<Vec<Event>>,
     stats: Cell<DiskStats>,
+    /// Recent page translations (virtual page -> frame). Linear memory
+    /// stays mapped while the store lives and its virtual range is never
+    /// handed out again, so an entry cannot go stale while it can be asked
+    /// for. Components tend to reuse their buffers.
+    pages: Cell<[(u64, u64); 4]>,
     started: RefCell<alloc::collections::BTreeMap<u64, u64>>,
 }
 
@@ -38,6 +43,7 @@ impl VirtioDisk {
             reactor: RefCell::new(reactor),
             events: RefCell::new(Vec::new()),
             stats: Cell::new(DiskStats::default()),
+            pages: Cell::new([(u64::MAX, 0); 4]),
             started: RefCell::new(alloc::collections::BTreeMap::new()),
         }
     }
@@ -73,20 +79,36 @@ impl VirtioDisk {
     }
 }
 
-/// The physical pieces behind `[addr, addr + len)`, page by page.
-fn segments(addr: u64, len: usize) -> Result<Segments, BlockError> {
-    let mut segs = Segments::new();
-    let (mut va, end) = (addr, addr + len as u64);
-    while va < end {
-        let page_end = (va | 0xfff) + 1;
-        let n = (page_end.min(end) - va) as usize;
-        let pa = mem::translate(va).ok_or(BlockError::Io)?;
-        if !segs.push(pa as *mut u8, n) {
-            return Err(BlockError::Io);
+impl VirtioDisk {
+    /// The frame behind the page of `va` (cached, see `pages`).
+    fn frame(&self, va: u64) -> Option<u64> {
+        let page = va & !0xfff;
+        let mut pages = self.pages.get();
+        if let Some(&(_, pa)) = pages.iter().find(|p| p.0 == page) {
+            return Some(pa);
         }
-        va += n as u64;
+        let pa = mem::translate(page)?;
+        pages.rotate_right(1);
+        pages[0] = (page, pa);
+        self.pages.set(pages);
+        Some(pa)
     }
-    Ok(segs)
+
+    /// The physical pieces behind `[addr, addr + len)`, page by page.
+    fn segments(&self, addr: u64, len: usize) -> Result<Segments, BlockError> {
+        let mut segs = Segments::new();
+        let (mut va, end) = (addr, addr + len as u64);
+        while va < end {
+            let page_end = (va | 0xfff) + 1;
+            let n = (page_end.min(end) - va) as usize;
+            let pa = self.frame(va).ok_or(BlockError::Io)? | (va & 0xfff);
+            if !segs.push(pa as *mut u8, n) {
+                return Err(BlockError::Io);
+            }
+            va += n as u64;
+        }
+        Ok(segs)
+    }
 }
 
 fn error(e: BlkError) -> BlockError {
@@ -118,14 +140,14 @@ impl BlockDevice for VirtioDisk {
             BlockOp::Read { offset, addr, len } => (
                 Request::ReadSegments {
                     sector: sector(offset),
-                    segs: segments(addr as u64, len)?,
+                    segs: self.segments(addr as u64, len)?,
                 },
                 len,
             ),
             BlockOp::Write { offset, addr, len } => (
                 Request::WriteSegments {
                     sector: sector(offset),
-                    segs: segments(addr as u64, len)?,
+                    segs: self.segments(addr as u64, len)?,
                 },
                 len,
             ),
