@@ -378,9 +378,10 @@ struct ProbeBlkArgs {
     /// first OPS x 4 KiB of the disk
     #[arg(long)]
     write: bool,
-    /// Also time the same reads inside a component (the demo guest's `probe N`, built
-    /// from tests/guests): each read a ringos:blk stream the device fills by DMA;
-    /// shows both p50s and their ratio
+    /// Also time the same reads inside components: benches/blk/probe.wat (the canonical
+    /// ABI directly) and the demo guest's `probe N` (Rust, wit-bindgen; built from
+    /// tests/guests). Each read a ringos:blk stream the device fills by DMA; shows the
+    /// p50s and their ratios to the kernel's
     #[arg(long)]
     component: bool,
     #[command(flatten)]
@@ -630,7 +631,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
             temp.path().to_path_buf()
         }
     };
-    let component = if a.component {
+    let wit_bindgen = if a.component {
         let path = ringos::guests::try_component("demo").map_err(Error::CannotStart)?;
         Some(std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?)
     } else {
@@ -638,7 +639,8 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
     };
     let start = Instant::now();
     let report = probe::blk::probe_blk(&ProbeBlk {
-        component,
+        component: a.component,
+        wit_bindgen,
         image,
         disk,
         machines: a.machine.list(),

@@ -422,3 +422,42 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
     );
     assert_eq!(blk_counts(&out), (1, 65536, 0));
 }
+
+/// The probe component of `ringos probe blk --component`
+/// (benches/blk/probe.wat), on a file in this process: it reads, checks
+/// every status, and prints a line the probe parses.
+#[test]
+fn the_probe_component_reads_and_reports() {
+    let disk = Disk::new("probe");
+    let app = wat::parse_str(ringos::probe::blk::component_source(200)).unwrap();
+    let path = disk.0.clone();
+    let out = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_disk(
+                &app,
+                &[],
+                &[],
+                &[],
+                ringos::hosted_run::Echo::Capture,
+                None,
+                Some(&path),
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status, 0, "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("probe: reads="))
+        .unwrap();
+    let l = ringos::probe::blk::ComponentLatency::parse(line).unwrap();
+    assert_eq!(l.reads, 200);
+    assert!(
+        l.min_ns <= l.p50_ns && l.p50_ns <= l.p99_ns && l.p99_ns <= l.max_ns,
+        "{line}"
+    );
+}

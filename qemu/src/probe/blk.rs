@@ -35,13 +35,22 @@ pub struct ProbeBlk {
     pub accel: Accel,
     pub mem_mib: u32,
     pub timeout: Duration,
-    /// Also measure inside this component (its `probe N` mode prints
-    /// [`COMPONENT_LINE`]): the `demo` guest.
-    pub component: Option<Vec<u8>>,
+    /// Also time the reads inside a component: the probe component
+    /// ([`component_source`]), and, if given, this one's `probe N` mode
+    /// (the `demo` guest, whose reads go through wit-bindgen's runtime).
+    pub component: bool,
+    pub wit_bindgen: Option<Vec<u8>>,
 }
 
 /// What the component's probe prints on stdout.
 pub const COMPONENT_LINE: &str = "probe: reads=";
+
+/// The probe component (`benches/blk/probe.wat`) in text, timing `ops`
+/// reads after `ops / 10` warm-up ones.
+pub fn component_source(ops: u32) -> String {
+    include_str!("../../../benches/blk/probe.wat")
+        .replace("(i32.const OPS)", &format!("(i32.const {ops})"))
+}
 
 /// QD1 4 KiB random reads timed inside a component: from the call of
 /// `ringos:blk/disk.read` to the `stream.read` the device completed.
@@ -252,8 +261,11 @@ pub struct BlkMachine {
     /// Host: QEMU spawn to exit.
     pub host_wall_ns: u64,
     pub result: BlkResult,
-    /// With `--component`: the same reads timed inside a component.
+    /// With `--component`: the same reads timed inside the probe
+    /// component (canonical ABI directly) ...
     pub component: Option<ComponentLatency>,
+    /// ... and inside the demo guest (Rust, wit-bindgen's async runtime).
+    pub wit_bindgen: Option<ComponentLatency>,
 }
 
 /// The whole probe, as written to `blk.json`.
@@ -300,8 +312,17 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
             return Err(fail(why, code));
         }
         check_outcome(&run, cfg.timeout).map_err(|e| fail(e.to_string(), e.exit_code()))?;
-        let component = match &p.component {
-            Some(app) => Some(component_probe(p, machine, app)?),
+        let component = if p.component {
+            let app = wast_to_binary(&component_source(p.ops))?;
+            Some(component_probe(p, machine, &app, &[], "probe.wat")?)
+        } else {
+            None
+        };
+        let wit_bindgen = match &p.wit_bindgen {
+            Some(app) => {
+                let args = ["demo.wasm".to_string(), "probe".into(), p.ops.to_string()];
+                Some(component_probe(p, machine, app, &args, "demo.wasm probe")?)
+            }
             None => None,
         };
         machines.push(BlkMachine {
@@ -309,6 +330,7 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
             host_wall_ns: nanos(run.wall),
             result,
             component,
+            wit_bindgen,
         });
     }
     Ok(BlkReport {
@@ -326,23 +348,37 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
     })
 }
 
-/// Boots `app` with `probe OPS` on the same disk and machine.
-fn component_probe(p: &ProbeBlk, machine: Machine, app: &[u8]) -> Result<ComponentLatency> {
+/// A component in text, encoded.
+fn wast_to_binary(text: &str) -> Result<Vec<u8>> {
+    let failed = |e: wast::Error| Error::Failed {
+        message: format!("probe blk: the probe component: {e}"),
+        exit_code: 1,
+    };
+    let buf = wast::parser::ParseBuffer::new(text).map_err(failed)?;
+    let mut wat: wast::Wat = wast::parser::parse(&buf).map_err(failed)?;
+    wat.encode().map_err(failed)
+}
+
+/// Boots `app` with `args` on the same disk and machine; parses its
+/// `probe: reads=` line.
+fn component_probe(
+    p: &ProbeBlk,
+    machine: Machine,
+    app: &[u8],
+    args: &[String],
+    what: &str,
+) -> Result<ComponentLatency> {
     let image = crate::kernel_image::target_dir(&crate::kernel_image::root())
         .join("bench")
         .join(format!("probe-blk-component-{}.elf", std::process::id()));
-    let args = ["demo.wasm".to_string(), "probe".into(), p.ops.to_string()];
-    crate::run::write_image(app, &[], &args, &[], false, &image)?;
+    crate::run::write_image(app, &[], args, &[], false, &image)?;
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout);
     cfg.disk = Some(p.disk.clone());
     cfg.append.clear();
     if let Some(io) = p.io {
         cfg.append = io.cmdline_word();
     }
-    eprintln!(
-        "probe blk: {machine}: the same reads inside a component (demo.wasm probe {})",
-        p.ops
-    );
+    eprintln!("probe blk: {machine}: the same reads inside a component ({what})");
     let run = vm::run(&cfg, Console::Capture);
     let _ = fs::remove_file(&image);
     let run = run?;
@@ -398,6 +434,10 @@ impl BlkReport {
         if component {
             header.extend(["component p50 µs", "p99 µs", "p50 ratio"]);
         }
+        let wit_bindgen = self.machines.iter().any(|m| m.wit_bindgen.is_some());
+        if wit_bindgen {
+            header.extend(["wit-bindgen p50 µs", "ratio"]);
+        }
         header.push("host wall s");
         let mut t = Table::new(&header, 3);
         for m in &self.machines {
@@ -425,12 +465,12 @@ impl BlkReport {
                 let c = m.component;
                 row.push(c.map_or("-".into(), |c| us(c.p50_ns as f64)));
                 row.push(c.map_or("-".into(), |c| us(c.p99_ns as f64)));
-                row.push(match (c, r.qd1_read_4k) {
-                    (Some(c), Some(k)) if k.p50_ns > 0 => {
-                        format!("{:.2}x", c.p50_ns as f64 / k.p50_ns as f64)
-                    }
-                    _ => "-".into(),
-                });
+                row.push(ratio(c, r.qd1_read_4k));
+            }
+            if wit_bindgen {
+                let c = m.wit_bindgen;
+                row.push(c.map_or("-".into(), |c| us(c.p50_ns as f64)));
+                row.push(ratio(c, r.qd1_read_4k));
             }
             row.push(format!("{:.2}", m.host_wall_ns as f64 / 1e9));
             t.row(row);
@@ -452,6 +492,14 @@ impl BlkReport {
             self.disk_bytes >> 20,
             t.render()
         )
+    }
+}
+
+/// `component p50 / kernel p50`, as `1.23x`.
+fn ratio(c: Option<ComponentLatency>, k: Option<Latency>) -> String {
+    match (c, k) {
+        (Some(c), Some(k)) if k.p50_ns > 0 => format!("{:.2}x", c.p50_ns as f64 / k.p50_ns as f64),
+        _ => "-".into(),
     }
 }
 
@@ -622,7 +670,8 @@ EXIT: 0";
             accel: Accel::Tcg,
             mem_mib: 256,
             timeout: Duration::from_secs(60),
-            component: None,
+            component: false,
+            wit_bindgen: None,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
         p.write = true;
@@ -654,6 +703,7 @@ EXIT: 0";
                     )
                     .unwrap(),
                 ),
+                wit_bindgen: None,
             }],
         };
         let t = report.table();
