@@ -324,6 +324,11 @@ impl ValType {
     /// `none_or_number_type(t)` (used by the temporary intra-component copy
     /// restriction): integers and floats only.
     pub fn is_number(&self) -> bool {
+        self.is_integer() || matches!(self, ValType::F32 | ValType::F64)
+    }
+
+    /// A signed or unsigned integer of any width.
+    pub fn is_integer(&self) -> bool {
         matches!(
             self,
             ValType::U8
@@ -334,8 +339,6 @@ impl ValType {
                 | ValType::S16
                 | ValType::S32
                 | ValType::S64
-                | ValType::F32
-                | ValType::F64
         )
     }
 }

@@ -382,17 +382,6 @@ impl Disk {
     }
 }
 
-fn sig(names: &[&str], params: Vec<ValType>, result: Option<ValType>) -> FuncSig {
-    FuncSig {
-        names: names.iter().map(|n| n.to_string()).collect(),
-        ty: ringos_abi::FuncType {
-            params,
-            result,
-            async_: false,
-        },
-    }
-}
-
 /// The import name of the interface.
 pub const INTERFACE: &str = "ringos:blk/disk@0.1.0";
 
@@ -430,21 +419,21 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         (
             "block-size",
             Item::Func(Func::host(
-                sig(&[], vec![], Some(ValType::U32)),
+                FuncSig::new(&[], vec![], Some(ValType::U32)),
                 Box::new(block_size),
             )),
         ),
         (
             "capacity",
             Item::Func(Func::host(
-                sig(&[], vec![], Some(ValType::U64)),
+                FuncSig::new(&[], vec![], Some(ValType::U64)),
                 Box::new(capacity),
             )),
         ),
         (
             "read",
             Item::Func(Func::host(
-                sig(
+                FuncSig::new(
                     &["offset", "len"],
                     vec![ValType::U64, ValType::U64],
                     Some(ValType::Tuple(vec![stream(), status()])),
@@ -455,7 +444,7 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         (
             "write",
             Item::Func(Func::host(
-                sig(
+                FuncSig::new(
                     &["offset", "data"],
                     vec![ValType::U64, stream()],
                     Some(status()),
@@ -466,7 +455,7 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         (
             "flush",
             Item::Func(Func::host(
-                sig(&[], vec![], Some(status())),
+                FuncSig::new(&[], vec![], Some(status())),
                 Box::new(flush),
             )),
         ),

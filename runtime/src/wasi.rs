@@ -39,17 +39,6 @@ fn done_future() -> ValType {
     ValType::future(Some(ValType::result(None, Some(error_code()))))
 }
 
-fn sig(names: &[&str], params: Vec<ValType>, result: Option<ValType>) -> FuncSig {
-    FuncSig {
-        names: names.iter().map(|n| n.to_string()).collect(),
-        ty: ringos_abi::FuncType {
-            params,
-            result,
-            async_: false,
-        },
-    }
-}
-
 /// `write-via-stream: func(data: stream<u8>) -> future<result<_, error-code>>`
 /// writing to `sink`.
 fn write_via_stream(sink: Sink) -> Item {
@@ -77,7 +66,7 @@ fn write_via_stream(sink: Sink) -> Item {
         )?;
         Ok(Some(Value::Future(fut)))
     };
-    let s = sig(
+    let s = FuncSig::new(
         &["data"],
         vec![ValType::stream(Some(ValType::U8))],
         Some(done_future()),
@@ -120,7 +109,7 @@ pub fn cli(cfg: Cli) -> Exports {
         cx.write_future(token, Value::ok(None))?;
         Ok(Some(Value::tuple(vec![Value::Stream(s), Value::Future(f)])))
     };
-    let stdin_sig = sig(
+    let stdin_sig = FuncSig::new(
         &[],
         vec![],
         Some(ValType::Tuple(vec![
@@ -172,14 +161,14 @@ pub fn cli(cfg: Cli) -> Exports {
             (
                 "exit",
                 Item::Func(Func::host(
-                    sig(&["status"], vec![ValType::result(None, None)], None),
+                    FuncSig::new(&["status"], vec![ValType::result(None, None)], None),
                     Box::new(exit),
                 )),
             ),
             (
                 "exit-with-code",
                 Item::Func(Func::host(
-                    sig(&["status-code"], vec![ValType::U8], None),
+                    FuncSig::new(&["status-code"], vec![ValType::U8], None),
                     Box::new(exit_code),
                 )),
             ),
@@ -207,7 +196,7 @@ pub fn cli(cfg: Cli) -> Exports {
             (
                 "get-environment",
                 Item::Func(Func::host(
-                    sig(
+                    FuncSig::new(
                         &[],
                         vec![],
                         Some(ValType::list(ValType::Tuple(vec![
@@ -221,14 +210,14 @@ pub fn cli(cfg: Cli) -> Exports {
             (
                 "get-arguments",
                 Item::Func(Func::host(
-                    sig(&[], vec![], Some(ValType::list(ValType::String))),
+                    FuncSig::new(&[], vec![], Some(ValType::list(ValType::String))),
                     Box::new(get_args),
                 )),
             ),
             (
                 "get-initial-cwd",
                 Item::Func(Func::host(
-                    sig(&[], vec![], Some(ValType::option(ValType::String))),
+                    FuncSig::new(&[], vec![], Some(ValType::option(ValType::String))),
                     Box::new(cwd),
                 )),
             ),
@@ -320,7 +309,7 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
         Item::Func(Func::host_async(async_sig, Box::new(w)))
     };
     let async_sig = |name: &str| {
-        let mut s = sig(&[name], vec![ValType::U64], None);
+        let mut s = FuncSig::new(&[name], vec![ValType::U64], None);
         s.ty.async_ = true;
         s
     };
@@ -331,13 +320,13 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
             ("mark", Item::Type(None)),
             (
                 "now",
-                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
                     Ok(Some(Value::U64(s1.monotonic_ns())))
                 }),
             ),
             (
                 "get-resolution",
-                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
                     Ok(Some(Value::U64(s2.resolution_ns())))
                 }),
             ),
@@ -353,14 +342,14 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
             ("instant", Item::Type(None)),
             (
                 "now",
-                host(sig(&[], vec![], Some(instant)), move |_| {
+                host(FuncSig::new(&[], vec![], Some(instant)), move |_| {
                     let (s, ns) = s3.wall();
                     Ok(Some(Value::Record(vec![Value::S64(s), Value::U32(ns)])))
                 }),
             ),
             (
                 "get-resolution",
-                host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
                     Ok(Some(Value::U64(s4.resolution_ns())))
                 }),
             ),
@@ -383,7 +372,7 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
                 (
                     bytes,
                     host(
-                        sig(
+                        FuncSig::new(
                             &["max-len"],
                             vec![ValType::U64],
                             Some(ValType::list(ValType::U8)),
@@ -393,7 +382,7 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
                 ),
                 (
                     word,
-                    host(sig(&[], vec![], Some(ValType::U64)), move |_| {
+                    host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
                         random_u64(&*b).map(Some)
                     }),
                 ),
@@ -406,7 +395,7 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
         instance(vec![(
             "get-insecure-seed",
             host(
-                sig(
+                FuncSig::new(
                     &[],
                     vec![],
                     Some(ValType::Tuple(vec![ValType::U64, ValType::U64])),

@@ -186,21 +186,7 @@ impl Buffer for HostBuffer {
 /// `none_or_number_type(t)`: element types an instance may copy to
 /// itself (the spec's temporary restriction).
 pub fn none_or_number_type(t: Option<&ValType>) -> bool {
-    matches!(
-        t,
-        None | Some(
-            ValType::U8
-                | ValType::U16
-                | ValType::U32
-                | ValType::U64
-                | ValType::S8
-                | ValType::S16
-                | ValType::S32
-                | ValType::S64
-                | ValType::F32
-                | ValType::F64
-        )
-    )
+    t.is_none_or(ValType::is_number)
 }
 
 /// What a copy's pending side is told (the spec's `pending_on_copy` and

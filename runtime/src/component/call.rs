@@ -310,14 +310,7 @@ pub(crate) fn with_table<R>(
         ..
     } = &mut *st;
     let bscope = match scope {
-        Some(t) => Some(
-            &mut tasks
-                .get_mut(t)
-                .and_then(|t| t.as_mut())
-                .ok_or_else(|| Trapped::new("no such task"))?
-                .abi
-                .borrows,
-        ),
+        Some(t) => Some(&mut super::state::task_in(tasks, t)?.abi.borrows),
         None => None,
     };
     let mut hs = InstanceHandles::new(&mut insts[inst], &implemented[inst]);
@@ -632,18 +625,7 @@ impl HostLayout {
 
 /// Whether `t` is a bool or an integer (see [`lift_scalar`]).
 fn is_scalar(t: &ValType) -> bool {
-    matches!(
-        t,
-        ValType::Bool
-            | ValType::U8
-            | ValType::U16
-            | ValType::U32
-            | ValType::U64
-            | ValType::S8
-            | ValType::S16
-            | ValType::S32
-            | ValType::S64
-    )
+    matches!(t, ValType::Bool) || t.is_integer()
 }
 
 #[allow(clippy::too_many_arguments)]

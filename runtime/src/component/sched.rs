@@ -10,6 +10,7 @@
 //! until the condition holds; when no task can run and it still does not
 //! hold, that is a deadlock and a trap.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use ringos_abi::events::{unpack_callback_result, CallbackCode, Event};
@@ -18,7 +19,7 @@ use ringos_abi::lower::lower_flat_values;
 use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 
 use super::call::{from_core, needs, to_core, with_cx, with_table};
-use super::device::IoTurn;
+use super::device::{IoSource, IoTurn};
 use super::host::HostCx;
 use super::state::{Shared, Step, TaskId, Trapped};
 use crate::instance::Val;
@@ -320,49 +321,43 @@ pub(crate) fn block_until(
 /// [`IoSource::start`](super::device::IoSource::start)); nothing to do
 /// without device ends.
 pub(crate) fn start_io(store: &mut Store, sh: &Shared) -> Result<(), Trapped> {
-    let sources = {
-        let mut st = sh.get()?;
+    {
+        let st = sh.get()?;
         if st.device_ends.is_empty() || st.io.is_empty() {
             return Ok(());
         }
-        core::mem::take(&mut st.io)
-    };
-    let mut result = Ok(());
-    for s in &sources {
-        if let Err(e) = s.start(&mut HostCx { store, sh }) {
-            result = Err(Trapped::new(e));
-            break;
-        }
     }
-    let mut st = sh.get()?;
-    let added = core::mem::replace(&mut st.io, sources);
-    st.io.extend(added);
-    result
+    for_each_io(store, sh, |s, cx| s.start(cx))
 }
 
 /// One turn of every I/O source of the embedder.
 fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
-    // Taken out while they run (they use the state); put back after.
-    let sources = core::mem::take(&mut sh.get()?.io);
     let mut turn = IoTurn::default();
-    let mut result = Ok(());
-    for s in &sources {
-        let mut cx = HostCx { store, sh };
-        match s.poll(&mut cx) {
-            Ok(t) => {
-                turn.progress |= t.progress;
-                turn.in_flight |= t.in_flight;
-            }
-            Err(e) => {
-                result = Err(Trapped::new(e));
-                break;
-            }
-        }
-    }
+    for_each_io(store, sh, |s, cx| {
+        let t = s.poll(cx)?;
+        turn.progress |= t.progress;
+        turn.in_flight |= t.in_flight;
+        Ok(())
+    })?;
+    Ok(turn)
+}
+
+/// Runs `f` on each I/O source until one fails. The sources are taken out
+/// of the state while they run (they use it) and put back after.
+fn for_each_io(
+    store: &mut Store,
+    sh: &Shared,
+    mut f: impl FnMut(&dyn IoSource, &mut HostCx<'_>) -> Result<(), String>,
+) -> Result<(), Trapped> {
+    let sources = core::mem::take(&mut sh.get()?.io);
+    let result = sources
+        .iter()
+        .try_for_each(|s| f(&**s, &mut HostCx { store, sh }))
+        .map_err(Trapped::new);
     let mut st = sh.get()?;
     let added = core::mem::replace(&mut st.io, sources);
     st.io.extend(added);
-    result.map(|()| turn)
+    result
 }
 
 /// Completes a pending host call: its result goes to the caller.

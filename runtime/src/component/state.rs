@@ -288,10 +288,7 @@ impl State {
     }
 
     pub fn task(&mut self, t: TaskId) -> Result<&mut RtTask, Trapped> {
-        self.tasks
-            .get_mut(t)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| Trapped::new("no such task"))
+        task_in(&mut self.tasks, t)
     }
 
     /// Whether the code running may block: a task of an async function
@@ -340,6 +337,14 @@ impl State {
             }
         }
     }
+}
+
+/// Task `t` of `tasks` (for callers that hold other parts of the state).
+pub(crate) fn task_in(tasks: &mut [Option<RtTask>], t: TaskId) -> Result<&mut RtTask, Trapped> {
+    tasks
+        .get_mut(t)
+        .and_then(Option::as_mut)
+        .ok_or_else(|| Trapped::new("no such task"))
 }
 
 /// The loop's clock and how it waits when nothing can run but a timer is

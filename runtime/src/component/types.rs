@@ -135,6 +135,23 @@ pub struct FuncSig {
     pub ty: abi::FuncType,
 }
 
+impl FuncSig {
+    /// A synchronous function's signature (what host imports declare).
+    pub fn new(names: &[&str], params: Vec<abi::ValType>, result: Option<abi::ValType>) -> FuncSig {
+        FuncSig {
+            names: names
+                .iter()
+                .map(|n| alloc::string::String::from(*n))
+                .collect(),
+            ty: abi::FuncType {
+                params,
+                result,
+                async_: false,
+            },
+        }
+    }
+}
+
 fn primitive(p: PrimitiveValType) -> abi::ValType {
     use abi::ValType as V;
     match p {
