@@ -10,6 +10,7 @@ use core::cell::{Cell, RefCell};
 
 use ringos_drivers::blk::{BlkError, Request, Segments, SECTOR_SIZE};
 use ringos_runtime::blk::{BlockDevice, BlockError, BlockOp};
+use ringos_runtime::token_map::TokenMap;
 
 use crate::io::reactor::{Event, Reactor};
 use crate::mem;
@@ -34,7 +35,8 @@ pub struct VirtioDisk {
     /// handed out again, so an entry cannot go stale while it can be asked
     /// for. Components tend to reuse their buffers.
     pages: Cell<[(u64, u64); 4]>,
-    started: RefCell<alloc::collections::BTreeMap<u64, u64>>,
+    /// Submit time (kernel ns) of each request in flight, by tag.
+    started: RefCell<TokenMap<u64>>,
 }
 
 impl VirtioDisk {
@@ -44,7 +46,7 @@ impl VirtioDisk {
             events: RefCell::new(Vec::new()),
             stats: Cell::new(DiskStats::default()),
             pages: Cell::new([(u64::MAX, 0); 4]),
-            started: RefCell::new(alloc::collections::BTreeMap::new()),
+            started: RefCell::new(TokenMap::default()),
         }
     }
 
