@@ -3,8 +3,9 @@
 
 pub mod guests;
 
+use ringos::run::{RunConfig, VmOutput};
 use ringos::{Console, Machine, VmConfig, VmRun};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -111,4 +112,86 @@ pub fn field(line: &str, key: &str) -> Option<u64> {
         .filter_map(|w| w.split_once('='))
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
+}
+
+/// What `ringos run` uses to boot `image` (a kernel with a component):
+/// 256 MiB, TCG, no devices, `timeout`.
+pub fn component_config(image: &Path, machine: Machine, timeout: Duration) -> RunConfig {
+    RunConfig {
+        app: image.to_path_buf(),
+        with: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+        machine,
+        mem_mib: 256,
+        timeout,
+        verbose: false,
+        hosted: false,
+        disk: None,
+        net: None,
+        accel: ringos::Accel::Tcg,
+    }
+}
+
+/// Boots component `app` with `args` (argv[0] first), `env` and `disk`
+/// on `machine`, as `ringos run` would; the image is removed after.
+pub fn boot_component(
+    app: &[u8],
+    args: &[&str],
+    env: &[(&str, &str)],
+    disk: Option<&Path>,
+    machine: Machine,
+    timeout: Duration,
+) -> VmOutput {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let image = ringos::kernel_image::target_dir(&ringos::kernel_image::root())
+        .join("run")
+        .join(format!("test-{}-{n}.elf", std::process::id()));
+    let mut cfg = component_config(&image, machine, timeout);
+    cfg.args = args.iter().map(|a| a.to_string()).collect();
+    cfg.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    cfg.disk = disk.map(Path::to_path_buf);
+    ringos::run::write_image(app, &[], &cfg.args, &cfg.env, false, &image)
+        .expect("kernel image with the component");
+    let out = ringos::run::boot_component(&image, &cfg, None).expect("booting");
+    let _ = std::fs::remove_file(&image);
+    out
+}
+
+/// Runs component `app` in this process (on a thread with room for Wasm)
+/// with `args`, `env`, `ringos:blk` on `disk` and an interrupt after
+/// `timeout`.
+pub fn hosted(
+    app: Vec<u8>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    disk: Option<&Path>,
+    timeout: Option<Duration>,
+) -> Result<ringos::hosted_run::Output, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let disk = disk.map(Path::to_path_buf);
+    std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_disk(
+                &app,
+                &[],
+                &args,
+                &env,
+                ringos::hosted_run::Echo::Capture,
+                timeout,
+                disk.as_deref(),
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap()
 }

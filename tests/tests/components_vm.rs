@@ -5,58 +5,25 @@
 
 use std::time::Duration;
 
-use ringos::run::{boot_component, image_with, RunConfig, VmOutput};
+use ringos::run::{boot_component, image_with, VmOutput};
 use ringos::Machine;
 use ringos_tests::guests;
 
-fn config(image: &std::path::Path, machine: Machine, timeout: Duration) -> RunConfig {
-    RunConfig {
-        app: image.to_path_buf(),
-        with: Vec::new(),
-        args: Vec::new(),
-        env: Vec::new(),
-        machine,
-        mem_mib: 256,
-        timeout,
-        verbose: false,
-        hosted: false,
-        disk: None,
-        net: None,
-        accel: ringos::Accel::Tcg,
-    }
-}
-
 /// Boots the component `bytes` alone on `machine`.
 fn boot_bytes(bytes: &[u8], machine: Machine, timeout: Duration) -> VmOutput {
-    let image = image_with(bytes, &[], false).expect("kernel image with the component");
-    let out = boot_component(&image, &config(&image, machine, timeout), None).expect("booting");
-    let _ = std::fs::remove_file(&image);
-    out
+    ringos_tests::boot_component(bytes, &[], &[], None, machine, timeout)
 }
 
-/// Runs the component `bytes` hosted, on a thread with room for Wasm.
+/// Runs the component `bytes` hosted.
 fn hosted(bytes: Vec<u8>, timeout: Option<Duration>) -> Result<ringos::hosted_run::Output, String> {
-    std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            ringos::hosted_run::run_with_timeout(
-                &bytes,
-                &[],
-                &[],
-                ringos::hosted_run::Echo::Capture,
-                timeout,
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap()
+    ringos_tests::hosted(bytes, &[], &[], None, timeout)
 }
 
 fn boot(app: &str, with: &[&str], machine: Machine) -> VmOutput {
     let bytes = guests::component_bytes(app);
     let deps: Vec<Vec<u8>> = with.iter().map(|d| guests::component_bytes(d)).collect();
     let image = image_with(&bytes, &deps, false).expect("kernel image with the component");
-    let cfg = config(&image, machine, Duration::from_secs(120));
+    let cfg = ringos_tests::component_config(&image, machine, Duration::from_secs(120));
     let out = boot_component(&image, &cfg, None).expect("booting");
     let _ = std::fs::remove_file(&image);
     out
@@ -164,20 +131,10 @@ fn an_image_written_once_boots_later() {
     let elf = std::fs::read(&image).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF");
     assert!(ringos::image::descriptor(&elf).unwrap().len > 0);
-    let cfg = RunConfig {
-        app: image.clone(),
-        with: Vec::new(),
-        args,
-        env,
-        machine: Machine::Microvm,
-        mem_mib: 256,
-        timeout: Duration::from_secs(120),
-        verbose: false,
-        hosted: false,
-        disk: None,
-        net: None,
-        accel: ringos::Accel::Tcg,
-    };
+    let mut cfg =
+        ringos_tests::component_config(&image, Machine::Microvm, Duration::from_secs(120));
+    cfg.args = args;
+    cfg.env = env;
     let o = boot_component(&image, &cfg, None).unwrap();
     let _ = std::fs::remove_file(&image);
     check(&o, guests::HELLO_OUTPUT);

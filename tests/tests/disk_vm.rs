@@ -4,12 +4,12 @@
 //! the way (0: the device moved them straight to and from the
 //! component's memory).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use ringos::run::{boot_component, write_image, RunConfig, VmOutput};
+use ringos::run::VmOutput;
 use ringos::Machine;
-use ringos_tests::guests;
+use ringos_tests::{guests, hosted, TempDisk};
 
 const DISK_BYTES: u64 = 8 << 20;
 
@@ -18,27 +18,9 @@ fn pattern(i: u64) -> u8 {
     ((i / 512).wrapping_mul(31) ^ (i % 512).wrapping_mul(7) ^ 0x5a) as u8
 }
 
-/// A fresh sparse disk image, removed on drop.
-struct Disk(PathBuf);
-
-impl Disk {
-    fn new(name: &str) -> Disk {
-        let dir = ringos::kernel_image::target_dir(&ringos::kernel_image::root()).join("run");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{name}-{}.img", std::process::id()));
-        let f = std::fs::File::create(&path).unwrap();
-        f.set_len(DISK_BYTES).unwrap();
-        Disk(path)
-    }
-    fn bytes(&self) -> Vec<u8> {
-        std::fs::read(&self.0).unwrap()
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A fresh sparse disk image of [`DISK_BYTES`], removed on drop.
+fn disk(name: &str) -> TempDisk {
+    TempDisk::new(name, DISK_BYTES)
 }
 
 /// Boots `demo` with `args` (after its name), `env` and `disk`.
@@ -48,39 +30,11 @@ fn boot_demo(
     env: &[(&str, &str)],
     disk: Option<&Path>,
 ) -> VmOutput {
-    let app = guests::component_bytes("demo");
-    let argv: Vec<String> = std::iter::once("demo.wasm")
+    let argv: Vec<&str> = std::iter::once("demo.wasm")
         .chain(args.iter().copied())
-        .map(String::from)
         .collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let dir = ringos::kernel_image::target_dir(&ringos::kernel_image::root()).join("run");
-    let image = dir.join(format!(
-        "disk-vm-{}-{}-{machine}.elf",
-        std::process::id(),
-        args.first().unwrap_or(&"demo")
-    ));
-    write_image(&app, &[], &argv, &env, false, &image).unwrap();
-    let cfg = RunConfig {
-        app: image.clone(),
-        with: Vec::new(),
-        args: argv,
-        env,
-        machine,
-        mem_mib: 256,
-        timeout: Duration::from_secs(120),
-        verbose: false,
-        hosted: false,
-        disk: disk.map(Path::to_path_buf),
-        net: None,
-        accel: ringos::Accel::Tcg,
-    };
-    let out = boot_component(&image, &cfg, None).expect("booting");
-    let _ = std::fs::remove_file(&image);
-    out
+    let app = guests::component_bytes("demo");
+    ringos_tests::boot_component(&app, &argv, env, disk, machine, Duration::from_secs(120))
 }
 
 fn console(out: &VmOutput) -> Vec<String> {
@@ -121,8 +75,8 @@ fn blk_counts(out: &VmOutput) -> (u64, u64, u64) {
 
 #[test]
 fn demo_writes_and_reads_the_disk_by_dma_and_waits_50_ms() {
-    let disk = Disk::new("demo");
-    let out = boot_demo(Machine::Microvm, &[], &[], Some(&disk.0));
+    let disk = disk("demo");
+    let out = boot_demo(Machine::Microvm, &[], &[], Some(&disk.path));
     assert_success(&out);
     // The timer: 50 ms asked, and the component measured it with its own
     // monotonic clock; it may not come back early.
@@ -150,8 +104,8 @@ fn demo_writes_and_reads_the_disk_by_dma_and_waits_50_ms() {
 #[test]
 fn disk_check_on_both_machines_leaves_the_pattern_in_the_file() {
     for machine in [Machine::Microvm, Machine::Q35] {
-        let disk = Disk::new(&format!("disk-check-{machine}"));
-        let out = boot_demo(machine, &["disk-check"], &[], Some(&disk.0));
+        let disk = disk(&format!("disk-check-{machine}"));
+        let out = boot_demo(machine, &["disk-check"], &[], Some(&disk.path));
         assert_success(&out);
         assert!(
             out.stdout.contains("disk-check: passed"),
@@ -208,56 +162,28 @@ fn arguments_and_environment_round_trip() {
                 env: GREETING=hello world\nenv: EMPTY=\nenv: EQ=a=b\n";
     assert_eq!(out.stdout, want);
     // The same in this process.
-    let app = guests::component_bytes("demo");
-    let hosted = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            let args: Vec<String> = ["demo.wasm", "args", "one", "two words", "ünïcödé"]
-                .map(String::from)
-                .to_vec();
-            let env: Vec<(String, String)> =
-                [("GREETING", "hello world"), ("EMPTY", ""), ("EQ", "a=b")]
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .to_vec();
-            ringos::hosted_run::run_with_disk(
-                &app,
-                &[],
-                &args,
-                &env,
-                ringos::hosted_run::Echo::Capture,
-                None,
-                None,
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+    let hosted = hosted(
+        guests::component_bytes("demo"),
+        &["demo.wasm", "args", "one", "two words", "ünïcödé"],
+        &[("GREETING", "hello world"), ("EMPTY", ""), ("EQ", "a=b")],
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(String::from_utf8_lossy(&hosted.stdout), want);
 }
 
 #[test]
 fn disk_check_hosted_on_a_file() {
-    let disk = Disk::new("hosted-disk-check");
-    let app = guests::component_bytes("demo");
-    let path = disk.0.clone();
-    let out = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            ringos::hosted_run::run_with_disk(
-                &app,
-                &[],
-                &["demo.wasm".into(), "disk-check".into()],
-                &[],
-                ringos::hosted_run::Echo::Capture,
-                None,
-                Some(&path),
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap();
+    let disk = disk("hosted-disk-check");
+    let out = hosted(
+        guests::component_bytes("demo"),
+        &["demo.wasm", "disk-check"],
+        &[],
+        Some(&disk.path),
+        None,
+    )
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.ok, "{stdout}");
     assert!(stdout.contains("disk-check: passed"), "{stdout}");
@@ -332,28 +258,11 @@ const ZERO_LENGTH_READ: &str = r#"(component
 
 #[test]
 fn a_zero_length_read_reports_readiness() {
-    let disk = Disk::new("zero-length");
+    let disk = disk("zero-length");
     let bytes: Vec<u8> = (0..DISK_BYTES).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&disk.0, bytes).unwrap();
+    std::fs::write(&disk.path, bytes).unwrap();
     let app = wat::parse_str(ZERO_LENGTH_READ).unwrap();
-    let path = disk.0.clone();
-    let out = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            ringos::hosted_run::run_with_disk(
-                &app,
-                &[],
-                &[],
-                &[],
-                ringos::hosted_run::Echo::Capture,
-                None,
-                Some(&path),
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-    let out = out.unwrap_or_else(|e| panic!("{e}"));
+    let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -389,27 +298,16 @@ const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
 
 #[test]
 fn a_component_ending_with_a_read_in_flight_is_waited_for() {
-    let disk = Disk::new("in-flight");
+    let disk = disk("in-flight");
     let app = wat::parse_str(EXIT_WITH_READ_IN_FLIGHT).unwrap();
-    let dir = ringos::kernel_image::target_dir(&ringos::kernel_image::root()).join("run");
-    let image = dir.join(format!("disk-vm-in-flight-{}.elf", std::process::id()));
-    write_image(&app, &[], &[], &[], false, &image).unwrap();
-    let cfg = RunConfig {
-        app: image.clone(),
-        with: Vec::new(),
-        args: Vec::new(),
-        env: Vec::new(),
-        machine: Machine::Microvm,
-        mem_mib: 256,
-        timeout: Duration::from_secs(120),
-        verbose: false,
-        hosted: false,
-        disk: Some(disk.0.clone()),
-        net: None,
-        accel: ringos::Accel::Tcg,
-    };
-    let out = boot_component(&image, &cfg, None).expect("booting");
-    let _ = std::fs::remove_file(&image);
+    let out = ringos_tests::boot_component(
+        &app,
+        &[],
+        &[],
+        Some(&disk.path),
+        Machine::Microvm,
+        Duration::from_secs(120),
+    );
     assert_success(&out);
     // The kernel waited for the read before freeing the memory it targets.
     let lines = console(&out);
@@ -428,26 +326,9 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
 /// every status, and prints a line the probe parses.
 #[test]
 fn the_probe_component_reads_and_reports() {
-    let disk = Disk::new("probe");
+    let disk = disk("probe");
     let app = wat::parse_str(ringos::probe::blk::component_source(200)).unwrap();
-    let path = disk.0.clone();
-    let out = std::thread::Builder::new()
-        .stack_size(32 << 20)
-        .spawn(move || {
-            ringos::hosted_run::run_with_disk(
-                &app,
-                &[],
-                &[],
-                &[],
-                ringos::hosted_run::Echo::Capture,
-                None,
-                Some(&path),
-            )
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status, 0, "{stdout}");
     let line = stdout
