@@ -383,9 +383,8 @@ fn component_probe(
     let _ = fs::remove_file(&image);
     let run = run?;
     let line = run.lines.iter().find_map(|(_, l)| {
-        l.strip_prefix(ringos_proto::marker::STDOUT)?
-            .strip_prefix("probe: ")
-            .filter(|t| t.starts_with("reads="))
+        let text = l.strip_prefix(ringos_proto::marker::STDOUT)?;
+        text.starts_with(COMPONENT_LINE).then_some(text)
     });
     let fail = |why: String| {
         failure(
