@@ -293,7 +293,7 @@ struct BootArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The component (a WASI 0.3 command: exports wasi:cli/run)
+    /// The component (a WASI 0.3 command: exports wasi:cli/run), binary or text (.wat)
     #[arg(value_name = "APP.wasm")]
     app: std::path::PathBuf,
     /// A component to instantiate first; its exports can satisfy the app's imports (repeatable)
@@ -322,7 +322,7 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ImageArgs {
-    /// The component (a WASI 0.3 command: exports wasi:cli/run)
+    /// The component (a WASI 0.3 command: exports wasi:cli/run), binary or text (.wat)
     #[arg(value_name = "APP.wasm")]
     app: std::path::PathBuf,
     /// Where to write the image (a PVH ELF: `ringos boot FILE` or `qemu -kernel FILE`)
@@ -522,9 +522,7 @@ fn argv(app: &std::path::Path, args: Vec<String>) -> Vec<String> {
 }
 
 fn image_cmd(a: ImageArgs) -> Result<i32, Error> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))
-    };
+    let read = ringos::run::read;
     let app = read(&a.app)?;
     let with: Vec<Vec<u8>> = a.with.iter().map(|p| read(p)).collect::<Result<_, _>>()?;
     if let Err(why) = ringos::run::check(&app, &with) {

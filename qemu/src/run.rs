@@ -32,8 +32,33 @@ pub struct RunConfig {
     pub accel: crate::Accel,
 }
 
-fn read(p: &Path) -> Result<Vec<u8>> {
-    std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))
+/// A component file's binary: `.wasm` as it is, or the text format
+/// (`.wat`: anything not starting with the `\0asm` magic) encoded.
+pub fn read(p: &Path) -> Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(p).map_err(|e| Error::CannotStart(format!("{}: {e}", p.display())))?;
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes);
+    }
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(bytes); // neither: `check` says what it is not
+    };
+    // A bad component: refused like an invalid binary (status 1).
+    from_text(text).map_err(|e| Error::Failed {
+        message: format!("{}: {e}", p.display()),
+        exit_code: 1,
+    })
+}
+
+/// Encodes a component (or module) in the text format.
+pub fn from_text(text: &str) -> std::result::Result<Vec<u8>, String> {
+    let fail = |mut e: wast::Error| {
+        e.set_text(text);
+        format!("not a valid text component: {e}")
+    };
+    let buf = wast::parser::ParseBuffer::new(text).map_err(fail)?;
+    let mut wat: wast::Wat = wast::parser::parse(&buf).map_err(fail)?;
+    wat.encode().map_err(fail)
 }
 
 /// The kernel image with the components embedded: providers first, the

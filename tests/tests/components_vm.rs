@@ -157,6 +157,36 @@ fn bad_components_are_refused_before_a_vm_starts() {
     ringos::run::check(&guests::component_bytes("hello"), &[]).unwrap();
 }
 
+#[test]
+fn components_are_read_as_binary_or_text() {
+    let dir = std::env::temp_dir().join(format!("ringos-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("exit7.wat");
+    std::fs::write(&text, EXIT7).unwrap();
+    let binary = dir.join("exit7.wasm");
+    std::fs::write(&binary, wat::parse_str(EXIT7).unwrap()).unwrap();
+    let from_text = ringos::run::read(&text).unwrap();
+    assert_eq!(from_text, wat::parse_str(EXIT7).unwrap());
+    assert_eq!(ringos::run::read(&binary).unwrap(), from_text);
+    ringos::run::check(&from_text, &[]).unwrap();
+    // Broken text is a refused component (status 1), with where it broke.
+    let broken = dir.join("broken.wat");
+    std::fs::write(
+        &broken,
+        "(component\n  (core module $m (func (result i32))\n",
+    )
+    .unwrap();
+    let e = ringos::run::read(&broken).expect_err("refused");
+    assert_eq!(e.exit_code(), 1);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("broken.wat") && msg.contains("not a valid text component"),
+        "{msg}"
+    );
+    assert!(msg.contains(":3:"), "says where: {msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `run` returns ok iff two `wasi:random` u64s differ and a 50 ms
 /// `wasi:clocks` `wait-for` lasts at least 50 ms by the monotonic clock.
 const CLOCKS_AND_RANDOM: &str = r#"(component

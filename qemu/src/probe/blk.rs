@@ -350,13 +350,10 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
 
 /// A component in text, encoded.
 fn wast_to_binary(text: &str) -> Result<Vec<u8>> {
-    let failed = |e: wast::Error| Error::Failed {
+    crate::run::from_text(text).map_err(|e| Error::Failed {
         message: format!("probe blk: the probe component: {e}"),
         exit_code: 1,
-    };
-    let buf = wast::parser::ParseBuffer::new(text).map_err(failed)?;
-    let mut wat: wast::Wat = wast::parser::parse(&buf).map_err(failed)?;
-    wat.encode().map_err(failed)
+    })
 }
 
 /// Boots `app` with `args` on the same disk and machine; parses its
