@@ -30,15 +30,30 @@ impl GuestBuffer {
     /// or (for a typed, non-empty buffer) if `ptr` is misaligned or the range
     /// leaves memory.
     pub fn new(cx: &Cx<'_>, t: Option<&ValType>, ptr: u64, length: u64) -> Result<Self, Trap> {
+        let pt = cx.addr();
+        Self::with_layout(
+            cx,
+            t.map(|t| (alignment(t, pt), elem_size(t, pt))),
+            ptr,
+            length,
+        )
+    }
+
+    /// [`GuestBuffer::new`] for an element type whose `(alignment,
+    /// elem_size)` the caller worked out before (`None`: no payload).
+    pub fn with_layout(
+        cx: &Cx<'_>,
+        layout: Option<(u32, u64)>,
+        ptr: u64,
+        length: u64,
+    ) -> Result<Self, Trap> {
         if length > u64::from(BUFFER_MAX_LENGTH) {
             return Err(Trap::BufferTooLong { len: length });
         }
-        let pt = cx.addr();
         let mut size = 0;
-        if let Some(t) = t {
-            size = elem_size(t, pt);
+        if let Some((align, elem)) = layout {
+            size = elem;
             if length > 0 {
-                let align = alignment(t, pt);
                 if !is_aligned(ptr, align) {
                     return Err(Trap::UnalignedPointer {
                         what: "stream/future buffer",

@@ -99,6 +99,10 @@ pub(crate) fn alignment_variant(c: Cases<'_>, pt: AddrType) -> u32 {
 
 /// `max_case_alignment(cases, ptr_type)`.
 pub fn max_case_alignment(c: Cases<'_>, pt: AddrType) -> u32 {
+    // No payloads: nothing to look at.
+    if let Cases::Enum(_) = c {
+        return 1;
+    }
     c.payloads()
         .flatten()
         .map(|t| alignment(t, pt))
@@ -135,6 +139,9 @@ pub(crate) fn elem_size_record(f: Fields<'_>, pt: AddrType) -> u64 {
 }
 
 fn elem_size_variant(c: Cases<'_>, pt: AddrType) -> u64 {
+    if let Cases::Enum(l) = c {
+        return u64::from(discriminant_size(l.len()));
+    }
     let mut s = u64::from(discriminant_size(c.len()));
     s = align_up(s, max_case_alignment(c, pt));
     let cs = c
@@ -145,6 +152,20 @@ fn elem_size_variant(c: Cases<'_>, pt: AddrType) -> u64 {
         .unwrap_or(0);
     s += cs;
     align_up(s, alignment_variant(c, pt))
+}
+
+/// The byte offset of each field of a record (as `store_record` and
+/// `load_record` walk them), for callers that store the same type often.
+pub fn field_offsets(f: Fields<'_>, pt: AddrType) -> Vec<u64> {
+    let mut s = 0;
+    f.types()
+        .map(|t| {
+            s = align_up(s, alignment(t, pt));
+            let at = s;
+            s += elem_size(t, pt);
+            at
+        })
+        .collect()
 }
 
 /// Byte offset of the payload of a variant (after the discriminant, aligned

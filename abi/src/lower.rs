@@ -164,6 +164,29 @@ pub fn store_results(
     store_record(cx, vs, ptr, Fields::Tuple(ts))
 }
 
+/// `store_results` of one record (or tuple) whose field offsets were
+/// worked out beforehand ([`crate::layout::field_offsets`]).
+pub fn store_record_results(
+    cx: &mut Cx<'_>,
+    v: &Value,
+    f: Fields<'_>,
+    offsets: &[u64],
+    layout: (u32, u64),
+    ptr: u64,
+) -> Result<(), Trap> {
+    crate::lift::check_ptr(cx, ptr, layout, "result out-param")?;
+    let Value::Record(vs) = v else {
+        return Err(mismatch("value does not match the type being stored"));
+    };
+    if vs.len() != f.len() || offsets.len() != f.len() {
+        return Err(mismatch("record with the wrong number of fields"));
+    }
+    for ((t, v), off) in f.types().zip(vs).zip(offsets) {
+        store(cx, v, t, ptr + off)?;
+    }
+    Ok(())
+}
+
 fn store_record(cx: &mut Cx<'_>, vs: &[Value], mut ptr: u64, f: Fields<'_>) -> Result<(), Trap> {
     if vs.len() != f.len() {
         return Err(mismatch("record with the wrong number of fields"));

@@ -56,6 +56,38 @@ pub struct Case {
     pub ty: Option<ValType>,
 }
 
+/// An enum's labels. Shared: a clone is a reference count, and two types
+/// made from one list compare by pointer (`Rc`'s own shortcut needs a
+/// sized `T`), as the built-ins' element type checks do on every copy.
+#[derive(Debug, Clone, Eq)]
+pub struct Labels(pub Rc<[String]>);
+
+// By content, as equality is (equal lists hash alike wherever they live).
+impl core::hash::Hash for Labels {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h)
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        Rc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl core::ops::Deref for Labels {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl FromIterator<String> for Labels {
+    fn from_iter<I: IntoIterator<Item = String>>(it: I) -> Labels {
+        Labels(it.into_iter().collect())
+    }
+}
+
 /// A component value type (`ValType` subclasses in definitions.py).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ValType {
@@ -82,7 +114,7 @@ pub enum ValType {
     Variant(Vec<Case>),
     /// Labels shared, not copied, when the type is cloned (types are
     /// cloned per stream/future end).
-    Enum(Rc<[String]>),
+    Enum(Labels),
     Option(Box<ValType>),
     Result {
         ok: Option<Box<ValType>>,

@@ -156,9 +156,10 @@ pub enum Extern {
 }
 
 /// A host function: gets the store (to read memories or call back into
-/// Wasm) and the arguments. To trap with a message, set it with
+/// Wasm), the arguments, and a slot for each result (zeros of the result
+/// types until written). To trap with a message, set it with
 /// [`Store::set_trap_message`] and return `Err(Trap(TrapKind::Host))`.
-pub type HostFn = dyn Fn(&mut Store, &[Val]) -> Result<Vec<Val>, Trap>;
+pub type HostFn = dyn Fn(&mut Store, &[Val], &mut [Val]) -> Result<(), Trap>;
 
 /// What a host-call stub finds through its vmctx.
 #[repr(C)]
@@ -501,9 +502,16 @@ impl Store {
         match entry.kind {
             FuncKind::Host(h) => {
                 let ctx: *const HostFuncCtx = &*self.host_funcs[h];
+                let mut out: Vec<Val> = entry
+                    .ty
+                    .results
+                    .iter()
+                    .map(|t| Val::from_raw(*t, 0))
+                    .collect();
                 // SAFETY: host function contexts are boxed and live as long
                 // as the store; the closure may push more of them.
-                unsafe { ((*ctx).f)(self, args) }.map_err(Error::Trap)
+                unsafe { ((*ctx).f)(self, args, &mut out) }.map_err(Error::Trap)?;
+                Ok(out)
             }
             FuncKind::Wasm {
                 funcref,
@@ -846,11 +854,20 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
     // SAFETY: set by the `enter` this call runs inside; that frame does
     // not touch the store until the Wasm it called returns.
     let store = unsafe { &mut *(*ctx.store).store };
-    let results = (ctx.f)(store, args).map_err(|t| t.0)?;
-    if results.len() != ctx.ty.results.len() {
-        return Err(TrapKind::Host);
+    let types = &ctx.ty.results;
+    let mut out_few = [Val::I32(0); 2];
+    let mut out_many: Vec<Val>;
+    let out: &mut [Val] = if types.len() <= out_few.len() {
+        &mut out_few[..types.len()]
+    } else {
+        out_many = alloc::vec![Val::I32(0); types.len()];
+        &mut out_many
+    };
+    for (o, t) in out.iter_mut().zip(types) {
+        *o = Val::from_raw(*t, 0);
     }
-    for (s, r) in slots.iter_mut().zip(results) {
+    (ctx.f)(store, args, out).map_err(|t| t.0)?;
+    for (s, r) in slots.iter_mut().zip(out.iter()) {
         *s = r.to_raw();
     }
     Ok(())

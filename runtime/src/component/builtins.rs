@@ -11,9 +11,8 @@ use ringos_abi::buffers::GuestBuffer;
 use ringos_abi::concurrency::{CopyCall, CopyElems, EndKind, Notice, Side};
 use ringos_abi::events::{Event, BLOCKED};
 use ringos_abi::handles::Dropped;
-use ringos_abi::layout::flatten_types;
+use ringos_abi::layout::{alignment, elem_size, flatten_types};
 use ringos_abi::lift::lift_flat_values;
-use ringos_abi::lower::store as store_value;
 use ringos_abi::{
     self as abi, CoreVal, CoreValueIter, Cx, NoHandles, ResourceType, ValType, Value,
     MAX_FLAT_PARAMS,
@@ -33,18 +32,31 @@ pub(crate) fn builtin(
     store: &mut Store,
     params: &[CoreValType],
     results: &[CoreValType],
-    f: impl Fn(&mut Store, &[Val]) -> Result<Vec<Val>, Trapped> + 'static,
+    f: impl Fn(&mut Store, &[Val]) -> Result<Option<Val>, Trapped> + 'static,
 ) -> FuncId {
     store.host_func(
         params,
         results,
-        Box::new(move |store, args| {
-            f(store, args).map_err(|t| {
+        Box::new(move |store, args, out| match f(store, args) {
+            Ok(r) => set_result(out, r),
+            Err(t) => {
                 store.set_trap_message(t.0);
-                Trap(TrapKind::Host)
-            })
+                Err(Trap(TrapKind::Host))
+            }
         }),
     )
+}
+
+/// Puts a built-in's (or lowered call's) one result, if any, in `out`.
+pub(crate) fn set_result(out: &mut [Val], r: Option<Val>) -> Result<(), Trap> {
+    match (out, r) {
+        ([], None) => Ok(()),
+        ([o], Some(v)) => {
+            *o = v;
+            Ok(())
+        }
+        _ => Err(Trap(TrapKind::Host)),
+    }
 }
 
 fn arg(args: &[Val], i: usize) -> u32 {
@@ -54,8 +66,8 @@ fn arg(args: &[Val], i: usize) -> u32 {
     }
 }
 
-fn i32v(v: u32) -> Vec<Val> {
-    vec![Val::I32(v as i32)]
+fn i32v(v: u32) -> Option<Val> {
+    Some(Val::I32(v as i32))
 }
 
 /// A Cx over `opts`' memory only (no realloc, no handles): for event
@@ -142,7 +154,7 @@ pub(crate) fn resource_drop(
                 }
             }
         }
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
@@ -159,7 +171,7 @@ pub(crate) fn backpressure(store: &mut Store, sh: &Shared, inst: InstId, inc: bo
         } else {
             i.canon_backpressure_dec()?;
         }
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
@@ -210,7 +222,7 @@ pub(crate) fn task_return(
             lift_flat_values(cx, MAX_FLAT_PARAMS, &mut vi, &ts)
         })?;
         sched::resolve(store, &sh, tid, vs.into_iter().next())?;
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
@@ -248,7 +260,7 @@ pub(crate) fn context(
         }
         if set {
             t.abi.context_set(slot, u64::from(arg(args, 0)))?;
-            Ok(Vec::new())
+            Ok(None)
         } else {
             Ok(i32v(t.abi.context_get(slot)? as u32))
         }
@@ -272,7 +284,7 @@ pub(crate) fn subtask_drop(store: &mut Store, sh: &Shared, inst: InstId) -> Func
     let sh = sh.clone();
     builtin(store, &[I32], &[], move |_, args| {
         sh.get()?.inst(inst)?.canon_subtask_drop(arg(args, 0))?;
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
@@ -306,7 +318,7 @@ pub(crate) fn waitable_set_drop(store: &mut Store, sh: &Shared, inst: InstId) ->
         sh.get()?
             .inst(inst)?
             .canon_waitable_set_drop(arg(args, 0))?;
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
@@ -317,15 +329,32 @@ pub(crate) fn waitable_join(store: &mut Store, sh: &Shared, inst: InstId) -> Fun
         sh.get()?
             .inst(inst)?
             .canon_waitable_join(arg(args, 0), arg(args, 1))?;
-        Ok(Vec::new())
+        Ok(None)
     })
 }
 
 /// `unpack_event`: stores `p1`, `p2` at `ptr`, returns the code.
-fn unpack_event(store: &mut Store, opts: &Opts, ptr: u32, ev: Event) -> Result<Vec<Val>, Trapped> {
+fn unpack_event(
+    store: &mut Store,
+    opts: &Opts,
+    ptr: u32,
+    ev: Event,
+) -> Result<Option<Val>, Trapped> {
     with_memory(store, opts, |cx| {
-        store_value(cx, &Value::U32(ev.p1), &ValType::U32, u64::from(ptr))?;
-        store_value(cx, &Value::U32(ev.p2), &ValType::U32, u64::from(ptr) + 4)
+        let mem = cx.mem_mut()?;
+        // `store(p1)` then `store(p2)`: each traps when out of bounds.
+        for (at, v) in [(u64::from(ptr), ev.p1), (u64::from(ptr) + 4, ev.p2)] {
+            let Some(dst) = usize::try_from(at).ok().and_then(|a| mem.get_mut(a..a + 4)) else {
+                return Err(abi::Trap::OutOfBounds {
+                    what: "event payload",
+                    ptr: at,
+                    byte_len: 4,
+                    mem_len: mem.len() as u64,
+                });
+            };
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        Ok(())
     })?;
     Ok(i32v(ev.code as u32))
 }
@@ -462,7 +491,7 @@ fn finish_copy(
     i: u32,
     async_: bool,
     call: CopyCall<RtBuffer>,
-) -> Result<Vec<Val>, Trapped> {
+) -> Result<Option<Val>, Trapped> {
     let sp: *mut Store = store;
     deliver(&mut *sh.get()?, sp, call.notice)?;
     if let Some(p) = call.payload {
@@ -503,7 +532,7 @@ pub(crate) fn end_new(
         } else {
             insts[inst].canon_future_new(shared, t.as_ref())?
         };
-        Ok(vec![Val::I64(packed as i64)])
+        Ok(Some(Val::I64(packed as i64)))
     })
 }
 
@@ -522,6 +551,13 @@ pub(crate) fn copy(
     } else {
         &[I32, I32]
     };
+    // The element's layout, once rather than per copy.
+    let layout = t.as_ref().map(|t| {
+        (
+            alignment(t, abi::AddrType::I32),
+            elem_size(t, abi::AddrType::I32),
+        )
+    });
     builtin(store, params, &[I32], move |store, args| {
         let (i, ptr) = (arg(args, 0), arg(args, 1));
         let n = if kind.is_stream() { arg(args, 2) } else { 1 };
@@ -540,7 +576,7 @@ pub(crate) fn copy(
             let s = unsafe { &mut *store_ptr };
             let make = || {
                 with_memory(s, &opts, |cx| {
-                    GuestBuffer::new(cx, t, u64::from(ptr), u64::from(n))
+                    GuestBuffer::with_layout(cx, layout, u64::from(ptr), u64::from(n))
                 })
                 .map_err(|e| abi::Trap::Guest(e.0))
                 .map(|buf| RtBuffer::Guest { buf, inst, opts })
@@ -590,6 +626,6 @@ pub(crate) fn drop_end(
             insts[inst].drop_end(shared, kind, t.as_ref(), arg(args, 0))?
         };
         deliver(&mut st, store, notice)?;
-        Ok(Vec::new())
+        Ok(None)
     })
 }

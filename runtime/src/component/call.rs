@@ -12,7 +12,6 @@
 use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
@@ -460,11 +459,14 @@ pub(crate) fn lower(
     let sh = sh.clone();
     let lay = HostLayout::new(&sig);
     let sig = Rc::new(sig);
-    let f = move |store: &mut Store, args: &[Val]| -> Result<Vec<Val>, Trap> {
-        lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args).map_err(|t| {
-            store.set_trap_message(t.0);
-            Trap(TrapKind::Host)
-        })
+    let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
+        match lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args) {
+            Ok(r) => super::builtins::set_result(out, r),
+            Err(t) => {
+                store.set_trap_message(t.0);
+                Err(Trap(TrapKind::Host))
+            }
+        }
     };
     store.host_func(&params, &results, Box::new(f))
 }
@@ -578,17 +580,17 @@ fn lower_scalar(t: &ValType, v: &Value) -> Option<Val> {
     })
 }
 
-/// A synchronous call of a synchronous host function: no task, no
-/// subtask, nothing that can block; the instance is checked out (for its
-/// handle table, and so `realloc` cannot call out) only where the types
-/// need it.
 /// What a lowered host call's signature needs, worked out once when the
 /// import is lowered rather than on every call.
 pub(crate) struct HostLayout {
     /// Every parameter is a bool or an integer (and they fit in flat
     /// values): lifted straight from the core arguments.
     scalar_params: bool,
+    /// Some parameter holds a handle (lifting needs the table).
+    param_handles: bool,
     results: ResultShape,
+    /// What lowering the result needs.
+    result_needs: Needs,
 }
 
 enum ResultShape {
@@ -598,8 +600,19 @@ enum ResultShape {
     /// Flat values (generic lowering).
     Flat,
     /// Stored at the caller's out-pointer (the last core argument): the
-    /// result tuple's alignment and size.
-    Spilled((u32, u64)),
+    /// result tuple's alignment and size, and when the result is a record
+    /// or tuple, the offset of each of its fields.
+    Spilled((u32, u64), Option<Vec<u64>>),
+}
+
+/// The fields of a record or tuple type.
+fn fields_of(t: &ValType) -> Option<ringos_abi::types::Fields<'_>> {
+    use ringos_abi::types::Fields;
+    match t {
+        ValType::Record(f) => Some(Fields::Record(f)),
+        ValType::Tuple(ts) => Some(Fields::Tuple(ts)),
+        _ => None,
+    }
 }
 
 impl HostLayout {
@@ -611,14 +624,23 @@ impl HostLayout {
             [] => ResultShape::None,
             [t] if is_scalar(t) => ResultShape::Scalar,
             ts if ringos_abi::layout::flat_len(ts) <= MAX_FLAT_RESULTS => ResultShape::Flat,
-            ts => ResultShape::Spilled(ringos_abi::lift::tuple_layout(
-                ringos_abi::types::Fields::Tuple(ts),
-                abi::AddrType::I32,
-            )),
+            ts => ResultShape::Spilled(
+                ringos_abi::lift::tuple_layout(
+                    ringos_abi::types::Fields::Tuple(ts),
+                    abi::AddrType::I32,
+                ),
+                match ts {
+                    [t] => fields_of(t)
+                        .map(|f| ringos_abi::layout::field_offsets(f, abi::AddrType::I32)),
+                    _ => None,
+                },
+            ),
         };
         HostLayout {
             scalar_params,
+            param_handles: params.iter().any(|t| needs(t).handles),
             results,
+            result_needs: sig.ty.result_type().first().map(needs).unwrap_or_default(),
         }
     }
 }
@@ -628,6 +650,10 @@ fn is_scalar(t: &ValType) -> bool {
     matches!(t, ValType::Bool) || t.is_integer()
 }
 
+/// A synchronous call of a synchronous host function: no task, no
+/// subtask, nothing that can block; the instance is checked out (for its
+/// handle table, and so `realloc` cannot call out) only where the types
+/// need it.
 #[allow(clippy::too_many_arguments)]
 fn host_call(
     store: &mut Store,
@@ -638,7 +664,7 @@ fn host_call(
     opts: &Opts,
     inst: InstId,
     args: &[Val],
-) -> Result<Vec<Val>, Trapped> {
+) -> Result<Option<Val>, Trapped> {
     let params = sig.ty.param_types();
     let results = sig.ty.result_type();
     let (r, lenders) = if lay.scalar_params {
@@ -663,7 +689,7 @@ fn host_call(
             pos: 0,
         };
         let lift = |cx: &mut Cx<'_>| lift_flat_values(cx, MAX_FLAT_PARAMS, &mut flat, params);
-        let (vs, lenders) = if params.iter().any(|t| needs(t).handles) {
+        let (vs, lenders) = if lay.param_handles {
             with_table(store, sh, inst, opts, None, lift)?
         } else {
             let vs = guest_cx(store, opts, false, &mut NoHandles, lift)?;
@@ -673,35 +699,41 @@ fn host_call(
         (r, lenders)
     };
     let out = match (&lay.results, &r) {
-        (ResultShape::None, None) => Vec::new(),
-        (ResultShape::Scalar, Some(v)) => alloc::vec![lower_scalar(&results[0], v)
-            .ok_or_else(|| Trapped::new("a host function returned a value of the wrong type"))?],
-        (ResultShape::Spilled(layout), Some(v)) => {
+        (ResultShape::None, None) => None,
+        (ResultShape::Scalar, Some(v)) => {
+            Some(lower_scalar(&results[0], v).ok_or_else(|| {
+                Trapped::new("a host function returned a value of the wrong type")
+            })?)
+        }
+        (ResultShape::Spilled(layout, offsets), Some(v)) => {
             let Some(Val::I32(ptr)) = args.last() else {
                 return Err(Trapped::new("no result out-pointer"));
             };
             let ptr = u64::from(*ptr as u32);
-            let lower = |cx: &mut Cx<'_>| {
-                ringos_abi::lower::store_results(
+            let lower = |cx: &mut Cx<'_>| match (offsets, fields_of(&results[0])) {
+                (Some(offsets), Some(f)) => {
+                    ringos_abi::lower::store_record_results(cx, v, f, offsets, *layout, ptr)
+                }
+                _ => ringos_abi::lower::store_results(
                     cx,
                     core::slice::from_ref(v),
                     results,
                     *layout,
                     ptr,
-                )
+                ),
             };
-            if needs(&results[0]).realloc {
+            if lay.result_needs.realloc {
                 with_cx(store, sh, inst, opts, None, lower)?;
             } else {
                 with_table(store, sh, inst, opts, None, lower)?;
             }
-            Vec::new()
+            None
         }
         (ResultShape::Flat, Some(_)) => {
             let lower = |cx: &mut Cx<'_>| {
                 lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, None)
             };
-            let n = needs(&results[0]);
+            let n = lay.result_needs;
             let out = if n == Needs::default() {
                 guest_cx(store, opts, false, &mut NoHandles, lower)?
             } else if !n.realloc {
@@ -709,7 +741,8 @@ fn host_call(
             } else {
                 with_cx(store, sh, inst, opts, None, lower)?.0
             };
-            out.into_iter().map(from_core).collect()
+            // MAX_FLAT_RESULTS: one at most.
+            out.into_iter().next().map(from_core)
         }
         _ => {
             return Err(Trapped::new(
@@ -743,7 +776,7 @@ fn lowered_call(
     opts: &Opts,
     inst: InstId,
     args: &[Val],
-) -> Result<Vec<Val>, Trapped> {
+) -> Result<Option<Val>, Trapped> {
     sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
     if let (false, FuncKind::Host(h)) = (opts.async_, &callee.kind) {
         return host_call(store, sh, h, sig, lay, opts, inst, args);
@@ -847,11 +880,12 @@ fn lowered_call(
         }
         deliver()?;
         let r = flat_results.borrow();
-        return Ok(r.iter().copied().map(from_core).collect());
+        // At most one flat result (MAX_FLAT_RESULTS); more are spilled.
+        return Ok(r.first().copied().map(from_core));
     }
     if resolved() {
         deliver()?;
-        return Ok(vec![Val::I32(SubtaskState::Returned as i32)]);
+        return Ok(Some(Val::I32(SubtaskState::Returned as i32)));
     }
     let mut c = cell.borrow_mut();
     let s = c
@@ -861,5 +895,5 @@ fn lowered_call(
     let state = s.state;
     let i = sh.get()?.inst(inst)?.add_subtask(s)?;
     c.index = Some(i);
-    Ok(vec![Val::I32(pack_subtask_return(state, i) as i32)])
+    Ok(Some(Val::I32(pack_subtask_return(state, i) as i32)))
 }

@@ -162,6 +162,7 @@ impl Walk<'_> {
         Resolver {
             types: self.types.as_ref(),
             res: &self.res,
+            labels: &self.comp.enum_labels,
         }
     }
 
@@ -565,6 +566,7 @@ impl Walk<'_> {
         let r = Resolver {
             types: self.types.as_ref(),
             res: &self.res,
+            labels: &self.comp.enum_labels,
         };
         let memory_opts =
             |w: &Self, m: u32| -> Result<Opts, Error> { w.opts(&[CanonicalOption::Memory(m)]) };

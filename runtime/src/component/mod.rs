@@ -78,6 +78,8 @@ pub struct Component {
     bytes: Rc<[u8]>,
     types: BTreeMap<usize, Rc<Types>>,
     modules: RefCell<BTreeMap<usize, Rc<Module>>>,
+    /// Every enum's labels, once (see [`types::Resolver`]).
+    enum_labels: types::Labels,
 }
 
 impl Component {
@@ -116,6 +118,7 @@ impl Component {
             bytes: bytes.into(),
             types,
             modules: RefCell::new(BTreeMap::new()),
+            enum_labels: types::Labels::default(),
         }))
     }
 

@@ -7,8 +7,11 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::string::ToString;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use ringos_abi as abi;
 use wasmparser::component_types::{
@@ -27,6 +30,31 @@ pub(crate) type ResMap = BTreeMap<ResourceId, abi::ResourceType>;
 pub(crate) struct Resolver<'a> {
     pub types: TypesRef<'a>,
     pub res: &'a ResMap,
+    pub labels: &'a Labels,
+}
+
+/// Enum label lists, each kept once per component: equal enum types then
+/// share their labels, and the built-ins' element type checks (an end's
+/// type against the built-in's, on every copy) end at a pointer compare.
+#[derive(Default)]
+pub(crate) struct Labels(RefCell<Vec<Rc<[String]>>>);
+
+impl Labels {
+    fn get<'s>(
+        &self,
+        labels: impl ExactSizeIterator<Item = &'s str> + Clone,
+    ) -> abi::types::Labels {
+        let mut known = self.0.borrow_mut();
+        let same = |l: &Rc<[String]>| {
+            l.len() == labels.len() && l.iter().zip(labels.clone()).all(|(a, b)| a == b)
+        };
+        if let Some(l) = known.iter().find(|l| same(l)) {
+            return abi::types::Labels(l.clone());
+        }
+        let l: Rc<[String]> = labels.map(String::from).collect();
+        known.push(l.clone());
+        abi::types::Labels(l)
+    }
 }
 
 impl Resolver<'_> {
@@ -82,7 +110,7 @@ impl Resolver<'_> {
                 V::Tuple(t.types.iter().map(|t| self.val(*t)).collect())
             }
             ComponentDefinedType::Flags(f) => V::Flags(f.iter().map(|n| n.to_string()).collect()),
-            ComponentDefinedType::Enum(e) => V::Enum(e.iter().map(|n| n.to_string()).collect()),
+            ComponentDefinedType::Enum(e) => V::Enum(self.labels.get(e.iter().map(|n| n.as_str()))),
             ComponentDefinedType::Option { ty, .. } => V::Option(Box::new(self.val(*ty))),
             ComponentDefinedType::Result { ok, err, .. } => V::Result {
                 ok: self.opt(*ok).map(Box::new),
