@@ -389,7 +389,7 @@ mod tests {
             ValType::result(None, None),
             ValType::enum_(["a", "b"]),
             ValType::record([("x", ValType::U8), ("y", ValType::list(ValType::U8))]),
-            ValType::FixedList(alloc::boxed::Box::new(ValType::U16), 3),
+            ValType::FixedList(alloc::rc::Rc::new(ValType::U16), 3),
             ValType::future(Some(ValType::result(None, Some(ValType::enum_(["e"]))))),
             ValType::Flags(vec!["f".into()]),
         ];

@@ -6,7 +6,6 @@
 //! [`ValType::despecialize`], a borrowed view with only the fundamental
 //! shapes (record, variant, list, ...), exactly as the spec does.
 
-use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -89,6 +88,9 @@ impl FromIterator<String> for Labels {
 }
 
 /// A component value type (`ValType` subclasses in definitions.py).
+/// Inner types are shared (`Rc`): types are cloned per stream/future end
+/// and per copy, and a clone is then a reference count, not an
+/// allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ValType {
     Bool,
@@ -106,29 +108,29 @@ pub enum ValType {
     String,
     ErrorContext,
     /// `list<T>`.
-    List(Box<ValType>),
+    List(Rc<ValType>),
     /// `list<T, N>` (fixed length, 🔧 in the spec).
-    FixedList(Box<ValType>, u32),
+    FixedList(Rc<ValType>, u32),
     Record(Vec<Field>),
     Tuple(Vec<ValType>),
     Variant(Vec<Case>),
     /// Labels shared, not copied, when the type is cloned (types are
     /// cloned per stream/future end).
     Enum(Labels),
-    Option(Box<ValType>),
+    Option(Rc<ValType>),
     Result {
-        ok: Option<Box<ValType>>,
-        err: Option<Box<ValType>>,
+        ok: Option<Rc<ValType>>,
+        err: Option<Rc<ValType>>,
     },
     /// `map<K, V>`; holds the entry type `tuple<K, V>` (build with
     /// [`ValType::map`]), which is what it despecialises to a list of.
-    Map(Box<ValType>),
+    Map(Rc<ValType>),
     /// `flags`: 1..=32 labels.
     Flags(Vec<String>),
     Own(ResourceType),
     Borrow(ResourceType),
-    Stream(Option<Box<ValType>>),
-    Future(Option<Box<ValType>>),
+    Stream(Option<Rc<ValType>>),
+    Future(Option<Rc<ValType>>),
 }
 
 /// The fields of a despecialised record: a real record, or a tuple whose
@@ -241,28 +243,28 @@ pub enum Despecialized<'a> {
 
 impl ValType {
     pub fn list(t: ValType) -> ValType {
-        ValType::List(Box::new(t))
+        ValType::List(Rc::new(t))
     }
     pub fn fixed_list(t: ValType, n: u32) -> ValType {
-        ValType::FixedList(Box::new(t), n)
+        ValType::FixedList(Rc::new(t), n)
     }
     pub fn option(t: ValType) -> ValType {
-        ValType::Option(Box::new(t))
+        ValType::Option(Rc::new(t))
     }
     pub fn result(ok: Option<ValType>, err: Option<ValType>) -> ValType {
         ValType::Result {
-            ok: ok.map(Box::new),
-            err: err.map(Box::new),
+            ok: ok.map(Rc::new),
+            err: err.map(Rc::new),
         }
     }
     pub fn map(k: ValType, v: ValType) -> ValType {
-        ValType::Map(Box::new(ValType::Tuple(alloc::vec![k, v])))
+        ValType::Map(Rc::new(ValType::Tuple(alloc::vec![k, v])))
     }
     pub fn stream(t: Option<ValType>) -> ValType {
-        ValType::Stream(t.map(Box::new))
+        ValType::Stream(t.map(Rc::new))
     }
     pub fn future(t: Option<ValType>) -> ValType {
-        ValType::Future(t.map(Box::new))
+        ValType::Future(t.map(Rc::new))
     }
     pub fn record<'a>(fields: impl IntoIterator<Item = (&'a str, ValType)>) -> ValType {
         ValType::Record(

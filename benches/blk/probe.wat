@@ -7,9 +7,9 @@
 ;;
 ;; Each read: t0 = now; read(offset, 4096) -> (stream, status future);
 ;; stream.read(stream, buf, 4096) -> BLOCKED; waitable-set.wait -> the
-;; STREAM_READ event with 4096 bytes; t1 = now. Then the stream is dropped
-;; and the status future read (it resolved with the completion) and
-;; checked. The first tenth warms up. At the end it sorts the latencies
+;; STREAM_READ event with 4096 bytes; t1 = now. Then the stream leaves the
+;; set and is dropped, and the status future read (it resolved with the
+;; completion) and checked. The first tenth warms up. At the end it sorts the latencies
 ;; and prints
 ;;   probe: reads=N p50_ns=.. p99_ns=.. min_ns=.. max_ns=..
 ;; The CLI replaces OPS below with --ops before parsing.
@@ -161,9 +161,10 @@
         (local.set $r (call $stream.read (local.get $s) (i32.const 4096) (i32.const 4096)))
         (if (i32.eq (local.get $r) (i32.const -1)) (then
           (call $join (local.get $s) (local.get $ws))
-          (local.set $r (call $wait (local.get $ws) (i32.const 2)))
-          (call $join (local.get $s) (i32.const 0))))
+          (local.set $r (call $wait (local.get $ws) (i32.const 2)))))
+        ;; The bytes are in memory: the read is over. Then leave the set.
         (local.set $t1 (call $now))
+        (call $join (local.get $s) (i32.const 0))
         ;; 4096 bytes, COMPLETED.
         (if (i32.ne (local.get $r) (i32.const 0x10000)) (then (return (i32.const 1))))
         (call $stream.drop-readable (local.get $s))

@@ -520,16 +520,18 @@ impl Instance {
         si: u32,
         store: &mut SharedStore<B>,
     ) -> Result<Event, Trap> {
-        let elems = self.set(si)?.elems.clone();
-        for (pos, w) in elems.into_iter().enumerate() {
+        let mut found = None;
+        for (pos, &w) in self.set(si)?.elems.iter().enumerate() {
             if self.waitable(w)?.has_pending_event() {
-                let s = self.set_mut(si)?;
-                s.elems.remove(pos);
-                s.elems.push(w);
-                return self.get_pending_event(w, store);
+                found = Some((pos, w));
+                break;
             }
         }
-        Err(Trap::Mismatch("get_pending_event of a set without events"))
+        let (pos, w) = found.ok_or(Trap::Mismatch("get_pending_event of a set without events"))?;
+        let s = self.set_mut(si)?;
+        s.elems.remove(pos);
+        s.elems.push(w);
+        self.get_pending_event(w, store)
     }
 
     /// `Waitable.get_pending_event()`: deliver waitable `i`'s event. For a

@@ -5,7 +5,6 @@
 //! component instance maps the ones it can see to the runtime resource
 //! types it was given or created ([`ResMap`]).
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -99,27 +98,27 @@ impl Resolver<'_> {
                     })
                     .collect(),
             ),
-            ComponentDefinedType::List { element, .. } => V::List(Box::new(self.val(*element))),
+            ComponentDefinedType::List { element, .. } => V::List(Rc::new(self.val(*element))),
             ComponentDefinedType::Map { key, value, .. } => {
                 V::map(self.val(*key), self.val(*value))
             }
             ComponentDefinedType::FixedLengthList {
                 element, length, ..
-            } => V::FixedList(Box::new(self.val(*element)), *length),
+            } => V::FixedList(Rc::new(self.val(*element)), *length),
             ComponentDefinedType::Tuple(t) => {
                 V::Tuple(t.types.iter().map(|t| self.val(*t)).collect())
             }
             ComponentDefinedType::Flags(f) => V::Flags(f.iter().map(|n| n.to_string()).collect()),
             ComponentDefinedType::Enum(e) => V::Enum(self.labels.get(e.iter().map(|n| n.as_str()))),
-            ComponentDefinedType::Option { ty, .. } => V::Option(Box::new(self.val(*ty))),
+            ComponentDefinedType::Option { ty, .. } => V::Option(Rc::new(self.val(*ty))),
             ComponentDefinedType::Result { ok, err, .. } => V::Result {
-                ok: self.opt(*ok).map(Box::new),
-                err: self.opt(*err).map(Box::new),
+                ok: self.opt(*ok).map(Rc::new),
+                err: self.opt(*err).map(Rc::new),
             },
             ComponentDefinedType::Own(r) => V::Own(self.resource(r.resource())),
             ComponentDefinedType::Borrow(r) => V::Borrow(self.resource(r.resource())),
-            ComponentDefinedType::Future { ty, .. } => V::Future(self.opt(*ty).map(Box::new)),
-            ComponentDefinedType::Stream { ty, .. } => V::Stream(self.opt(*ty).map(Box::new)),
+            ComponentDefinedType::Future { ty, .. } => V::Future(self.opt(*ty).map(Rc::new)),
+            ComponentDefinedType::Stream { ty, .. } => V::Stream(self.opt(*ty).map(Rc::new)),
         }
     }
 
@@ -137,7 +136,7 @@ impl Resolver<'_> {
     /// The element type of the `stream<T>` / `future<T>` at type index `i`.
     pub fn elem_type(&self, i: u32) -> Option<abi::ValType> {
         match self.defined(&self.types[self.types.component_defined_type_at(i)]) {
-            abi::ValType::Stream(t) | abi::ValType::Future(t) => t.map(|b| *b),
+            abi::ValType::Stream(t) | abi::ValType::Future(t) => t.map(Rc::unwrap_or_clone),
             _ => None,
         }
     }
