@@ -216,16 +216,34 @@ impl<'a> Cx<'a> {
         }
     }
 
+    // Loads and stores by width: fixed-size copies compile to one move
+    // each, where a variable-length one calls `memcpy`.
     pub(crate) fn load_int(&self, ptr: u64, nbytes: u32) -> Result<u64, Trap> {
         let r = self.range(ptr, u64::from(nbytes))?;
-        let mut b = [0u8; 8];
-        b[..nbytes as usize].copy_from_slice(&self.mem()?[r]);
-        Ok(u64::from_le_bytes(b))
+        let m = &self.mem()?[r];
+        Ok(match *m {
+            [a] => u64::from(a),
+            [a, b] => u64::from(u16::from_le_bytes([a, b])),
+            [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            _ => {
+                let mut b = [0u8; 8];
+                b[..m.len()].copy_from_slice(m);
+                u64::from_le_bytes(b)
+            }
+        })
     }
 
     pub(crate) fn store_int(&mut self, v: u64, ptr: u64, nbytes: u32) -> Result<(), Trap> {
         let r = self.range(ptr, u64::from(nbytes))?;
-        self.mem_mut()?[r].copy_from_slice(&v.to_le_bytes()[..nbytes as usize]);
+        let m = &mut self.mem_mut()?[r];
+        match m.len() {
+            1 => m[0] = v as u8,
+            2 => m.copy_from_slice(&(v as u16).to_le_bytes()),
+            4 => m.copy_from_slice(&(v as u32).to_le_bytes()),
+            8 => m.copy_from_slice(&v.to_le_bytes()),
+            n => m.copy_from_slice(&v.to_le_bytes()[..n]),
+        }
         Ok(())
     }
 

@@ -170,13 +170,13 @@ struct Queued {
 }
 
 impl Request {
-    fn queued(self) -> Queued {
+    fn queued(&self) -> Queued {
         let one = |buf: *mut u8, len| {
             let mut segs = Segments::new();
             segs.push(buf, len);
             segs
         };
-        let (kind, sector, segs) = match self {
+        let (kind, sector, segs) = match *self {
             Request::Read { sector, buf, len } => (T_IN, sector, one(buf, len)),
             Request::Write { sector, buf, len } => (T_OUT, sector, one(buf as *mut u8, len)),
             Request::ReadSegments { sector, segs } => (T_IN, sector, segs),
@@ -291,7 +291,7 @@ impl<H: Hal> BlkDevice<H> {
     /// # Safety
     /// The buffer of a read or write must stay valid, unmoved and untouched
     /// by anyone else until [`poll`](Self::poll) returns its completion.
-    pub unsafe fn submit(&mut self, tag: u64, request: Request) -> Result<(), BlkError> {
+    pub unsafe fn submit(&mut self, tag: u64, request: &Request) -> Result<(), BlkError> {
         let req = request.queued();
         match req.kind {
             T_FLUSH => {}

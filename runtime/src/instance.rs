@@ -128,18 +128,32 @@ impl Val {
     }
 }
 
+// Function and memory ids are u32: they sit in the canonical options
+// that every stream/future buffer carries, and smaller options are
+// cheaper to move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FuncId(usize);
+pub struct FuncId(u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableId(usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryId(usize);
+pub struct MemoryId(u32);
 
 impl MemoryId {
     /// The memory's index in its store (an identity for comparisons).
     pub fn index(self) -> usize {
-        self.0
+        self.0 as usize
     }
+}
+
+impl FuncId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The id of the last of `n` entries (a store holds far fewer than 2^32).
+fn last_id(n: usize) -> u32 {
+    u32::try_from(n - 1).expect("fewer than 2^32 functions and memories")
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalId(usize);
@@ -354,7 +368,7 @@ impl Store {
     /// The live `MemoryDef` of memory `m` (base and length, re-read after
     /// every grow); for the component layer's views of guest memory.
     pub fn memory_def(&mut self, m: MemoryId) -> *mut MemoryDef {
-        &mut self.memories[m.0].def
+        &mut self.memories[m.index()].def
     }
 
     /// Stack Wasm may use below the outermost entry (the host thread's
@@ -387,7 +401,7 @@ impl Store {
             ty,
             kind: FuncKind::Host(self.host_funcs.len() - 1),
         });
-        FuncId(self.funcs.len() - 1)
+        FuncId(last_id(self.funcs.len()))
     }
 
     pub fn global(&mut self, ty: GlobalType, v: Val) -> GlobalId {
@@ -437,7 +451,7 @@ impl Store {
         m.grow(ty.initial)
             .ok_or_else(|| Error::Resource("initial linear memory".into()))?;
         self.memories.push(m);
-        Ok(MemoryId(self.memories.len() - 1))
+        Ok(MemoryId(last_id(self.memories.len())))
     }
 
     pub fn global_get(&self, g: GlobalId) -> Val {
@@ -446,13 +460,13 @@ impl Store {
     }
 
     pub fn memory_data(&self, m: MemoryId) -> &[u8] {
-        let def = &self.memories[m.0].def;
+        let def = &self.memories[m.index()].def;
         // SAFETY: `len` bytes from `base` are committed while the store lives.
         unsafe { core::slice::from_raw_parts(def.base, def.len as usize) }
     }
 
     pub fn func_type(&self, f: FuncId) -> (&[ValType], &[ValType]) {
-        let t = &self.funcs[f.0].ty;
+        let t = &self.funcs[f.index()].ty;
         (&t.params, &t.results)
     }
 
@@ -479,10 +493,10 @@ impl Store {
                     },
                 };
                 self.funcs.push(entry);
-                Extern::Func(FuncId(self.funcs.len() - 1))
+                Extern::Func(FuncId(last_id(self.funcs.len())))
             }
             ExternalKind::Table => Extern::Table(TableId(data.table_ids[i])),
-            ExternalKind::Memory => Extern::Memory(MemoryId(*data.memory_ids.get(i)?)),
+            ExternalKind::Memory => Extern::Memory(MemoryId(*data.memory_ids.get(i)? as u32)),
             ExternalKind::Global => Extern::Global(GlobalId(data.global_ids[i])),
             ExternalKind::Tag | ExternalKind::FuncExact => return None,
         })
@@ -490,7 +504,7 @@ impl Store {
 
     /// Calls a function; traps come back as `Err(Error::Trap)`.
     pub fn call(&mut self, f: FuncId, args: &[Val]) -> Result<Vec<Val>, Error> {
-        let entry = &self.funcs[f.0];
+        let entry = &self.funcs[f.index()];
         if args.len() != entry.ty.params.len()
             || !args
                 .iter()
@@ -534,7 +548,7 @@ impl Store {
                 // SAFETY: `funcref` points into a live instance of this store.
                 let fr = unsafe { *funcref };
                 self.enter(trampoline, fr.vmctx, fr.code, slots)?;
-                Ok(self.funcs[f.0]
+                Ok(self.funcs[f.index()]
                     .ty
                     .results
                     .iter()
@@ -598,7 +612,7 @@ impl Store {
             let what = || format!("{}::{}", imp.module, imp.name);
             match (&imp.kind, *ext) {
                 (ImportKind::Func(t), Extern::Func(f)) => {
-                    let entry = &self.funcs[f.0];
+                    let entry = &self.funcs[f.index()];
                     if entry.ty != info.types[*t as usize] {
                         return Err(Error::Link(format!("{}: function type", what())));
                     }
@@ -633,7 +647,7 @@ impl Store {
                     table_ids.push(id.0);
                 }
                 (ImportKind::Memory(t), Extern::Memory(id)) => {
-                    let mem = &self.memories[id.0];
+                    let mem = &self.memories[id.index()];
                     if module.guarded && !mem.guarded {
                         return Err(Error::Link(format!("{}: memory without guard", what())));
                     }
@@ -641,7 +655,7 @@ impl Store {
                     if !limits_match(mem.def.len / PAGE, max, t.initial, t.maximum) {
                         return Err(Error::Link(format!("{}: memory type", what())));
                     }
-                    memory_ids.push(id.0);
+                    memory_ids.push(id.index());
                 }
                 _ => return Err(Error::Link(format!("{}: kind of import", what()))),
             }
@@ -659,7 +673,7 @@ impl Store {
             table_ids.push(self.table(*t)?.0);
         }
         for t in &info.memories[info.num_imported_memories as usize..] {
-            memory_ids.push(self.memory(*t)?.0);
+            memory_ids.push(self.memory(*t)?.index());
         }
         let mut data = Box::new(InstanceData {
             vmctx: VmCtx {

@@ -30,7 +30,7 @@ fn matches_pattern(buf: &[u8], first_sector: u64) -> bool {
 fn one(r: &mut Reactor, req: Request) -> Result<usize, BlkError> {
     // SAFETY: the caller's buffer outlives this call, which returns only
     // after the completion (tag 0) came back.
-    unsafe { r.submit_blk(0, req)? };
+    unsafe { r.submit_blk(0, &req)? };
     let mut events = Vec::new();
     loop {
         r.wait(&mut events);
@@ -90,7 +90,7 @@ pub fn blk_selftest(r: &mut Reactor) -> bool {
         if let Err(e) = unsafe {
             r.submit_blk(
                 tag as u64,
-                Request::Read {
+                &Request::Read {
                     sector,
                     buf: b.as_ptr(),
                     len: SECTOR_SIZE,
@@ -308,7 +308,7 @@ pub fn blk_probe(r: &mut Reactor, ops: usize, qd: usize, write: bool) -> bool {
             match unsafe {
                 r.submit_blk(
                     i as u64,
-                    Request::Read {
+                    &Request::Read {
                         sector,
                         buf: bufs[i].as_ptr(),
                         len: BLOCK,

@@ -118,7 +118,7 @@ impl Reactor {
     /// # Safety
     /// As `BlkDevice::submit`: a read's or write's buffer stays valid and
     /// untouched until the completion with this tag is returned.
-    pub unsafe fn submit_blk(&mut self, tag: u64, req: blk::Request) -> Result<(), BlkError> {
+    pub unsafe fn submit_blk(&mut self, tag: u64, req: &blk::Request) -> Result<(), BlkError> {
         let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
         // SAFETY: forwarded to the caller.
         unsafe { dev.submit(tag, req) }

@@ -96,9 +96,10 @@ impl VirtioDisk {
         Some(pa)
     }
 
-    /// The physical pieces behind `[addr, addr + len)`, page by page.
-    fn segments(&self, addr: u64, len: usize) -> Result<Segments, BlockError> {
-        let mut segs = Segments::new();
+    /// Appends the physical pieces behind `[addr, addr + len)`, page by
+    /// page, to `segs` (filled in place: under TCG every move of this
+    /// few-hundred-byte list is a visible cost on the I/O path).
+    fn segments(&self, segs: &mut Segments, addr: u64, len: usize) -> Result<(), BlockError> {
         let (mut va, end) = (addr, addr + len as u64);
         while va < end {
             let page_end = (va | 0xfff) + 1;
@@ -109,7 +110,7 @@ impl VirtioDisk {
             }
             va += n as u64;
         }
-        Ok(segs)
+        Ok(())
     }
 }
 
@@ -138,27 +139,32 @@ impl BlockDevice for VirtioDisk {
 
     fn submit(&self, tag: u64, op: BlockOp) -> Result<(), BlockError> {
         let sector = |offset: u64| offset / SECTOR_SIZE as u64;
-        let (req, bytes) = match op {
+        let (mut req, addr, bytes) = match op {
             BlockOp::Read { offset, addr, len } => (
                 Request::ReadSegments {
                     sector: sector(offset),
-                    segs: self.segments(addr as u64, len)?,
+                    segs: Segments::new(),
                 },
+                addr as u64,
                 len,
             ),
             BlockOp::Write { offset, addr, len } => (
                 Request::WriteSegments {
                     sector: sector(offset),
-                    segs: self.segments(addr as u64, len)?,
+                    segs: Segments::new(),
                 },
+                addr as u64,
                 len,
             ),
-            BlockOp::Flush => (Request::Flush, 0),
+            BlockOp::Flush => (Request::Flush, 0, 0),
         };
+        if let Request::ReadSegments { segs, .. } | Request::WriteSegments { segs, .. } = &mut req {
+            self.segments(segs, addr, bytes)?;
+        }
         // SAFETY: the pieces are the physical frames of guest memory the
         // runtime lent for this transfer (`device::Transfer`): mapped,
         // never freed while the store lives, untouched until completion.
-        unsafe { self.reactor.borrow_mut().submit_blk(tag, req) }.map_err(error)?;
+        unsafe { self.reactor.borrow_mut().submit_blk(tag, &req) }.map_err(error)?;
         self.started.borrow_mut().insert(tag, crate::time::now_ns());
         let mut s = self.stats.get();
         s.requests += 1;
