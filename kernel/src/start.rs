@@ -80,7 +80,10 @@ pub fn main(boot: &'static BootInfo) -> ! {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if crate::wasm::component::present() {
-            exit_vm(crate::wasm::component::run(reactor, timeout, epoch));
+            let baseline = num(cmdline::BLK_BASELINE, 0);
+            exit_vm(crate::wasm::component::run(
+                reactor, timeout, epoch, baseline,
+            ));
         }
     }
     let ok = if test == Some(selftest::BLK) {

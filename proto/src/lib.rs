@@ -81,6 +81,11 @@ pub mod cmdline {
     /// `epoch=<ns since 1970>` at boot: the wall clock (`wasi:clocks`
     /// system-clock) counts from it.
     pub const EPOCH: &str = "epoch";
+    /// `blk-baseline=<N>` with a component: N kernel-only QD1 4 KiB random
+    /// reads, half before the component runs and half after, printed as
+    /// `probe-blk: baseline-qd1-read-4k ...` (the same-boot reference of
+    /// `ringos probe blk --component`).
+    pub const BLK_BASELINE: &str = "blk-baseline";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {

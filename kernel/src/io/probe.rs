@@ -27,10 +27,10 @@ fn matches_pattern(buf: &[u8], first_sector: u64) -> bool {
 }
 
 /// Submits one request and waits for its completion (QD1 helper).
-fn one(r: &mut Reactor, req: Request) -> Result<usize, BlkError> {
+fn one(r: &mut Reactor, req: &Request) -> Result<usize, BlkError> {
     // SAFETY: the caller's buffer outlives this call, which returns only
     // after the completion (tag 0) came back.
-    unsafe { r.submit_blk(0, &req)? };
+    unsafe { r.submit_blk(0, req)? };
     let mut events = Vec::new();
     loop {
         r.wait(&mut events);
@@ -61,7 +61,7 @@ pub fn blk_selftest(r: &mut Reactor) -> bool {
         fill_pattern(&mut buf.as_mut_slice()[..len], sector);
         let res = one(
             r,
-            Request::Write {
+            &Request::Write {
                 sector,
                 buf: buf.as_ptr(),
                 len,
@@ -70,7 +70,7 @@ pub fn blk_selftest(r: &mut Reactor) -> bool {
         println!("blk: write {n} sectors at {sector}: {res:?}");
         ok &= res == Ok(len);
     }
-    let res = one(r, Request::Flush);
+    let res = one(r, &Request::Flush);
     println!("blk: flush: {res:?}");
     ok &= res == Ok(0);
 
@@ -165,7 +165,7 @@ pub fn blk_selftest(r: &mut Reactor) -> bool {
             "Unaligned",
         ),
     ] {
-        let res = one(r, req);
+        let res = one(r, &req);
         match res {
             Err(e) => println!("blk: {what}: error: {e}"),
             Ok(n) => println!("blk: {what}: unexpectedly succeeded ({n} bytes)"),
@@ -174,7 +174,7 @@ pub fn blk_selftest(r: &mut Reactor) -> bool {
     }
     let res = one(
         r,
-        Request::Read {
+        &Request::Read {
             sector: 0,
             buf: buf.as_ptr(),
             len: BLOCK,
@@ -205,6 +205,66 @@ impl Rng {
     }
 }
 
+/// QD1 latency: `ops` random 4 KiB reads over `blocks`, each submitted
+/// and waited for alone; the ns of each (TSC before and after), and
+/// whether all succeeded.
+fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u64>, bool) {
+    let clock = time::clock().expect("clock");
+    let buf = DmaBuf::new(BLOCK).expect("DMA buffer");
+    let mut lat = Vec::with_capacity(ops);
+    let mut ok = true;
+    for _ in 0..ops {
+        let sector = rng.next() % blocks * BLOCK_SECTORS;
+        let t0 = cpu::rdtsc();
+        let res = one(
+            r,
+            &Request::Read {
+                sector,
+                buf: buf.as_ptr(),
+                len: BLOCK,
+            },
+        );
+        let t1 = cpu::rdtsc();
+        ok &= res == Ok(BLOCK);
+        lat.push(clock.tsc.ticks_to_ns(t1 - t0));
+    }
+    (lat, ok)
+}
+
+/// `blk-baseline=N` with a component: the kernel-only QD1 reads of
+/// `probe=blk`, `n / 2` before the component runs and the rest after
+/// (`before` says which half), in the same boot as the component's own
+/// timed reads. `ringos probe blk --component` compares against these:
+/// the same VM, disk and minute, so the device's drift between boots
+/// does not enter the ratio. Prints the pooled result after the second
+/// half.
+pub fn blk_baseline(r: &mut Reactor, n: usize, before: bool, acc: &mut Vec<u64>) {
+    let Some(cap) = r.blk.as_ref().map(|b| b.capacity()) else {
+        return;
+    };
+    let blocks = cap / BLOCK_SECTORS;
+    if blocks == 0 || n == 0 {
+        return;
+    }
+    let half = if before { n / 2 } else { n - n / 2 };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ acc.len() as u64);
+    let (lat, ok) = qd1_reads(r, half, blocks, &mut rng);
+    acc.extend(lat);
+    if before {
+        return;
+    }
+    acc.sort_unstable();
+    println!(
+        "{}baseline-qd1-read-4k ops={} ok={} p50_ns={} p99_ns={} max_ns={}",
+        probe::BLK_LINE,
+        acc.len(),
+        u8::from(ok),
+        percentile(acc, 500),
+        percentile(acc, 990),
+        acc.last().copied().unwrap_or(0)
+    );
+}
+
 /// `probe=blk`: QD1 4 KiB random-read latency (TSC-timed), IOPS at `qd`,
 /// and with `write`, patterned writes + flush + read-back verification.
 pub fn blk_probe(r: &mut Reactor, ops: usize, qd: usize, write: bool) -> bool {
@@ -233,19 +293,19 @@ pub fn blk_probe(r: &mut Reactor, ops: usize, qd: usize, write: bool) -> bool {
             fill_pattern(buf.as_mut_slice(), b * BLOCK_SECTORS);
             ok &= one(
                 r,
-                Request::Write {
+                &Request::Write {
                     sector: b * BLOCK_SECTORS,
                     buf: buf.as_ptr(),
                     len: BLOCK,
                 },
             ) == Ok(BLOCK);
         }
-        ok &= one(r, Request::Flush) == Ok(0);
+        ok &= one(r, &Request::Flush) == Ok(0);
         let mut mismatches = 0;
         for b in 0..n {
             let res = one(
                 r,
-                Request::Read {
+                &Request::Read {
                     sector: b * BLOCK_SECTORS,
                     buf: buf.as_ptr(),
                     len: BLOCK,
@@ -262,24 +322,8 @@ pub fn blk_probe(r: &mut Reactor, ops: usize, qd: usize, write: bool) -> bool {
         ok &= mismatches == 0;
     }
 
-    // QD1 latency: submit, wait for the one completion, TSC before and after.
-    let buf = DmaBuf::new(BLOCK).expect("DMA buffer");
-    let mut lat = Vec::with_capacity(ops);
-    for _ in 0..ops {
-        let sector = rng.next() % blocks * BLOCK_SECTORS;
-        let t0 = cpu::rdtsc();
-        let res = one(
-            r,
-            Request::Read {
-                sector,
-                buf: buf.as_ptr(),
-                len: BLOCK,
-            },
-        );
-        let t1 = cpu::rdtsc();
-        ok &= res == Ok(BLOCK);
-        lat.push(clock.tsc.ticks_to_ns(t1 - t0));
-    }
+    let (mut lat, reads_ok) = qd1_reads(r, ops, blocks, &mut rng);
+    ok &= reads_ok;
     lat.sort_unstable();
     println!(
         "{}qd1-read-4k ops={ops} p50_ns={} p90_ns={} p99_ns={} p999_ns={} max_ns={}",

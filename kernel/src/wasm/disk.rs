@@ -54,6 +54,11 @@ impl VirtioDisk {
         self.stats.get()
     }
 
+    /// The reactor, for kernel work outside the component's run.
+    pub fn reactor(&self) -> core::cell::RefMut<'_, Reactor> {
+        self.reactor.borrow_mut()
+    }
+
     /// Waits for a device interrupt or `deadline` (the loop is idle).
     pub fn wait(&self, deadline: Option<u64>) {
         self.reactor.borrow_mut().idle_until(deadline);

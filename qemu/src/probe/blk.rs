@@ -61,6 +61,38 @@ pub struct ComponentLatency {
     pub p99_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
+    /// The kernel-only reads of the same boot, half before the component
+    /// ran and half after (`blk-baseline=`): the reference of the ratio.
+    pub same_boot_kernel: Option<Baseline>,
+}
+
+/// Kernel-only QD1 4 KiB random reads in the component's boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Baseline {
+    pub reads: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// The kernel's baseline line, after [`BLK_LINE`].
+const BASELINE_KEY: &str = "baseline-qd1-read-4k";
+
+impl Baseline {
+    /// Parses `baseline-qd1-read-4k ops=N ok=1 p50_ns=.. p99_ns=.. max_ns=..`
+    /// (after the `probe-blk: ` prefix); `ok=0` (a read failed) is an error.
+    pub fn parse(line: &str) -> Result<Baseline, String> {
+        let f = Fields::new(line.strip_prefix(BASELINE_KEY).unwrap_or(line));
+        if f.get::<u64>("ok")? != 1 {
+            return Err("a kernel-only baseline read failed".into());
+        }
+        Ok(Baseline {
+            reads: f.get("ops")?,
+            p50_ns: f.get("p50_ns")?,
+            p99_ns: f.get("p99_ns")?,
+            max_ns: f.get("max_ns")?,
+        })
+    }
 }
 
 impl ComponentLatency {
@@ -73,7 +105,19 @@ impl ComponentLatency {
             p99_ns: f.get("p99_ns")?,
             min_ns: f.get("min_ns")?,
             max_ns: f.get("max_ns")?,
+            same_boot_kernel: None,
         })
+    }
+
+    /// `p50 / kernel p50`: against the same boot's kernel-only reads when
+    /// there are some, else against `separate` (the kernel-only probe's
+    /// own boot).
+    pub fn ratio(&self, separate: Option<&Latency>) -> Option<f64> {
+        let k = match self.same_boot_kernel {
+            Some(b) => b.p50_ns,
+            None => separate?.p50_ns,
+        };
+        (k > 0).then(|| self.p50_ns as f64 / k as f64)
     }
 }
 
@@ -371,9 +415,10 @@ fn component_probe(
     crate::run::write_image(app, &[], args, &[], false, &image)?;
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout);
     cfg.disk = Some(p.disk.clone());
-    cfg.append.clear();
+    // The kernel-only reads of this same boot, around the component's.
+    cfg.append = format!("{}={}", cmdline::BLK_BASELINE, p.ops);
     if let Some(io) = p.io {
-        cfg.append = io.cmdline_word();
+        cfg.append = format!("{} {}", cfg.append, io.cmdline_word());
     }
     eprintln!("probe blk: {machine}: the same reads inside a component ({what})");
     let run = vm::run(&cfg, Console::Capture);
@@ -390,10 +435,19 @@ fn component_probe(
             1,
         )
     };
-    match line {
-        Some(l) => ComponentLatency::parse(l).map_err(fail),
-        None => Err(fail("it printed no `probe: reads=` line".into())),
-    }
+    let mut latency = match line {
+        Some(l) => ComponentLatency::parse(l).map_err(fail)?,
+        None => return Err(fail("it printed no `probe: reads=` line".into())),
+    };
+    let baseline = run.lines.iter().find_map(|(_, l)| {
+        let text = l.strip_prefix(probe::BLK_LINE)?;
+        text.starts_with(BASELINE_KEY).then_some(text)
+    });
+    latency.same_boot_kernel = match baseline {
+        Some(l) => Some(Baseline::parse(l).map_err(fail)?),
+        None => return Err(fail("the kernel printed no same-boot baseline".into())),
+    };
+    Ok(latency)
 }
 
 fn bad_disk(path: &Path, e: io::Error) -> Error {
@@ -428,11 +482,11 @@ impl BlkReport {
         }
         let component = self.machines.iter().any(|m| m.component.is_some());
         if component {
-            header.extend(["component p50 µs", "p99 µs", "p50 ratio"]);
+            header.extend(["component p50 µs", "p99 µs", "kernel p50 µs", "p50 ratio"]);
         }
         let wit_bindgen = self.machines.iter().any(|m| m.wit_bindgen.is_some());
         if wit_bindgen {
-            header.extend(["wit-bindgen p50 µs", "ratio"]);
+            header.extend(["wit-bindgen p50 µs", "kernel p50 µs", "ratio"]);
         }
         header.push("host wall s");
         let mut t = Table::new(&header, 3);
@@ -457,16 +511,22 @@ impl BlkReport {
             if self.write {
                 row.push(r.verify.map_or("-".into(), |v| v.mismatches.to_string()));
             }
+            let kernel = |c: Option<ComponentLatency>| {
+                c.and_then(|c| c.same_boot_kernel)
+                    .map_or("-".into(), |b| us(b.p50_ns as f64))
+            };
             if component {
                 let c = m.component;
                 row.push(c.map_or("-".into(), |c| us(c.p50_ns as f64)));
                 row.push(c.map_or("-".into(), |c| us(c.p99_ns as f64)));
-                row.push(ratio(c, r.qd1_read_4k));
+                row.push(kernel(c));
+                row.push(ratio(c, r.qd1_read_4k.as_ref()));
             }
             if wit_bindgen {
                 let c = m.wit_bindgen;
                 row.push(c.map_or("-".into(), |c| us(c.p50_ns as f64)));
-                row.push(ratio(c, r.qd1_read_4k));
+                row.push(kernel(c));
+                row.push(ratio(c, r.qd1_read_4k.as_ref()));
             }
             row.push(format!("{:.2}", m.host_wall_ns as f64 / 1e9));
             t.row(row);
@@ -491,12 +551,10 @@ impl BlkReport {
     }
 }
 
-/// `component p50 / kernel p50`, as `1.23x`.
-fn ratio(c: Option<ComponentLatency>, k: Option<Latency>) -> String {
-    match (c, k) {
-        (Some(c), Some(k)) if k.p50_ns > 0 => format!("{:.2}x", c.p50_ns as f64 / k.p50_ns as f64),
-        _ => "-".into(),
-    }
+/// [`ComponentLatency::ratio`] as `1.23x`.
+fn ratio(c: Option<ComponentLatency>, separate: Option<&Latency>) -> String {
+    c.and_then(|c| c.ratio(separate))
+        .map_or("-".into(), |r| format!("{r:.2}x"))
 }
 
 /// A sparse raw image created for one probe and deleted when dropped.
@@ -717,6 +775,32 @@ EXIT: 0";
         assert_eq!(v["machines"][0]["result"]["verify"]["mismatches"], 0);
         assert_eq!(v["machines"][0]["component"]["p50_ns"], 61500);
         assert!(ComponentLatency::parse("probe: reads=1 p50_ns=x").is_err());
+    }
+
+    #[test]
+    fn the_ratio_is_against_the_same_boot_when_there_is_one() {
+        let mut c = ComponentLatency::parse(
+            "probe: reads=900 p50_ns=60000 p99_ns=99000 min_ns=50000 max_ns=400000",
+        )
+        .unwrap();
+        let separate = BlkResult::parse(OUTPUT.lines()).unwrap().qd1_read_4k;
+        // No baseline: against the kernel-only probe's boot (41 µs).
+        assert_eq!(ratio(Some(c), separate.as_ref()), "1.46x");
+        let b = Baseline::parse(
+            "baseline-qd1-read-4k ops=2000 ok=1 p50_ns=50000 p99_ns=70000 max_ns=90000",
+        )
+        .unwrap();
+        assert_eq!(
+            (b.reads, b.p50_ns, b.p99_ns, b.max_ns),
+            (2000, 50000, 70000, 90000)
+        );
+        c.same_boot_kernel = Some(b);
+        assert_eq!(ratio(Some(c), separate.as_ref()), "1.20x");
+        // A failed kernel read makes no baseline.
+        assert!(
+            Baseline::parse("baseline-qd1-read-4k ops=2 ok=0 p50_ns=1 p99_ns=1 max_ns=1").is_err()
+        );
+        assert!(Baseline::parse("baseline-qd1-read-4k ops=2 ok=1").is_err());
     }
 
     #[test]
