@@ -37,26 +37,35 @@ pub(crate) fn builtin(
     store.host_func(
         params,
         results,
-        Box::new(move |store, args, out| match f(store, args) {
-            Ok(r) => set_result(out, r),
-            Err(t) => {
-                store.set_trap_message(t.0);
-                Err(Trap(TrapKind::Host))
-            }
+        Box::new(move |store, args, out| {
+            let r = f(store, args);
+            set_result(store, out, r)
         }),
     )
 }
 
-/// Puts a built-in's (or lowered call's) one result, if any, in `out`.
-pub(crate) fn set_result(out: &mut [Val], r: Option<Val>) -> Result<(), Trap> {
-    match (out, r) {
-        ([], None) => Ok(()),
-        ([o], Some(v)) => {
+/// Puts a built-in's (or lowered call's) one result, if any, in `out`;
+/// a failure becomes a trap with its message.
+pub(crate) fn set_result(
+    store: &mut Store,
+    out: &mut [Val],
+    r: Result<Option<Val>, Trapped>,
+) -> Result<(), Trap> {
+    let why = match (out, r) {
+        ([], Ok(None)) => return Ok(()),
+        ([o], Ok(Some(v))) => {
             *o = v;
-            Ok(())
+            return Ok(());
         }
-        _ => Err(Trap(TrapKind::Host)),
-    }
+        (_, Err(t)) => t.0,
+        (out, Ok(r)) => alloc::format!(
+            "internal error: a built-in gave {} result(s) where its core type has {}",
+            usize::from(r.is_some()),
+            out.len()
+        ),
+    };
+    store.set_trap_message(why);
+    Err(Trap(TrapKind::Host))
 }
 
 fn arg(args: &[Val], i: usize) -> u32 {

@@ -34,7 +34,7 @@ use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, State, Step, Task
 use super::types::FuncSig;
 use crate::instance::Val;
 use crate::vmctx::MemoryDef;
-use crate::{FuncId, MemoryId, Store, Trap, TrapKind};
+use crate::{FuncId, MemoryId, Store, Trap};
 
 /// A host function of the component world: gets the lifted arguments,
 /// returns the result (or a trap message).
@@ -460,13 +460,8 @@ pub(crate) fn lower(
     let lay = HostLayout::new(&sig);
     let sig = Rc::new(sig);
     let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
-        match lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args) {
-            Ok(r) => super::builtins::set_result(out, r),
-            Err(t) => {
-                store.set_trap_message(t.0);
-                Err(Trap(TrapKind::Host))
-            }
-        }
+        let r = lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args);
+        super::builtins::set_result(store, out, r)
     };
     store.host_func(&params, &results, Box::new(f))
 }

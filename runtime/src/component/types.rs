@@ -5,7 +5,7 @@
 //! component instance maps the ones it can see to the runtime resource
 //! types it was given or created ([`ResMap`]).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::string::ToString;
@@ -36,22 +36,19 @@ pub(crate) struct Resolver<'a> {
 /// share their labels, and the built-ins' element type checks (an end's
 /// type against the built-in's, on every copy) end at a pointer compare.
 #[derive(Default)]
-pub(crate) struct Labels(RefCell<Vec<Rc<[String]>>>);
+/// (Ordered by content: a component with very many enum types still
+/// loads in n log n.)
+pub(crate) struct Labels(RefCell<BTreeSet<Rc<[String]>>>);
 
 impl Labels {
-    fn get<'s>(
-        &self,
-        labels: impl ExactSizeIterator<Item = &'s str> + Clone,
-    ) -> abi::types::Labels {
+    fn get<'s>(&self, labels: impl Iterator<Item = &'s str>) -> abi::types::Labels {
+        let labels: Vec<String> = labels.map(String::from).collect();
         let mut known = self.0.borrow_mut();
-        let same = |l: &Rc<[String]>| {
-            l.len() == labels.len() && l.iter().zip(labels.clone()).all(|(a, b)| a == b)
-        };
-        if let Some(l) = known.iter().find(|l| same(l)) {
+        if let Some(l) = known.get(labels.as_slice()) {
             return abi::types::Labels(l.clone());
         }
-        let l: Rc<[String]> = labels.map(String::from).collect();
-        known.push(l.clone());
+        let l: Rc<[String]> = labels.into();
+        known.insert(l.clone());
         abi::types::Labels(l)
     }
 }
