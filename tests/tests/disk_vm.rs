@@ -342,3 +342,50 @@ fn the_probe_component_reads_and_reports() {
         "{line}"
     );
 }
+
+/// `run` calls `read` with the result out-pointer `RETPTR`.
+const READ_TO: &str = r#"(component
+  (import "ringos:blk/disk@0.1.0" (instance $disk
+    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "read" (func (param "offset" u64) (param "len" u64)
+      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (core func $read (canon lower (func $disk "read") (memory (core memory $mem "mem"))))
+  (core module $M
+    (import "" "read" (func $read (param i64 i64 i32)))
+    (func (export "run") (result i32)
+      (call $read (i64.const 0) (i64.const 512) (i32.const RETPTR))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance (export "read" (func $read))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn a_read_whose_results_cannot_be_stored_traps_clearly() {
+    let disk = disk("bad-retptr");
+    std::fs::write(&disk.path, vec![0u8; DISK_BYTES as usize]).unwrap();
+    // Misaligned, past the end of the 64 KiB memory, and straddling it.
+    for (retptr, why) in [
+        ("2", "unaligned"),
+        ("0x10000", "out of bounds"),
+        ("0xfffc", "out of bounds"),
+        ("-4", "out of bounds"),
+    ] {
+        let app = wat::parse_str(READ_TO.replace("RETPTR", retptr)).unwrap();
+        let err = hosted(app, &[], &[], Some(&disk.path), None)
+            .expect_err("a trap")
+            .to_lowercase();
+        assert!(
+            err.contains("trap") && err.contains(why),
+            "retptr {retptr}: {err}"
+        );
+        assert!(err.contains("result out-param"), "retptr {retptr}: {err}");
+    }
+    // In bounds it works (the same component, a good pointer).
+    let app = wat::parse_str(READ_TO.replace("RETPTR", "8")).unwrap();
+    let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -15,7 +15,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use ringos_abi::concurrency::{self as cc, Instance, InstanceHandles, LiftOptions, Subtask};
+use ringos_abi::concurrency::{
+    self as cc, EndKind, Instance, InstanceHandles, LiftOptions, Subtask,
+};
 use ringos_abi::events::{pack_subtask_return, SubtaskState};
 use ringos_abi::handles::BorrowScope;
 use ringos_abi::layout::{flatten_functype, Context, FlattenOpts};
@@ -586,6 +588,10 @@ pub(crate) struct HostLayout {
     results: ResultShape,
     /// What lowering the result needs.
     result_needs: Needs,
+    /// The result is a record or tuple of stream and future ends only
+    /// (as `ringos:blk`'s `read`): each field's offset and end. Lowered
+    /// straight into the instance's table, past the generic store.
+    ends: Option<Vec<(u64, EndKind, Option<ValType>)>>,
 }
 
 enum ResultShape {
@@ -631,13 +637,91 @@ impl HostLayout {
                 },
             ),
         };
+        let ends = match (&results, sig.ty.result_type()) {
+            (ResultShape::Spilled(_, Some(offsets)), [t]) => fields_of(t).and_then(|f| {
+                f.types()
+                    .zip(offsets)
+                    .map(|(t, &off)| match t {
+                        ValType::Stream(e) => {
+                            Some((off, EndKind::ReadableStream, e.as_deref().cloned()))
+                        }
+                        ValType::Future(e) => {
+                            Some((off, EndKind::ReadableFuture, e.as_deref().cloned()))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }),
+            _ => None,
+        };
         HostLayout {
             scalar_params,
             param_handles: params.iter().any(|t| needs(t).handles),
             results,
             result_needs: sig.ty.result_type().first().map(needs).unwrap_or_default(),
+            ends,
         }
     }
+}
+
+/// Stores a result made of stream and future ends only at `ptr`: each end
+/// becomes a readable end in `inst`'s table, its index the field
+/// (`store` of each, as the generic path does it, without the walk over
+/// the type).
+#[allow(clippy::too_many_arguments)]
+fn store_ends(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    opts: &Opts,
+    ends: &[(u64, EndKind, Option<ValType>)],
+    vs: &[Value],
+    (align, size): (u32, u64),
+    ptr: u64,
+) -> Result<(), Trapped> {
+    let wrong = || Trapped::new("a host function returned a value of the wrong type");
+    if vs.len() != ends.len() {
+        return Err(wrong());
+    }
+    let mem = opts
+        .memory
+        .ok_or_else(|| Trapped::new("results stored without a memory"))?;
+    let mut guest = GuestMemory(store.memory_def(mem));
+    let bytes = abi::Memory::bytes_mut(&mut guest);
+    let out_of_bounds = || {
+        Trapped::from(abi::Trap::OutOfBounds {
+            what: "result out-param",
+            ptr,
+            byte_len: size,
+            mem_len: bytes.len() as u64,
+        })
+    };
+    if !ringos_abi::layout::is_aligned(ptr, align) {
+        return Err(abi::Trap::UnalignedPointer {
+            what: "result out-param",
+            ptr,
+            align,
+        }
+        .into());
+    }
+    let at = usize::try_from(ptr).map_err(|_| out_of_bounds())?;
+    let end = at.checked_add(size as usize).ok_or_else(out_of_bounds)?;
+    if end > bytes.len() {
+        return Err(out_of_bounds());
+    }
+    let mut st = sh.get()?;
+    let i = st.inst(inst)?;
+    for ((off, kind, t), v) in ends.iter().zip(vs) {
+        let shared = match (kind, v) {
+            (EndKind::ReadableStream, &Value::Stream(s))
+            | (EndKind::ReadableFuture, &Value::Future(s)) => s,
+            _ => return Err(wrong()),
+        };
+        let handle = i.lower_async_value(*kind, shared, t.as_ref())?;
+        let field = at + *off as usize;
+        bytes[field..field + 4].copy_from_slice(&handle.to_le_bytes());
+    }
+    Ok(())
 }
 
 /// Whether `t` is a bool or an integer (see [`lift_scalar`]).
@@ -705,6 +789,11 @@ fn host_call(
                 return Err(Trapped::new("no result out-pointer"));
             };
             let ptr = u64::from(*ptr as u32);
+            if let (Some(ends), Value::Record(vs)) = (&lay.ends, v) {
+                store_ends(store, sh, inst, opts, ends, &vs[..], *layout, ptr)?;
+                end_lends(sh, inst, lenders)?;
+                return Ok(None);
+            }
             let lower = |cx: &mut Cx<'_>| match (offsets, fields_of(&results[0])) {
                 (Some(offsets), Some(f)) => {
                     ringos_abi::lower::store_record_results(cx, v, f, offsets, *layout, ptr)
