@@ -193,15 +193,24 @@ fn disk_check_hosted_on_a_file() {
     }
 }
 
+/// The `ringos:blk` import of the WAT components below (its `read` only),
+/// put where they say `DISK_READ_IMPORT`.
+const DISK_READ_IMPORT: &str = r#"(import "ringos:blk/disk@0.1.0" (instance $disk
+    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "read" (func (param "offset" u64) (param "len" u64)
+      (result (tuple (stream u8) (future (result (error $ec)))))))))"#;
+
+/// One of the WAT components below, encoded.
+fn disk_component(text: &str) -> Vec<u8> {
+    wat::parse_str(text.replace("DISK_READ_IMPORT", DISK_READ_IMPORT)).unwrap()
+}
+
 /// A zero-length `stream.read` on a disk stream reports readiness
 /// (COMPLETED, progress 0) instead of waiting forever; the next read gets
 /// the bytes. `run` exits with the number of the check that failed.
 const ZERO_LENGTH_READ: &str = r#"(component
-  (import "ringos:blk/disk@0.1.0" (instance $disk
-    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
-    (export "error-code" (type $ec (eq $ec')))
-    (export "read" (func (param "offset" u64) (param "len" u64)
-      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  DISK_READ_IMPORT
   (import "wasi:cli/exit@0.3.2" (instance $e
     (export "exit-with-code" (func (param "status-code" u8)))))
   (core module $Mem (memory (export "mem") 1))
@@ -261,7 +270,7 @@ fn a_zero_length_read_reports_readiness() {
     let disk = disk("zero-length");
     let bytes: Vec<u8> = (0..DISK_BYTES).map(|i| (i % 251) as u8).collect();
     std::fs::write(&disk.path, bytes).unwrap();
-    let app = wat::parse_str(ZERO_LENGTH_READ).unwrap();
+    let app = disk_component(ZERO_LENGTH_READ);
     let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -269,11 +278,7 @@ fn a_zero_length_read_reports_readiness() {
 /// `run` starts a 64 KiB disk read into its memory and returns at once,
 /// the request still in flight.
 const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
-  (import "ringos:blk/disk@0.1.0" (instance $disk
-    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
-    (export "error-code" (type $ec (eq $ec')))
-    (export "read" (func (param "offset" u64) (param "len" u64)
-      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  DISK_READ_IMPORT
   (core module $Mem (memory (export "mem") 2))
   (core instance $mem (instantiate $Mem))
   (type $st (stream u8))
@@ -299,7 +304,7 @@ const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
 #[test]
 fn a_component_ending_with_a_read_in_flight_is_waited_for() {
     let disk = disk("in-flight");
-    let app = wat::parse_str(EXIT_WITH_READ_IN_FLIGHT).unwrap();
+    let app = disk_component(EXIT_WITH_READ_IN_FLIGHT);
     let out = ringos_tests::boot_component(
         &app,
         &[],
@@ -345,11 +350,7 @@ fn the_probe_component_reads_and_reports() {
 
 /// `run` calls `read` with the result out-pointer `RETPTR`.
 const READ_TO: &str = r#"(component
-  (import "ringos:blk/disk@0.1.0" (instance $disk
-    (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
-    (export "error-code" (type $ec (eq $ec')))
-    (export "read" (func (param "offset" u64) (param "len" u64)
-      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  DISK_READ_IMPORT
   (core module $Mem (memory (export "mem") 1))
   (core instance $mem (instantiate $Mem))
   (core func $read (canon lower (func $disk "read") (memory (core memory $mem "mem"))))
@@ -374,7 +375,7 @@ fn a_read_whose_results_cannot_be_stored_traps_clearly() {
         ("0xfffc", "out of bounds"),
         ("-4", "out of bounds"),
     ] {
-        let app = wat::parse_str(READ_TO.replace("RETPTR", retptr)).unwrap();
+        let app = disk_component(&READ_TO.replace("RETPTR", retptr));
         let err = hosted(app, &[], &[], Some(&disk.path), None)
             .expect_err("a trap")
             .to_lowercase();
@@ -385,7 +386,7 @@ fn a_read_whose_results_cannot_be_stored_traps_clearly() {
         assert!(err.contains("result out-param"), "retptr {retptr}: {err}");
     }
     // In bounds it works (the same component, a good pointer).
-    let app = wat::parse_str(READ_TO.replace("RETPTR", "8")).unwrap();
+    let app = disk_component(&READ_TO.replace("RETPTR", "8"));
     let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
