@@ -348,13 +348,23 @@ pub fn tuple_layout(fields: Fields<'_>, pt: crate::types::AddrType) -> (u32, u64
 pub fn check_ptr(
     cx: &Cx<'_>,
     ptr: u64,
+    layout: (u32, u64),
+    what: &'static str,
+) -> Result<(), Trap> {
+    check_ptr_in(cx.mem_len()?, ptr, layout, what)
+}
+
+/// [`check_ptr`] against a memory of `mem_len` bytes (for callers that
+/// hold the memory without a [`Cx`]).
+pub fn check_ptr_in(
+    mem_len: u64,
+    ptr: u64,
     (align, size): (u32, u64),
     what: &'static str,
 ) -> Result<(), Trap> {
     if !is_aligned(ptr, align) {
         return Err(Trap::UnalignedPointer { what, ptr, align });
     }
-    let mem_len = cx.mem_len()?;
     if ptr.checked_add(size).is_none_or(|e| e > mem_len) {
         return Err(Trap::OutOfBounds {
             what,

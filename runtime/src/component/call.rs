@@ -507,16 +507,7 @@ pub(crate) struct Needs {
     pub realloc: bool,
 }
 
-pub(crate) fn needs(t: &ValType) -> Needs {
-    let all = |ts: &mut dyn Iterator<Item = &ValType>| {
-        ts.fold(Needs::default(), |a, t| {
-            let b = needs(t);
-            Needs {
-                handles: a.handles | b.handles,
-                realloc: a.realloc | b.realloc,
-            }
-        })
-    };
+fn needs(t: &ValType) -> Needs {
     match t {
         ValType::Own(_)
         | ValType::Borrow(_)
@@ -535,12 +526,46 @@ pub(crate) fn needs(t: &ValType) -> Needs {
             ..needs(e)
         },
         ValType::Option(e) => needs(e),
-        ValType::Record(fs) => all(&mut fs.iter().map(|f| &f.ty)),
-        ValType::Tuple(ts) => all(&mut ts.iter()),
-        ValType::Variant(cs) => all(&mut cs.iter().filter_map(|c| c.ty.as_ref())),
-        ValType::Result { ok, err } => all(&mut ok.iter().chain(err.iter()).map(|b| &**b)),
+        ValType::Record(fs) => needs_of(fs.iter().map(|f| &f.ty)),
+        ValType::Tuple(ts) => needs_of(ts),
+        ValType::Variant(cs) => needs_of(cs.iter().filter_map(|c| c.ty.as_ref())),
+        ValType::Result { ok, err } => needs_of(ok.iter().chain(err.iter()).map(|b| &**b)),
         _ => Needs::default(),
     }
+}
+
+/// What values of types `ts` need together.
+pub(crate) fn needs_of<'a>(ts: impl IntoIterator<Item = &'a ValType>) -> Needs {
+    ts.into_iter().fold(Needs::default(), |a, t| {
+        let b = needs(t);
+        Needs {
+            handles: a.handles | b.handles,
+            realloc: a.realloc | b.realloc,
+        }
+    })
+}
+
+/// Runs the lower `f` with the least context a value that needs `n` asks
+/// for: the instance checked out with its `realloc` for strings and lists
+/// ([`with_cx`]), its table in place for handles ([`with_table`]), the
+/// memory alone otherwise. `scope`: as for [`with_cx`]. (Lowers lend no
+/// handles: only `lift_borrow` does.)
+pub(crate) fn with_lower_cx<R>(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    opts: &Opts,
+    scope: Option<TaskId>,
+    n: Needs,
+    f: impl FnOnce(&mut Cx<'_>) -> Result<R, abi::Trap>,
+) -> Result<R, Trapped> {
+    Ok(if n.realloc {
+        with_cx(store, sh, inst, opts, scope, f)?.0
+    } else if n.handles {
+        with_table(store, sh, inst, opts, scope, f)?.0
+    } else {
+        guest_cx(store, opts, false, &mut NoHandles, f)?
+    })
 }
 
 /// `lift_flat` of a bool or integer straight from its core value: no
@@ -588,10 +613,6 @@ pub(crate) struct HostLayout {
     results: ResultShape,
     /// What lowering the result needs.
     result_needs: Needs,
-    /// The result is a record or tuple of stream and future ends only
-    /// (as `ringos:blk`'s `read`): each field's offset and end. Lowered
-    /// straight into the instance's table, past the generic store.
-    ends: Option<Vec<(u64, EndKind, Option<ValType>)>>,
 }
 
 enum ResultShape {
@@ -604,6 +625,10 @@ enum ResultShape {
     /// result tuple's alignment and size, and when the result is a record
     /// or tuple, the offset of each of its fields.
     Spilled((u32, u64), Option<Vec<u64>>),
+    /// [`ResultShape::Spilled`] for a record or tuple of stream and future
+    /// ends only (as `ringos:blk`'s `read`): each field's offset and end,
+    /// lowered straight into the instance's table ([`store_ends`]).
+    SpilledEnds((u32, u64), Vec<(u64, EndKind, Option<ValType>)>),
 }
 
 /// The fields of a record or tuple type.
@@ -621,45 +646,44 @@ impl HostLayout {
         let params = sig.ty.param_types();
         let results = sig.ty.result_type();
         let scalar_params = params.len() <= MAX_FLAT_PARAMS && params.iter().all(is_scalar);
-        let results = match results {
+        let shape = match results {
             [] => ResultShape::None,
             [t] if is_scalar(t) => ResultShape::Scalar,
             ts if ringos_abi::layout::flat_len(ts) <= MAX_FLAT_RESULTS => ResultShape::Flat,
-            ts => ResultShape::Spilled(
-                ringos_abi::lift::tuple_layout(
-                    ringos_abi::types::Fields::Tuple(ts),
-                    abi::AddrType::I32,
-                ),
-                match ts {
-                    [t] => fields_of(t)
-                        .map(|f| ringos_abi::layout::field_offsets(f, abi::AddrType::I32)),
+            ts => {
+                let pt = abi::AddrType::I32;
+                let layout =
+                    ringos_abi::lift::tuple_layout(ringos_abi::types::Fields::Tuple(ts), pt);
+                let fields = match ts {
+                    [t] => fields_of(t),
                     _ => None,
-                },
-            ),
-        };
-        let ends = match (&results, sig.ty.result_type()) {
-            (ResultShape::Spilled(_, Some(offsets)), [t]) => fields_of(t).and_then(|f| {
-                f.types()
-                    .zip(offsets)
-                    .map(|(t, &off)| match t {
-                        ValType::Stream(e) => {
-                            Some((off, EndKind::ReadableStream, e.as_deref().cloned()))
-                        }
-                        ValType::Future(e) => {
-                            Some((off, EndKind::ReadableFuture, e.as_deref().cloned()))
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            }),
-            _ => None,
+                };
+                let offsets = fields.map(|f| ringos_abi::layout::field_offsets(f, pt));
+                let ends = fields.zip(offsets.as_ref()).and_then(|(f, offsets)| {
+                    f.types()
+                        .zip(offsets)
+                        .map(|(t, &off)| match t {
+                            ValType::Stream(e) => {
+                                Some((off, EndKind::ReadableStream, e.as_deref().cloned()))
+                            }
+                            ValType::Future(e) => {
+                                Some((off, EndKind::ReadableFuture, e.as_deref().cloned()))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                });
+                match ends {
+                    Some(ends) => ResultShape::SpilledEnds(layout, ends),
+                    None => ResultShape::Spilled(layout, offsets),
+                }
+            }
         };
         HostLayout {
             scalar_params,
-            param_handles: params.iter().any(|t| needs(t).handles),
-            results,
-            result_needs: sig.ty.result_type().first().map(needs).unwrap_or_default(),
-            ends,
+            param_handles: needs_of(params).handles,
+            results: shape,
+            result_needs: needs_of(results),
         }
     }
 }
@@ -675,11 +699,14 @@ fn store_ends(
     inst: InstId,
     opts: &Opts,
     ends: &[(u64, EndKind, Option<ValType>)],
-    vs: &[Value],
-    (align, size): (u32, u64),
+    v: &Value,
+    layout: (u32, u64),
     ptr: u64,
 ) -> Result<(), Trapped> {
     let wrong = || Trapped::new("a host function returned a value of the wrong type");
+    let Value::Record(vs) = v else {
+        return Err(wrong());
+    };
     if vs.len() != ends.len() {
         return Err(wrong());
     }
@@ -688,27 +715,9 @@ fn store_ends(
         .ok_or_else(|| Trapped::new("results stored without a memory"))?;
     let mut guest = GuestMemory(store.memory_def(mem));
     let bytes = abi::Memory::bytes_mut(&mut guest);
-    let out_of_bounds = || {
-        Trapped::from(abi::Trap::OutOfBounds {
-            what: "result out-param",
-            ptr,
-            byte_len: size,
-            mem_len: bytes.len() as u64,
-        })
-    };
-    if !ringos_abi::layout::is_aligned(ptr, align) {
-        return Err(abi::Trap::UnalignedPointer {
-            what: "result out-param",
-            ptr,
-            align,
-        }
-        .into());
-    }
-    let at = usize::try_from(ptr).map_err(|_| out_of_bounds())?;
-    let end = at.checked_add(size as usize).ok_or_else(out_of_bounds)?;
-    if end > bytes.len() {
-        return Err(out_of_bounds());
-    }
+    ringos_abi::lift::check_ptr_in(bytes.len() as u64, ptr, layout, "result out-param")?;
+    // In bounds of memory, so of `usize`.
+    let at = ptr as usize;
     let mut st = sh.get()?;
     let i = st.inst(inst)?;
     for ((off, kind, t), v) in ends.iter().zip(vs) {
@@ -784,16 +793,12 @@ fn host_call(
                 Trapped::new("a host function returned a value of the wrong type")
             })?)
         }
+        (ResultShape::SpilledEnds(layout, ends), Some(v)) => {
+            store_ends(store, sh, inst, opts, ends, v, *layout, out_ptr(args)?)?;
+            None
+        }
         (ResultShape::Spilled(layout, offsets), Some(v)) => {
-            let Some(Val::I32(ptr)) = args.last() else {
-                return Err(Trapped::new("no result out-pointer"));
-            };
-            let ptr = u64::from(*ptr as u32);
-            if let (Some(ends), Value::Record(vs)) = (&lay.ends, v) {
-                store_ends(store, sh, inst, opts, ends, &vs[..], *layout, ptr)?;
-                end_lends(sh, inst, lenders)?;
-                return Ok(None);
-            }
+            let ptr = out_ptr(args)?;
             let lower = |cx: &mut Cx<'_>| match (offsets, fields_of(&results[0])) {
                 (Some(offsets), Some(f)) => {
                     ringos_abi::lower::store_record_results(cx, v, f, offsets, *layout, ptr)
@@ -806,25 +811,14 @@ fn host_call(
                     ptr,
                 ),
             };
-            if lay.result_needs.realloc {
-                with_cx(store, sh, inst, opts, None, lower)?;
-            } else {
-                with_table(store, sh, inst, opts, None, lower)?;
-            }
+            with_lower_cx(store, sh, inst, opts, None, lay.result_needs, lower)?;
             None
         }
         (ResultShape::Flat, Some(_)) => {
             let lower = |cx: &mut Cx<'_>| {
                 lower_flat_values(cx, MAX_FLAT_RESULTS, r.as_slice(), results, None)
             };
-            let n = lay.result_needs;
-            let out = if n == Needs::default() {
-                guest_cx(store, opts, false, &mut NoHandles, lower)?
-            } else if !n.realloc {
-                with_table(store, sh, inst, opts, None, lower)?.0
-            } else {
-                with_cx(store, sh, inst, opts, None, lower)?.0
-            };
+            let out = with_lower_cx(store, sh, inst, opts, None, lay.result_needs, lower)?;
             // MAX_FLAT_RESULTS: one at most.
             out.into_iter().next().map(from_core)
         }
@@ -836,6 +830,14 @@ fn host_call(
     };
     end_lends(sh, inst, lenders)?;
     Ok(out)
+}
+
+/// The caller's result out-pointer: the last core argument.
+fn out_ptr(args: &[Val]) -> Result<u64, Trapped> {
+    match args.last() {
+        Some(Val::I32(ptr)) => Ok(u64::from(*ptr as u32)),
+        _ => Err(Trapped::new("no result out-pointer")),
+    }
 }
 
 /// The call is over: the borrowed handles its arguments lent are free.
@@ -926,11 +928,8 @@ fn lowered_call(
                 let mut flat = flat.borrow_mut();
                 lower_flat_values(cx, max_results, &vs, sig.ty.result_type(), Some(&mut *flat))
             };
-            let (results, _) = if sig.ty.result_type().iter().any(|t| needs(t).realloc) {
-                with_cx(store, sh, inst, &opts, None, lower)?
-            } else {
-                with_table(store, sh, inst, &opts, None, lower)?
-            };
+            let n = needs_of(sig.ty.result_type());
+            let results = with_lower_cx(store, sh, inst, &opts, None, n, lower)?;
             out.borrow_mut().clone_from(&results);
             with_subtask(sh, &cell, inst, |s, in_table| {
                 s.on_resolve(Some(results))?;

@@ -18,7 +18,7 @@ use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
 use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 
-use super::call::{from_core, needs, to_core, with_cx, with_table};
+use super::call::{from_core, needs_of, to_core, with_lower_cx, with_table};
 use super::device::{IoSource, IoTurn};
 use super::host::HostCx;
 use super::state::{Shared, Step, TaskId, Trapped};
@@ -49,13 +49,10 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
     let lower = |cx: &mut ringos_abi::Cx<'_>| {
         lower_flat_values(cx, MAX_FLAT_PARAMS, &args, ft.param_types(), None)
     };
+    let mut n = needs_of(ft.param_types());
     // Spilled parameters are stored in memory the callee's `realloc` gives.
-    let spills = ringos_abi::layout::flat_len(ft.param_types()) > MAX_FLAT_PARAMS;
-    let (flat, _) = if spills || ft.param_types().iter().any(|t| needs(t).realloc) {
-        with_cx(store, sh, inst, &opts, Some(tid), lower)?
-    } else {
-        with_table(store, sh, inst, &opts, Some(tid), lower)?
-    };
+    n.realloc |= ringos_abi::layout::flat_len(ft.param_types()) > MAX_FLAT_PARAMS;
+    let flat = with_lower_cx(store, sh, inst, &opts, Some(tid), n, lower)?;
     let core_args: Vec<Val> = flat.into_iter().map(from_core).collect();
     let results = run_core(store, sh, tid, core, &core_args)?;
     if !opts.async_ {
