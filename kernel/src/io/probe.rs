@@ -232,37 +232,63 @@ fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u6
 }
 
 /// `blk-baseline=N` with a component: the kernel-only QD1 reads of
-/// `probe=blk`, `n / 2` before the component runs and the rest after
-/// (`before` says which half), in the same boot as the component's own
-/// timed reads. `ringos probe blk --component` compares against these:
-/// the same VM, disk and minute, so the device's drift between boots
-/// does not enter the ratio. Prints the pooled result after the second
-/// half.
-pub fn blk_baseline(r: &mut Reactor, n: usize, before: bool, acc: &mut Vec<u64>) {
-    let Some(cap) = r.blk.as_ref().map(|b| b.capacity()) else {
-        return;
-    };
-    let blocks = cap / BLOCK_SECTORS;
-    if blocks == 0 || n == 0 {
-        return;
+/// `probe=blk`, half before the component runs and half after, in the
+/// same boot as the component's own timed reads. `ringos probe blk
+/// --component` compares against these: the same VM, disk and minute, so
+/// the device's drift between boots does not enter the ratio.
+pub struct BlkBaseline {
+    n: usize,
+    lat: Vec<u64>,
+    ok: bool,
+}
+
+impl BlkBaseline {
+    /// `n` reads in all (0: none).
+    pub fn new(n: usize) -> Self {
+        BlkBaseline {
+            n,
+            lat: Vec::with_capacity(n),
+            ok: true,
+        }
     }
-    let half = if before { n / 2 } else { n - n / 2 };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ acc.len() as u64);
-    let (lat, ok) = qd1_reads(r, half, blocks, &mut rng);
-    acc.extend(lat);
-    if before {
-        return;
+
+    /// The first half, before the component.
+    pub fn before(&mut self, r: &mut Reactor) {
+        self.reads(r, self.n / 2);
     }
-    acc.sort_unstable();
-    println!(
-        "{}baseline-qd1-read-4k ops={} ok={} p50_ns={} p99_ns={} max_ns={}",
-        probe::BLK_LINE,
-        acc.len(),
-        u8::from(ok),
-        percentile(acc, 500),
-        percentile(acc, 990),
-        acc.last().copied().unwrap_or(0)
-    );
+
+    /// The second half, after it; then prints the pooled result.
+    pub fn after(&mut self, r: &mut Reactor) {
+        self.reads(r, self.n - self.n / 2);
+        if self.lat.is_empty() {
+            return;
+        }
+        self.lat.sort_unstable();
+        println!(
+            "{}baseline-qd1-read-4k ops={} ok={} p50_ns={} p99_ns={} max_ns={}",
+            probe::BLK_LINE,
+            self.lat.len(),
+            u8::from(self.ok),
+            percentile(&self.lat, 500),
+            percentile(&self.lat, 990),
+            self.lat.last().copied().unwrap_or(0)
+        );
+    }
+
+    fn reads(&mut self, r: &mut Reactor, n: usize) {
+        let Some(cap) = r.blk.as_ref().map(|b| b.capacity()) else {
+            return;
+        };
+        let blocks = cap / BLOCK_SECTORS;
+        if blocks == 0 || n == 0 {
+            return;
+        }
+        // The second half reads other blocks than the first.
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ self.lat.len() as u64);
+        let (lat, ok) = qd1_reads(r, n, blocks, &mut rng);
+        self.lat.extend(lat);
+        self.ok &= ok;
+    }
 }
 
 /// `probe=blk`: QD1 4 KiB random-read latency (TSC-timed), IOPS at `qd`,

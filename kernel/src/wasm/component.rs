@@ -123,12 +123,12 @@ pub fn present() -> bool {
 /// Runs the image's app on the reactor's devices; returns its exit status.
 /// `baseline`: kernel-only reads around the run (`blk-baseline=`).
 pub fn run(mut reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64, baseline: usize) -> u8 {
-    let mut baseline_ns = Vec::new();
-    crate::io::probe::blk_baseline(&mut reactor, baseline, true, &mut baseline_ns);
+    let mut baseline = crate::io::probe::BlkBaseline::new(baseline);
+    baseline.before(&mut reactor);
     let comps = components();
     let disk = Rc::new(VirtioDisk::new(reactor));
     let status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
-    crate::io::probe::blk_baseline(&mut disk.reactor(), baseline, false, &mut baseline_ns);
+    baseline.after(&mut disk.reactor());
     let s = disk.stats();
     log::info!(
         "ringos:blk: {} requests, {} bytes moved by DMA to/from linear memory, {} bytes copied by the kernel",

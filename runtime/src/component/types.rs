@@ -35,9 +35,9 @@ pub(crate) struct Resolver<'a> {
 /// Enum label lists, each kept once per component: equal enum types then
 /// share their labels, and the built-ins' element type checks (an end's
 /// type against the built-in's, on every copy) end at a pointer compare.
+/// Ordered by content: a component with very many enum types still loads
+/// in n log n.
 #[derive(Default)]
-/// (Ordered by content: a component with very many enum types still
-/// loads in n log n.)
 pub(crate) struct Labels(RefCell<BTreeSet<Rc<[String]>>>);
 
 impl Labels {
@@ -163,10 +163,7 @@ impl FuncSig {
     /// A synchronous function's signature (what host imports declare).
     pub fn new(names: &[&str], params: Vec<abi::ValType>, result: Option<abi::ValType>) -> FuncSig {
         FuncSig {
-            names: names
-                .iter()
-                .map(|n| alloc::string::String::from(*n))
-                .collect(),
+            names: names.iter().map(|n| String::from(*n)).collect(),
             ty: abi::FuncType {
                 params,
                 result,
