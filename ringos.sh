@@ -56,7 +56,7 @@ run_tests() {
     cargo clippy -q --workspace --all-targets -- -D warnings
     cargo clippy -q -p ringos-boot -p ringos-kernel --target x86_64-unknown-none -- -D warnings
     say "2/4 building the guest kernel and the CLI (release)"
-    cargo build -q --release -p ringos-boot --target x86_64-unknown-none
+    cargo build -q --profile guest -p ringos-boot --target x86_64-unknown-none
     cargo build -q --release -p ringos
     say "3/4 Wasm spec conformance (hosted JIT): ../shared/conformance/core"
     local corpus=../shared/conformance/core

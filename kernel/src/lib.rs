@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod boot_info;
 pub mod mem;
+mod mem_builtins;
 pub mod payload;
 pub mod time;
 

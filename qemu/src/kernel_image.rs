@@ -40,12 +40,12 @@ pub fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Where the release build puts the guest image.
+/// The cargo profile the guest image is built with (Cargo.toml).
+pub const PROFILE: &str = "guest";
+
+/// Where the guest build puts the image.
 pub fn image_path(root: &Path) -> PathBuf {
-    target_dir(root)
-        .join(TARGET)
-        .join("release")
-        .join(IMAGE_NAME)
+    target_dir(root).join(TARGET).join(PROFILE).join(IMAGE_NAME)
 }
 
 /// Builds the guest image if needed (cargo decides) and returns its path,
@@ -57,11 +57,19 @@ pub fn build(verbose: bool) -> Result<PathBuf> {
     }
     let root = root();
     let target_dir = target_dir(&root);
-    eprintln!("ringos: building the kernel image (release)...");
+    eprintln!("ringos: building the kernel image (profile {PROFILE})...");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "-p", PACKAGE, "--target", TARGET])
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "-p",
+            PACKAGE,
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // Host RUSTFLAGS would replace the guest's link flags from
@@ -134,7 +142,7 @@ mod tests {
     fn image_lives_under_the_target_triple() {
         let p = image_path(Path::new("/r"));
         assert!(
-            p.ends_with("x86_64-unknown-none/release/ringos-kernel"),
+            p.ends_with("x86_64-unknown-none/guest/ringos-kernel"),
             "{p:?}"
         );
     }
