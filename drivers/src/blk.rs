@@ -161,29 +161,24 @@ pub enum Request {
     Flush,
 }
 
-/// A request as queued: kind, sector and data pieces.
-#[derive(Clone, Copy, Debug)]
-struct Queued {
-    kind: u32,
-    sector: u64,
-    segs: Segments,
+/// Which way a request's data goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The device fills the pieces.
+    Read,
+    /// The device takes the pieces.
+    Write,
+    /// No data.
+    Flush,
 }
 
-impl Request {
-    fn queued(&self) -> Queued {
-        let one = |buf: *mut u8, len| {
-            let mut segs = Segments::new();
-            segs.push(buf, len);
-            segs
-        };
-        let (kind, sector, segs) = match *self {
-            Request::Read { sector, buf, len } => (T_IN, sector, one(buf, len)),
-            Request::Write { sector, buf, len } => (T_OUT, sector, one(buf as *mut u8, len)),
-            Request::ReadSegments { sector, segs } => (T_IN, sector, segs),
-            Request::WriteSegments { sector, segs } => (T_OUT, sector, segs),
-            Request::Flush => (T_FLUSH, 0, Segments::new()),
-        };
-        Queued { kind, sector, segs }
+impl Kind {
+    fn code(self) -> u32 {
+        match self {
+            Kind::Read => T_IN,
+            Kind::Write => T_OUT,
+            Kind::Flush => T_FLUSH,
+        }
     }
 }
 
@@ -202,19 +197,22 @@ struct Header {
     sector: u64,
 }
 
-/// Per-slot memory the device reads and writes; boxed, so its address is
-/// stable while requests are in flight.
+/// Per-slot memory: what the device reads and writes (header, status),
+/// and the request's data pieces, filled in place at submission and read
+/// back in place at completion (a few hundred bytes never moved on the
+/// I/O path). Boxed, so its address is stable while requests are in
+/// flight.
 #[derive(Clone, Copy, Default)]
 struct SlotMem {
     header: Header,
     status: u8,
+    segs: Segments,
 }
 
 #[derive(Clone, Copy)]
 struct InFlight {
     tag: u64,
     slot: usize,
-    req: Queued,
 }
 
 pub struct BlkDevice<H: Hal> {
@@ -292,25 +290,70 @@ impl<H: Hal> BlkDevice<H> {
     /// The buffer of a read or write must stay valid, unmoved and untouched
     /// by anyone else until [`poll`](Self::poll) returns its completion.
     pub unsafe fn submit(&mut self, tag: u64, request: &Request) -> Result<(), BlkError> {
-        let req = request.queued();
-        match req.kind {
-            T_FLUSH => {}
-            T_OUT if self.readonly() => return Err(BlkError::ReadOnly),
-            _ => self.check(req.sector, req.segs.len())?,
+        let (kind, sector) = match *request {
+            Request::Read { sector, .. } | Request::ReadSegments { sector, .. } => {
+                (Kind::Read, sector)
+            }
+            Request::Write { sector, .. } | Request::WriteSegments { sector, .. } => {
+                (Kind::Write, sector)
+            }
+            Request::Flush => (Kind::Flush, 0),
+        };
+        let fill = |segs: &mut Segments| {
+            match *request {
+                Request::Read { buf, len, .. } => {
+                    segs.push(buf, len);
+                }
+                Request::Write { buf, len, .. } => {
+                    segs.push(buf as *mut u8, len);
+                }
+                Request::ReadSegments { segs: s, .. } | Request::WriteSegments { segs: s, .. } => {
+                    *segs = s
+                }
+                Request::Flush => {}
+            }
+            Ok(())
+        };
+        // SAFETY: forwarded to the caller.
+        unsafe { self.submit_with(tag, kind, sector, fill) }
+    }
+
+    /// Queues a request whose data pieces `fill` writes straight into the
+    /// slot the request occupies (no list is built and then moved); its
+    /// completion carries `tag`. Never blocks.
+    ///
+    /// # Safety
+    /// As [`submit`](Self::submit), for the pieces `fill` gives.
+    pub unsafe fn submit_with(
+        &mut self,
+        tag: u64,
+        kind: Kind,
+        sector: u64,
+        fill: impl FnOnce(&mut Segments) -> Result<(), BlkError>,
+    ) -> Result<(), BlkError> {
+        if kind == Kind::Write && self.readonly() {
+            return Err(BlkError::ReadOnly);
         }
         let slot = self.free_slots.pop().ok_or(BlkError::QueueFull)?;
-        self.mem[slot] = SlotMem {
-            header: Header {
-                kind: req.kind,
-                reserved: 0,
-                sector: req.sector,
-            },
-            status: 0xff,
+        let m = &mut self.mem[slot];
+        m.header = Header {
+            kind: kind.code(),
+            reserved: 0,
+            sector,
         };
+        m.status = 0xff;
+        m.segs.count = 0;
+        let checked = fill(&mut m.segs).and_then(|()| match kind {
+            Kind::Flush => Ok(()),
+            _ => self.check(sector, self.mem[slot].segs.len()),
+        });
+        if let Err(e) = checked {
+            self.free_slots.push(slot);
+            return Err(e);
+        }
         // SAFETY: the slot memory is boxed and stays put while in flight; the
         // data buffer is the caller's per this function's contract.
-        let added =
-            unsafe { self.with_buffers(slot, &req, |queue, ins, outs| queue.add(ins, outs)) };
+        let added = unsafe { self.with_buffers(slot, |queue, ins, outs| queue.add(ins, outs)) };
         let token = match added {
             Ok(t) => t,
             Err(e) => {
@@ -321,7 +364,7 @@ impl<H: Hal> BlkDevice<H> {
                 });
             }
         };
-        self.in_flight[token as usize] = Some(InFlight { tag, slot, req });
+        self.in_flight[token as usize] = Some(InFlight { tag, slot });
         if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
@@ -338,7 +381,6 @@ impl<H: Hal> BlkDevice<H> {
     unsafe fn with_buffers<R>(
         &mut self,
         slot: usize,
-        req: &Queued,
         f: impl for<'a> FnOnce(
             &mut VirtQueue<H, QUEUE_SIZE>,
             &'a [&'a [u8]],
@@ -356,13 +398,15 @@ impl<H: Hal> BlkDevice<H> {
             let status = core::slice::from_raw_parts_mut(&raw mut (*m).status, 1);
             let mut ins: [&[u8]; MAX_SEGMENTS + 1] = [&[]; MAX_SEGMENTS + 1];
             let mut outs: [&mut [u8]; MAX_SEGMENTS + 1] = Default::default();
-            let pieces = req.segs.parts[..req.segs.count]
+            let segs = &(*m).segs;
+            let write = (*m).header.kind == T_OUT;
+            let pieces = segs.parts[..segs.count]
                 .iter()
                 .map(|&(p, n)| core::slice::from_raw_parts_mut(p, n));
             ins[0] = hdr;
             let (mut n_in, mut n_out) = (1, 0);
             for piece in pieces {
-                if req.kind == T_OUT {
+                if write {
                     ins[n_in] = piece;
                     n_in += 1;
                 } else {
@@ -387,15 +431,13 @@ impl<H: Hal> BlkDevice<H> {
         };
         // SAFETY: the same buffers that were queued under this token.
         let popped = unsafe {
-            self.with_buffers(f.slot, &f.req, |queue, ins, outs| {
-                queue.pop_used(token, ins, outs)
-            })
+            self.with_buffers(f.slot, |queue, ins, outs| queue.pop_used(token, ins, outs))
         };
         self.free_slots.push(f.slot);
         let result = match popped {
             Err(e) => Err(BlkError::Virtio(e)),
             Ok(_) => match self.mem[f.slot].status {
-                S_OK => Ok(f.req.segs.len()),
+                S_OK => Ok(self.mem[f.slot].segs.len()),
                 S_UNSUPP => Err(BlkError::Unsupported),
                 _ => Err(BlkError::Io), // S_IOERR or a status the spec does not define
             },

@@ -124,6 +124,23 @@ impl Reactor {
         unsafe { dev.submit(tag, req) }
     }
 
+    /// [`submit_blk`](Self::submit_blk) of a request whose data pieces
+    /// `fill` writes in place ([`blk::BlkDevice::submit_with`]).
+    ///
+    /// # Safety
+    /// As [`submit_blk`](Self::submit_blk), for the pieces `fill` gives.
+    pub unsafe fn submit_blk_with(
+        &mut self,
+        tag: u64,
+        kind: blk::Kind,
+        sector: u64,
+        fill: impl FnOnce(&mut blk::Segments) -> Result<(), BlkError>,
+    ) -> Result<(), BlkError> {
+        let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
+        // SAFETY: forwarded to the caller.
+        unsafe { dev.submit_with(tag, kind, sector, fill) }
+    }
+
     /// An `Event::Timer { tag }` at `deadline_ns` (kernel clock).
     pub fn add_timer(&mut self, deadline_ns: u64, tag: u64) {
         self.timers.push((deadline_ns, tag));

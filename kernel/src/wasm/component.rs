@@ -136,10 +136,6 @@ pub fn run(mut reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64, baselin
         s.dma_bytes,
         s.copied_bytes
     );
-    log::info!(
-        "ringos:blk: {} ns from submit to completion on average",
-        s.device_ns / s.requests.max(1)
-    );
     status
 }
 

@@ -8,9 +8,8 @@
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
-use ringos_drivers::blk::{BlkError, Request, Segments, SECTOR_SIZE};
+use ringos_drivers::blk::{BlkError, Kind, Segments, SECTOR_SIZE};
 use ringos_runtime::blk::{BlockDevice, BlockError, BlockOp};
-use ringos_runtime::token_map::TokenMap;
 
 use crate::io::reactor::{Event, Reactor};
 use crate::mem;
@@ -22,8 +21,6 @@ pub struct DiskStats {
     pub dma_bytes: u64,
     /// Bytes the kernel copied on the way (through a buffer of its own).
     pub copied_bytes: u64,
-    /// Sum of submit -> completion seen, ns.
-    pub device_ns: u64,
 }
 
 pub struct VirtioDisk {
@@ -35,8 +32,6 @@ pub struct VirtioDisk {
     /// handed out again, so an entry cannot go stale while it can be asked
     /// for. Components tend to reuse their buffers.
     pages: Cell<[(u64, u64); 4]>,
-    /// Submit time (kernel ns) of each request in flight, by tag.
-    started: RefCell<TokenMap<u64>>,
 }
 
 impl VirtioDisk {
@@ -46,7 +41,6 @@ impl VirtioDisk {
             events: RefCell::new(Vec::new()),
             stats: Cell::new(DiskStats::default()),
             pages: Cell::new([(u64::MAX, 0); 4]),
-            started: RefCell::new(TokenMap::default()),
         }
     }
 
@@ -102,16 +96,17 @@ impl VirtioDisk {
     }
 
     /// Appends the physical pieces behind `[addr, addr + len)`, page by
-    /// page, to `segs` (filled in place: under TCG every move of this
-    /// few-hundred-byte list is a visible cost on the I/O path).
-    fn segments(&self, segs: &mut Segments, addr: u64, len: usize) -> Result<(), BlockError> {
+    /// page, to `segs` (the request's own list in the driver's slot: under
+    /// TCG every move of this few-hundred-byte list is a visible cost on
+    /// the I/O path).
+    fn segments(&self, segs: &mut Segments, addr: u64, len: usize) -> Result<(), BlkError> {
         let (mut va, end) = (addr, addr + len as u64);
         while va < end {
             let page_end = (va | 0xfff) + 1;
             let n = (page_end.min(end) - va) as usize;
-            let pa = self.frame(va).ok_or(BlockError::Io)? | (va & 0xfff);
+            let pa = self.frame(va).ok_or(BlkError::Io)? | (va & 0xfff);
             if !segs.push(pa as *mut u8, n) {
-                return Err(BlockError::Io);
+                return Err(BlkError::Io);
             }
             va += n as u64;
         }
@@ -144,33 +139,24 @@ impl BlockDevice for VirtioDisk {
 
     fn submit(&self, tag: u64, op: BlockOp) -> Result<(), BlockError> {
         let sector = |offset: u64| offset / SECTOR_SIZE as u64;
-        let (mut req, addr, bytes) = match op {
-            BlockOp::Read { offset, addr, len } => (
-                Request::ReadSegments {
-                    sector: sector(offset),
-                    segs: Segments::new(),
-                },
-                addr as u64,
-                len,
-            ),
-            BlockOp::Write { offset, addr, len } => (
-                Request::WriteSegments {
-                    sector: sector(offset),
-                    segs: Segments::new(),
-                },
-                addr as u64,
-                len,
-            ),
-            BlockOp::Flush => (Request::Flush, 0, 0),
+        let (kind, sector, addr, bytes) = match op {
+            BlockOp::Read { offset, addr, len } => (Kind::Read, sector(offset), addr as u64, len),
+            BlockOp::Write { offset, addr, len } => (Kind::Write, sector(offset), addr as u64, len),
+            BlockOp::Flush => (Kind::Flush, 0, 0, 0),
         };
-        if let Request::ReadSegments { segs, .. } | Request::WriteSegments { segs, .. } = &mut req {
-            self.segments(segs, addr, bytes)?;
-        }
+        let fill = |segs: &mut Segments| match kind {
+            Kind::Flush => Ok(()),
+            _ => self.segments(segs, addr, bytes),
+        };
         // SAFETY: the pieces are the physical frames of guest memory the
         // runtime lent for this transfer (`device::Transfer`): mapped,
         // never freed while the store lives, untouched until completion.
-        unsafe { self.reactor.borrow_mut().submit_blk(tag, &req) }.map_err(error)?;
-        self.started.borrow_mut().insert(tag, crate::time::now_ns());
+        unsafe {
+            self.reactor
+                .borrow_mut()
+                .submit_blk_with(tag, kind, sector, fill)
+        }
+        .map_err(error)?;
         let mut s = self.stats.get();
         s.requests += 1;
         s.dma_bytes += bytes as u64;
@@ -183,11 +169,6 @@ impl BlockDevice for VirtioDisk {
         self.reactor.borrow_mut().poll(&mut events);
         for e in events.drain(..) {
             if let Event::Blk(c) = e {
-                if let Some(t) = self.started.borrow_mut().remove(&c.tag) {
-                    let mut s = self.stats.get();
-                    s.device_ns += crate::time::now_ns() - t;
-                    self.stats.set(s);
-                }
                 done.push((c.tag, c.result.map_err(error)));
             }
         }
