@@ -92,7 +92,6 @@ struct Stream {
     remaining: u64,
     /// The status future's host token.
     status: u64,
-    in_flight: bool,
 }
 
 /// The disk service: the `ringos:blk/disk` functions and the loop's I/O
@@ -107,14 +106,15 @@ pub struct Disk {
 #[derive(Default)]
 struct DiskState {
     streams: TokenMap<Stream>,
-    /// Flushes to submit (their future's token is the tag).
-    flushes: Vec<u64>,
-    /// Submitted flushes.
-    flushing: usize,
+    /// Requests at the device (stream copies and flushes).
+    in_flight: usize,
     /// Requests the device refused as `Busy`, to try again.
     retry: Vec<(u64, BlockOp)>,
     done: Vec<(u64, Result<usize, BlockError>)>,
-    work: Vec<DeviceWork>,
+    /// Reads whose every byte is delivered, to finish (drop the host's
+    /// end, resolve the status) after the guest has seen its data: on the
+    /// loop's next I/O turn, or when the guest touches the end again.
+    ended: Vec<u64>,
 }
 
 fn status_type() -> ValType {
@@ -173,7 +173,6 @@ impl Disk {
                     offset,
                     remaining: len,
                     status,
-                    in_flight: false,
                 },
             );
         }
@@ -198,7 +197,6 @@ impl Disk {
                 offset,
                 remaining: u64::MAX,
                 status,
-                in_flight: false,
             },
         );
         Ok(Value::Future(f))
@@ -209,7 +207,8 @@ impl Disk {
             return self.resolved(cx, BlockError::NoDevice.value());
         }
         let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
-        self.state.borrow_mut().flushes.push(token);
+        // Submitted at the call, as a copy is (a full queue: retried).
+        self.submit(cx, token, BlockOp::Flush)?;
         Ok(Value::Future(f))
     }
 
@@ -263,11 +262,7 @@ impl Disk {
     fn submit(&self, cx: &mut HostCx<'_>, tag: u64, op: BlockOp) -> Result<(), String> {
         match self.dev.submit(tag, op) {
             Ok(()) => {
-                let mut st = self.state.borrow_mut();
-                match st.streams.get_mut(&tag) {
-                    Some(s) => s.in_flight = true,
-                    None => st.flushing += 1,
-                }
+                self.state.borrow_mut().in_flight += 1;
                 Ok(())
             }
             Err(BlockError::Busy) => {
@@ -298,28 +293,23 @@ impl Disk {
             Ok(n) => n,
             Err(e) => return self.fail(cx, tag, e),
         };
-        let ended = {
-            let mut st = self.state.borrow_mut();
-            match st.streams.get_mut(&tag) {
-                Some(s) => {
-                    s.in_flight = false;
-                    s.offset += n as u64;
-                    s.remaining = s.remaining.saturating_sub(n as u64);
-                    Some(s.remaining == 0)
-                }
-                None => {
-                    st.flushing = st.flushing.saturating_sub(1);
-                    None
-                }
-            }
-        };
+        let ended = self.state.borrow_mut().streams.get_mut(&tag).map(|s| {
+            s.offset += n as u64;
+            s.remaining = s.remaining.saturating_sub(n as u64);
+            s.remaining == 0
+        });
         match ended {
-            Some(ended) => {
+            // The data first: the status follows off the guest's path.
+            Some(true) => {
                 cx.transferred(tag, n)?;
-                if ended {
-                    self.finish(cx, tag, Ok(()))?;
-                }
+                self.state.borrow_mut().ended.push(tag);
                 Ok(())
+            }
+            // The guest's copy may want more than one request moved: the
+            // next one goes out at once.
+            Some(false) => {
+                cx.transferred(tag, n)?;
+                self.start_end(cx, tag)
             }
             None => cx.write_future(tag, Value::ok(None)),
         }
@@ -329,56 +319,59 @@ impl Disk {
 impl IoSource for Disk {
     fn poll(&self, cx: &mut HostCx<'_>) -> Result<IoTurn, String> {
         let mut turn = IoTurn::default();
+        let ended = core::mem::take(&mut self.state.borrow_mut().ended);
+        turn.progress = !ended.is_empty();
+        for tag in ended {
+            self.finish(cx, tag, Ok(()))?;
+        }
         let mut done = core::mem::take(&mut self.state.borrow_mut().done);
         self.dev.poll(&mut done);
         for (tag, r) in done.drain(..) {
             turn.progress = true;
+            self.state.borrow_mut().in_flight -= 1;
             self.complete(cx, tag, r)?;
         }
         self.state.borrow_mut().done = done;
-        // A request that failed before reaching the device ends its copy
-        // at once: that is progress too.
-        turn.progress |= self.start_work(cx)?;
-        let st = self.state.borrow();
-        turn.in_flight =
-            st.flushing > 0 || !st.retry.is_empty() || st.streams.values().any(|s| s.in_flight);
-        Ok(turn)
-    }
-
-    fn start(&self, cx: &mut HostCx<'_>) -> Result<(), String> {
-        self.start_work(cx).map(|_| ())
-    }
-}
-
-impl Disk {
-    /// Submits retries, flushes and the guest copies now waiting; true if
-    /// there was any such work.
-    fn start_work(&self, cx: &mut HostCx<'_>) -> Result<bool, String> {
         let retry = core::mem::take(&mut self.state.borrow_mut().retry);
         for (tag, op) in retry {
             self.submit(cx, tag, op)?;
         }
-        let flushes = core::mem::take(&mut self.state.borrow_mut().flushes);
-        for tag in flushes {
-            self.submit(cx, tag, BlockOp::Flush)?;
-        }
-        let mut work = core::mem::take(&mut self.state.borrow_mut().work);
-        cx.device_work(&mut work)?;
-        let any = !work.is_empty();
-        for w in work.drain(..) {
-            match w {
-                // "Ready?": yes, nothing moves.
-                DeviceWork::Transfer(t) if t.len == 0 => cx.transferred(t.token, 0)?,
-                DeviceWork::Transfer(t) => match self.request(&t) {
-                    Ok(op) => self.submit(cx, t.token, op)?,
-                    Err(e) => self.fail(cx, t.token, e)?,
-                },
-                // The writer finished, or the reader wants no more.
-                DeviceWork::Closed(token) => self.finish(cx, token, Ok(()))?,
+        let st = self.state.borrow();
+        turn.in_flight = st.in_flight > 0 || !st.retry.is_empty();
+        Ok(turn)
+    }
+
+    fn start_end(&self, cx: &mut HostCx<'_>, token: u64) -> Result<(), String> {
+        let ended = {
+            let mut st = self.state.borrow_mut();
+            if !st.streams.contains_key(&token) {
+                return Ok(());
             }
+            let at = st.ended.iter().position(|&t| t == token);
+            at.map(|i| st.ended.swap_remove(i)).is_some()
+        };
+        if ended {
+            return self.finish(cx, token, Ok(()));
         }
-        self.state.borrow_mut().work = work;
-        Ok(any)
+        match cx.device_work_of(token)? {
+            Some(w) => self.do_work(cx, w),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Disk {
+    fn do_work(&self, cx: &mut HostCx<'_>, w: DeviceWork) -> Result<(), String> {
+        match w {
+            // "Ready?": yes, nothing moves.
+            DeviceWork::Transfer(t) if t.len == 0 => cx.transferred(t.token, 0),
+            DeviceWork::Transfer(t) => match self.request(&t) {
+                Ok(op) => self.submit(cx, t.token, op),
+                Err(e) => self.fail(cx, t.token, e),
+            },
+            // The writer finished, or the reader wants no more.
+            DeviceWork::Closed(token) => self.finish(cx, token, Ok(())),
+        }
     }
 }
 

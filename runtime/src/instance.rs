@@ -94,7 +94,7 @@ pub enum Val {
 }
 
 impl Val {
-    fn to_raw(self) -> u64 {
+    pub(crate) fn to_raw(self) -> u64 {
         match self {
             Val::I32(v) => v as u32 as u64,
             Val::I64(v) => v as u64,
@@ -105,7 +105,7 @@ impl Val {
         }
     }
 
-    fn from_raw(ty: ValType, raw: u64) -> Val {
+    pub(crate) fn from_raw(ty: ValType, raw: u64) -> Val {
         match ty {
             ValType::I32 => Val::I32(raw as u32 as i32),
             ValType::I64 => Val::I64(raw as i64),
@@ -175,6 +175,19 @@ pub enum Extern {
 /// [`Store::set_trap_message`] and return `Err(Trap(TrapKind::Host))`.
 pub type HostFn = dyn Fn(&mut Store, &[Val], &mut [Val]) -> Result<(), Trap>;
 
+/// A host function on the stub's raw slots: on entry `slots` holds the
+/// arguments, each in its u64 slot as generated code passes it (an i32 in
+/// the low half), and the results go back the same way. For built-ins
+/// whose values are all integers, so nothing is converted on the way in or
+/// out of a call.
+pub type RawHostFn = dyn Fn(&mut Store, &mut [u64]) -> Result<(), Trap>;
+
+/// How a host function takes its values.
+enum HostImpl {
+    Vals(Box<HostFn>),
+    Raw(Box<RawHostFn>),
+}
+
 /// What a host-call stub finds through its vmctx.
 #[repr(C)]
 pub(crate) struct HostFuncCtx {
@@ -182,7 +195,7 @@ pub(crate) struct HostFuncCtx {
     dispatch: usize,
     store: *mut StoreCtx,
     ty: FuncType,
-    f: Box<HostFn>,
+    f: HostImpl,
 }
 
 enum FuncKind {
@@ -387,6 +400,20 @@ impl Store {
 
     /// Defines a host function.
     pub fn host_func(&mut self, params: &[ValType], results: &[ValType], f: Box<HostFn>) -> FuncId {
+        self.add_host_func(params, results, HostImpl::Vals(f))
+    }
+
+    /// A host function on raw slots (see [`RawHostFn`]).
+    pub fn host_func_raw(
+        &mut self,
+        params: &[ValType],
+        results: &[ValType],
+        f: Box<RawHostFn>,
+    ) -> FuncId {
+        self.add_host_func(params, results, HostImpl::Raw(f))
+    }
+
+    fn add_host_func(&mut self, params: &[ValType], results: &[ValType], f: HostImpl) -> FuncId {
         let ty = FuncType {
             params: params.to_vec(),
             results: results.to_vec(),
@@ -516,16 +543,31 @@ impl Store {
         match entry.kind {
             FuncKind::Host(h) => {
                 let ctx: *const HostFuncCtx = &*self.host_funcs[h];
-                let mut out: Vec<Val> = entry
-                    .ty
-                    .results
-                    .iter()
-                    .map(|t| Val::from_raw(*t, 0))
-                    .collect();
                 // SAFETY: host function contexts are boxed and live as long
                 // as the store; the closure may push more of them.
-                unsafe { ((*ctx).f)(self, args, &mut out) }.map_err(Error::Trap)?;
-                Ok(out)
+                let (f, ty) = unsafe { (&(*ctx).f, &(*ctx).ty) };
+                match f {
+                    HostImpl::Vals(f) => {
+                        let mut out: Vec<Val> =
+                            ty.results.iter().map(|t| Val::from_raw(*t, 0)).collect();
+                        f(self, args, &mut out).map_err(Error::Trap)?;
+                        Ok(out)
+                    }
+                    HostImpl::Raw(f) => {
+                        let n = ty.params.len().max(ty.results.len());
+                        let mut slots = alloc::vec![0u64; n];
+                        for (s, a) in slots.iter_mut().zip(args) {
+                            *s = a.to_raw();
+                        }
+                        f(self, &mut slots).map_err(Error::Trap)?;
+                        Ok(ty
+                            .results
+                            .iter()
+                            .zip(&slots)
+                            .map(|(t, s)| Val::from_raw(*t, *s))
+                            .collect())
+                    }
+                }
             }
             FuncKind::Wasm {
                 funcref,
@@ -848,6 +890,13 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
     let n = ctx.ty.params.len().max(ctx.ty.results.len());
     // SAFETY: the stub's slot buffer holds max(params, results, 1) slots.
     let slots = unsafe { core::slice::from_raw_parts_mut(slots, n) };
+    // SAFETY: set by the `enter` this call runs inside; that frame does
+    // not touch the store until the Wasm it called returns.
+    let store = unsafe { &mut *(*ctx.store).store };
+    let f = match &ctx.f {
+        HostImpl::Raw(f) => return f(store, slots).map_err(|t| t.0),
+        HostImpl::Vals(f) => f,
+    };
     // Most calls take a few arguments: no allocation for those.
     let mut few = [Val::I32(0); 8];
     let many: Vec<Val>;
@@ -865,9 +914,6 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
             .collect();
         &many
     };
-    // SAFETY: set by the `enter` this call runs inside; that frame does
-    // not touch the store until the Wasm it called returns.
-    let store = unsafe { &mut *(*ctx.store).store };
     let types = &ctx.ty.results;
     let mut out_few = [Val::I32(0); 2];
     let mut out_many: Vec<Val>;
@@ -880,7 +926,7 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
     for (o, t) in out.iter_mut().zip(types) {
         *o = Val::from_raw(*t, 0);
     }
-    (ctx.f)(store, args, out).map_err(|t| t.0)?;
+    f(store, args, out).map_err(|t| t.0)?;
     for (s, r) in slots.iter_mut().zip(out.iter()) {
         *s = r.to_raw();
     }

@@ -27,25 +27,40 @@ use crate::{FuncId, Store, Trap, TrapKind};
 
 const I32: CoreValType = CoreValType::I32;
 
-/// Registers a host function whose failures trap with their message.
+/// Registers a built-in: a host function on raw slots (every built-in's
+/// core values are integers; see [`crate::instance::RawHostFn`]) whose
+/// failures trap with their message.
 pub(crate) fn builtin(
     store: &mut Store,
     params: &[CoreValType],
     results: &[CoreValType],
-    f: impl Fn(&mut Store, &[Val]) -> Result<Option<Val>, Trapped> + 'static,
+    f: impl Fn(&mut Store, &[u64]) -> Result<Option<u64>, Trapped> + 'static,
 ) -> FuncId {
-    store.host_func(
+    let n_results = results.len();
+    store.host_func_raw(
         params,
         results,
-        Box::new(move |store, args, out| {
-            let r = f(store, args);
-            set_result(store, out, r)
+        Box::new(move |store, slots| {
+            let why = match (n_results, f(store, slots)) {
+                (0, Ok(None)) => return Ok(()),
+                (1, Ok(Some(v))) => {
+                    slots[0] = v;
+                    return Ok(());
+                }
+                (_, Err(t)) => t.0,
+                (n, Ok(r)) => alloc::format!(
+                    "internal error: a built-in gave {} result(s) where its core type has {n}",
+                    usize::from(r.is_some()),
+                ),
+            };
+            store.set_trap_message(why);
+            Err(Trap(TrapKind::Host))
         }),
     )
 }
 
-/// Puts a built-in's (or lowered call's) one result, if any, in `out`;
-/// a failure becomes a trap with its message.
+/// Puts a lowered call's one result, if any, in `out`; a failure becomes
+/// a trap with its message.
 pub(crate) fn set_result(
     store: &mut Store,
     out: &mut [Val],
@@ -59,7 +74,7 @@ pub(crate) fn set_result(
         }
         (_, Err(t)) => t.0,
         (out, Ok(r)) => alloc::format!(
-            "internal error: a built-in gave {} result(s) where its core type has {}",
+            "internal error: a call gave {} result(s) where its core type has {}",
             usize::from(r.is_some()),
             out.len()
         ),
@@ -68,15 +83,13 @@ pub(crate) fn set_result(
     Err(Trap(TrapKind::Host))
 }
 
-fn arg(args: &[Val], i: usize) -> u32 {
-    match args.get(i) {
-        Some(Val::I32(v)) => *v as u32,
-        _ => 0,
-    }
+/// Argument `i` as an i32 (the low half of its slot).
+fn arg(args: &[u64], i: usize) -> u32 {
+    args.get(i).map_or(0, |v| *v as u32)
 }
 
-fn i32v(v: u32) -> Option<Val> {
-    Some(Val::I32(v as i32))
+fn i32v(v: u32) -> Option<u64> {
+    Some(u64::from(v))
 }
 
 /// A Cx over `opts`' memory only (no realloc, no handles): for event
@@ -208,6 +221,7 @@ pub(crate) fn task_return(
     }
     let params: Vec<CoreValType> = flat.iter().map(|t| super::call::core_type(*t)).collect();
     let sh = sh.clone();
+    let types = params.clone();
     builtin(store, &params, &[], move |store, args| {
         let tid = {
             let mut st = sh.get()?;
@@ -225,7 +239,11 @@ pub(crate) fn task_return(
             t.abi.check_task_return(result.as_ref(), &lo)?;
             tid
         };
-        let flat: Vec<CoreVal> = args.iter().map(to_core).collect();
+        let flat: Vec<CoreVal> = args
+            .iter()
+            .zip(&types)
+            .map(|(a, t)| to_core(&Val::from_raw(*t, *a)))
+            .collect();
         let (vs, _) = with_table(store, &sh, inst, &opts, None, |cx| {
             let mut vi = CoreValueIter::new(&flat);
             lift_flat_values(cx, MAX_FLAT_PARAMS, &mut vi, &ts)
@@ -348,7 +366,7 @@ fn unpack_event(
     opts: &Opts,
     ptr: u32,
     ev: Event,
-) -> Result<Option<Val>, Trapped> {
+) -> Result<Option<u64>, Trapped> {
     with_memory(store, opts, |cx| {
         let mem = cx.mem_mut()?;
         // `store(p1)` then `store(p2)`: each traps when out of bounds.
@@ -500,14 +518,22 @@ fn finish_copy(
     i: u32,
     async_: bool,
     call: CopyCall<RtBuffer>,
-) -> Result<Option<Val>, Trapped> {
+) -> Result<Option<u64>, Trapped> {
     let sp: *mut Store = store;
     deliver(&mut *sh.get()?, sp, call.notice)?;
     if let Some(p) = call.payload {
         return Ok(i32v(p));
     }
     // The copy waits: if a device serves the other end, start it now.
-    sched::start_io(store, sh)?;
+    let shared = {
+        let st = sh.get()?;
+        (!st.device_ends.is_empty())
+            .then(|| st.insts[inst].copy_end(i).map(|e| e.shared))
+            .transpose()?
+    };
+    if let Some(shared) = shared {
+        sched::device_hook(store, sh, shared)?;
+    }
     if async_ {
         return Ok(i32v(BLOCKED));
     }
@@ -541,7 +567,7 @@ pub(crate) fn end_new(
         } else {
             insts[inst].canon_future_new(shared, t.as_ref())?
         };
-        Ok(Some(Val::I64(packed as i64)))
+        Ok(Some(packed))
     })
 }
 
@@ -628,13 +654,24 @@ pub(crate) fn drop_end(
 ) -> FuncId {
     let sh = sh.clone();
     builtin(store, &[I32], &[], move |store, args| {
-        let mut st = sh.get()?;
-        st.inst(inst)?;
-        let notice = {
-            let State { insts, shared, .. } = &mut *st;
-            insts[inst].drop_end(shared, kind, t.as_ref(), arg(args, 0))?
+        let i = arg(args, 0);
+        let device = {
+            let mut st = sh.get()?;
+            st.inst(inst)?;
+            // A device end on the other side finishes when this one goes.
+            let device = (kind.is_stream() && !st.device_ends.is_empty())
+                .then(|| st.insts[inst].copy_end(i).map(|e| e.shared).ok())
+                .flatten();
+            let notice = {
+                let State { insts, shared, .. } = &mut *st;
+                insts[inst].drop_end(shared, kind, t.as_ref(), i)?
+            };
+            deliver(&mut st, store, notice)?;
+            device
         };
-        deliver(&mut st, store, notice)?;
+        if let Some(shared) = device {
+            sched::device_hook(store, &sh, shared)?;
+        }
         Ok(None)
     })
 }

@@ -461,6 +461,43 @@ pub(crate) fn lower(
     let sh = sh.clone();
     let lay = HostLayout::new(&sig);
     let sig = Rc::new(sig);
+    // A synchronous call of a synchronous host function whose core values
+    // are all integers (most WASI and ringos:blk calls): straight from the
+    // stub's slots to `host_call` and back.
+    let integers = |ts: &[CoreValType]| {
+        ts.iter()
+            .all(|t| matches!(t, CoreValType::I32 | CoreValType::I64))
+    };
+    if !opts.async_
+        && matches!(callee.kind, FuncKind::Host(_))
+        && lay.scalar_params
+        && integers(&params)
+        && integers(&results)
+    {
+        let types = params.clone();
+        let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
+            let FuncKind::Host(h) = &callee.kind else {
+                unreachable!("checked when lowered")
+            };
+            let mut args = [Val::I32(0); MAX_FLAT_PARAMS + 1];
+            for ((a, t), s) in args.iter_mut().zip(&types).zip(slots.iter()) {
+                *a = Val::from_raw(*t, *s);
+            }
+            let args = &args[..types.len().min(args.len())];
+            let r = sh
+                .get()
+                .and_then(|mut st| Ok(st.inst(inst)?.check_may_leave("canon lower")?))
+                .and_then(|()| host_call(store, &sh, h, &sig, &lay, &opts, inst, args));
+            let mut out = [Val::I32(0)];
+            let n = usize::from(!results_empty(&lay));
+            super::builtins::set_result(store, &mut out[..n], r)?;
+            if n == 1 {
+                slots[0] = out[0].to_raw();
+            }
+            Ok(())
+        };
+        return store.host_func_raw(&params, &results, Box::new(f));
+    }
     let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
         let r = lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args);
         super::builtins::set_result(store, out, r)
@@ -629,6 +666,14 @@ enum ResultShape {
     /// ends only (as `ringos:blk`'s `read`): each field's offset and end,
     /// lowered straight into the instance's table ([`store_ends`]).
     SpilledEnds((u32, u64), Vec<(u64, EndKind, Option<ValType>)>),
+}
+
+/// Whether the lowered call has no core result.
+fn results_empty(lay: &HostLayout) -> bool {
+    matches!(
+        lay.results,
+        ResultShape::None | ResultShape::Spilled(..) | ResultShape::SpilledEnds(..)
+    )
 }
 
 /// The fields of a record or tuple type.

@@ -13,9 +13,8 @@
 //! device.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 
-use ringos_abi::concurrency::Side;
+use ringos_abi::concurrency::{SharedStore, Side};
 use ringos_abi::ValType;
 
 use super::builtins::deliver;
@@ -72,17 +71,16 @@ pub struct IoTurn {
 /// An embedder's source of I/O completions (a virtio device, a file),
 /// polled by the loop whenever no task can run.
 pub trait IoSource {
-    /// Starts the transfers [`HostCx::device_work`] lists, delivers what
-    /// completed. Errors trap the run.
+    /// Delivers what completed (and retries what the device refused for
+    /// lack of room). Errors trap the run.
     fn poll(&self, cx: &mut HostCx<'_>) -> Result<IoTurn, String>;
 
-    /// Starts the transfers [`HostCx::device_work`] lists, nothing else:
-    /// called as soon as a guest copy is left waiting on a device end, so
-    /// the device works while the guest goes on to wait (the io_uring
-    /// model: submit at the call, reap in the loop).
-    fn start(&self, cx: &mut HostCx<'_>) -> Result<(), String> {
-        self.poll(cx).map(|_| ())
-    }
+    /// A guest copy was just left waiting on device end `token`, or the
+    /// guest dropped its end: start the transfer, or finish the end, now
+    /// if this source serves it ([`HostCx::device_work_of`]). The device
+    /// works while the guest goes on to wait (the io_uring model: submit
+    /// at the call, reap in the loop).
+    fn start_end(&self, cx: &mut HostCx<'_>, token: u64) -> Result<(), String>;
 }
 
 impl HostCx<'_> {
@@ -105,10 +103,10 @@ impl HostCx<'_> {
         Ok(register(&mut st, stream, Direction::FromGuest))
     }
 
-    /// Appends the device ends' new work to `out`: guest copies now
-    /// waiting (each handed out once, then busy until
-    /// [`HostCx::transferred`]) and ends the guest dropped.
-    pub fn device_work(&mut self, out: &mut Vec<DeviceWork>) -> Result<(), String> {
+    /// What device end `token` has for the device now: the guest's copy
+    /// waiting on it (handed out once, then busy until
+    /// [`HostCx::transferred`]), or that the guest dropped its end.
+    pub fn device_work_of(&mut self, token: u64) -> Result<Option<DeviceWork>, String> {
         let store: *mut Store = self.store;
         let mut st = self.sh.get().map_err(|t| t.0)?;
         let State {
@@ -116,47 +114,10 @@ impl HostCx<'_> {
             shared,
             ..
         } = &mut *st;
-        for (&token, end) in device_ends.iter() {
-            let s = shared.stream(end.shared).map_err(|t| Trapped::from(t).0)?;
-            if s.host_busy() {
-                continue;
-            }
-            if s.dropped {
-                out.push(DeviceWork::Closed(token));
-                continue;
-            }
-            let guest_waits = matches!(s.pending_side(), Some(Side::Guest { .. }));
-            let Some(RtBuffer::Guest { buf, opts, .. }) = s.pending_buffer_mut() else {
-                continue;
-            };
-            // A zero-length copy asks whether the device end is ready: it
-            // is handed out too (`len` 0), and completes at once.
-            if !guest_waits {
-                continue;
-            }
-            let Some(mem) = opts.memory else {
-                return Err("a stream<u8> copy without a memory".into());
-            };
-            // SAFETY: the store outlives this call; the definition is read
-            // only (base and length of the guest's memory).
-            let def = unsafe { &*(*store).memory_def(mem) };
-            let start = buf.ptr + u64::from(buf.progress);
-            let len = u64::from(buf.remain());
-            // stream.read/write checked the range when the copy began, and
-            // linear memory never shrinks; checked again all the same.
-            if start.checked_add(len).is_none_or(|end| end > def.len) {
-                return Err("a device transfer outside the guest's memory".into());
-            }
-            s.begin_host_transfer();
-            out.push(DeviceWork::Transfer(Transfer {
-                token,
-                dir: end.dir,
-                // SAFETY: in bounds of the memory (checked above).
-                addr: unsafe { def.base.add(start as usize) },
-                len: len as usize,
-            }));
+        match device_ends.get(&token) {
+            Some(end) => work_of(store, shared, token, end),
+            None => Ok(None),
         }
-        Ok(())
     }
 
     /// The transfer of `token` is over with `bytes` moved (at most its
@@ -207,6 +168,61 @@ impl HostCx<'_> {
         }
         Ok(())
     }
+}
+
+/// What device end `token` (`end`) has for the device, if anything: the
+/// guest's waiting copy (marked busy from here on), or its drop.
+fn work_of(
+    store: *mut Store,
+    shared: &mut SharedStore<RtBuffer>,
+    token: u64,
+    end: &DeviceEnd,
+) -> Result<Option<DeviceWork>, String> {
+    let s = shared.stream(end.shared).map_err(|t| Trapped::from(t).0)?;
+    if s.host_busy() {
+        return Ok(None);
+    }
+    if s.dropped {
+        return Ok(Some(DeviceWork::Closed(token)));
+    }
+    let guest_waits = matches!(s.pending_side(), Some(Side::Guest { .. }));
+    let Some(RtBuffer::Guest { buf, opts, .. }) = s.pending_buffer_mut() else {
+        return Ok(None);
+    };
+    // A zero-length copy asks whether the device end is ready: it is
+    // handed out too (`len` 0), and completes at once.
+    if !guest_waits {
+        return Ok(None);
+    }
+    let Some(mem) = opts.memory else {
+        return Err("a stream<u8> copy without a memory".into());
+    };
+    // SAFETY: the store outlives this call; the definition is read only
+    // (base and length of the guest's memory).
+    let def = unsafe { &*(*store).memory_def(mem) };
+    let start = buf.ptr + u64::from(buf.progress);
+    let len = u64::from(buf.remain());
+    // stream.read/write checked the range when the copy began, and linear
+    // memory never shrinks; checked again all the same.
+    if start.checked_add(len).is_none_or(|end| end > def.len) {
+        return Err("a device transfer outside the guest's memory".into());
+    }
+    s.begin_host_transfer();
+    Ok(Some(DeviceWork::Transfer(Transfer {
+        token,
+        dir: end.dir,
+        // SAFETY: in bounds of the memory (checked above).
+        addr: unsafe { def.base.add(start as usize) },
+        len: len as usize,
+    })))
+}
+
+/// The device end serving shared stream `shared`, if any.
+pub(crate) fn device_end_of(st: &State, shared: u32) -> Option<u64> {
+    st.device_ends
+        .iter()
+        .find(|(_, e)| e.shared == shared)
+        .map(|(&t, _)| t)
 }
 
 fn register(st: &mut State, shared: u32, dir: Direction) -> u64 {

@@ -257,10 +257,14 @@ pub(crate) fn block_until(
     }
     let saved = sh.get()?.suspend_stack();
     let mut idle_rounds = 0u32;
+    // `cond` held not above; it is asked again only after something
+    // happened that could change it.
+    let mut changed = false;
     loop {
-        if cond() {
+        if changed && cond() {
             return sh.get()?.resume_stack(saved);
         }
+        changed = true;
         match run_one(store, sh)? {
             Ran::Nothing => {
                 idle_rounds = 0;
@@ -314,17 +318,16 @@ pub(crate) fn block_until(
     }
 }
 
-/// Lets the embedder's I/O sources start what device ends wait for (see
-/// [`IoSource::start`](super::device::IoSource::start)); nothing to do
-/// without device ends.
-pub(crate) fn start_io(store: &mut Store, sh: &Shared) -> Result<(), Trapped> {
-    {
-        let st = sh.get()?;
-        if st.device_ends.is_empty() || st.io.is_empty() {
-            return Ok(());
-        }
-    }
-    for_each_io(store, sh, |s, cx| s.start(cx))
+/// A copy of `inst`'s end `i` was left waiting, or the end was dropped
+/// (`shared` is its shared state): if a device serves the other end, its
+/// I/O source starts the transfer, or finishes the end, now (see
+/// [`IoSource::start_end`](super::device::IoSource::start_end)).
+pub(crate) fn device_hook(store: &mut Store, sh: &Shared, shared: u32) -> Result<(), Trapped> {
+    let token = match super::device::device_end_of(&*sh.get()?, shared) {
+        Some(t) => t,
+        None => return Ok(()),
+    };
+    for_each_io(store, sh, |s, cx| s.start_end(cx, token))
 }
 
 /// One turn of every I/O source of the embedder.
@@ -375,12 +378,12 @@ pub(crate) fn complete_host_call(
 fn fire_timers(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
     let due: Vec<u64> = {
         let mut st = sh.get()?;
-        let Some(w) = st.waiter.clone() else {
-            return Ok(false);
-        };
         if st.timers.is_empty() {
             return Ok(false);
         }
+        let Some(w) = st.waiter.clone() else {
+            return Ok(false);
+        };
         let now = w.now_ns();
         let due = st
             .timers
