@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod blk;
 pub mod compile;
 pub mod component;
+mod exn;
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 pub mod instance;
@@ -28,7 +29,8 @@ use alloc::string::{String, ToString};
 use core::fmt;
 
 pub use instance::{
-    Extern, FuncId, GlobalId, InstanceId, InterruptHandle, MemoryId, Module, Store, TableId, Val,
+    Extern, FuncId, GlobalId, InstanceId, InterruptHandle, MemoryId, Module, Store, TableId, TagId,
+    Val,
 };
 pub use platform::Platform;
 pub use trap::{Trap, TrapKind};
