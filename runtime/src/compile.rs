@@ -181,6 +181,13 @@ pub fn compile(
         traps: Vec::new(),
         landings: Vec::new(),
     };
+    // Payload types the translator can load and store (no v128): checked
+    // once here, so catch clauses need not.
+    for t in &m.tags {
+        for p in &m.types[*t as usize].params {
+            clif_type(*p)?;
+        }
+    }
     let mut fctx = FunctionBuilderContext::new();
     let mut funcs = Vec::with_capacity(m.bodies.len());
     for i in 0..m.bodies.len() as u32 {

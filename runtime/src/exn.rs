@@ -118,15 +118,19 @@ impl ExnHeap {
     /// any word equal to an object's address keeps it. Objects never
     /// referenced are in flight (their catch frees them) and stay.
     pub(crate) fn collect(&mut self, roots: &mut dyn Iterator<Item = u64>) {
-        let mut by_addr: Vec<(usize, usize)> = self
-            .live
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p as usize, i))
-            .collect();
+        let n = self.live.len();
+        let (mut by_addr, mut marked, mut work) = (Vec::new(), Vec::new(), Vec::new());
+        if by_addr.try_reserve_exact(n).is_err()
+            || marked.try_reserve_exact(n).is_err()
+            || work.try_reserve_exact(n).is_err()
+        {
+            // No memory to collect with: the next allocations may fail
+            // (a trap), but nothing panics.
+            return;
+        }
+        by_addr.extend(self.live.iter().enumerate().map(|(i, p)| (*p as usize, i)));
         by_addr.sort_unstable();
-        let mut marked = alloc::vec![false; self.live.len()];
-        let mut work = Vec::new();
+        marked.resize(n, false);
         let mark = |w: u64, marked: &mut [bool], work: &mut Vec<usize>| {
             if let Ok(j) = by_addr.binary_search_by_key(&(w as usize), |e| e.0) {
                 let i = by_addr[j].1;
@@ -159,15 +163,17 @@ impl ExnHeap {
                 mark(*w, &mut marked, &mut work);
             }
         }
-        let dead: Vec<*mut ExnHeader> = self
-            .live
-            .iter()
-            .zip(&marked)
-            .filter(|(_, m)| !**m)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in dead {
-            self.free(p);
+        // Each object is pushed at most once: `work` never reallocates.
+        work.clear();
+        work.extend(
+            self.live
+                .iter()
+                .zip(&marked)
+                .filter(|(_, m)| !**m)
+                .map(|(p, _)| *p as usize),
+        );
+        for p in work {
+            self.free(p as *mut ExnHeader);
         }
         self.next_collection = (self.live.len() * 2).max(FIRST_COLLECTION);
     }

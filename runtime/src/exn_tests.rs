@@ -183,3 +183,39 @@ fn tags_link_by_identity() {
         Err(Error::Link(_))
     ));
 }
+
+#[test]
+fn what_the_jit_does_not_take_is_refused_cleanly() {
+    // The legacy exception instructions do not validate.
+    let legacy =
+        wat::parse_str(r#"(module (tag $e) (func try throw $e catch $e end))"#).expect("wat");
+    assert!(matches!(
+        Module::new(&HOSTED, &legacy),
+        Err(Error::Invalid(_))
+    ));
+    // A v128 payload validates but is not supported (no SIMD).
+    let simd = wat::parse_str(
+        r#"(module (tag $e (param v128))
+          (func (block $h (result v128) (try_table (catch $e $h)) (return)) (drop)))"#,
+    )
+    .expect("wat");
+    assert!(matches!(
+        Module::new(&HOSTED, &simd),
+        Err(Error::Unsupported(_))
+    ));
+    // A throw_ref of a null traps, whether a try_table is around it or not.
+    let mut store = Store::new(&HOSTED);
+    let inst = instance(
+        &mut store,
+        r#"(module (func (export "a") (throw_ref (ref.null exn)))
+          (func (export "b") (block $h (try_table (catch_all $h) (throw_ref (ref.null exn))))))"#,
+        &[],
+    );
+    for name in ["a", "b"] {
+        let f = func(&mut store, inst, name);
+        assert_eq!(
+            store.call(f, &[]),
+            Err(Error::Trap(Trap(TrapKind::NullExnRef)))
+        );
+    }
+}

@@ -439,11 +439,14 @@ impl Store {
         FuncId(last_id(self.funcs.len()))
     }
 
+    /// Defines a global; an exnref one starts null (the host holds no
+    /// exceptions).
     pub fn global(&mut self, ty: GlobalType, v: Val) -> GlobalId {
-        self.globals.push(Box::new(GlobalInner {
-            value: v.to_raw(),
-            ty,
-        }));
+        let value = match ty.content_type {
+            ValType::Ref(r) if is_exn_ref(r) => 0,
+            _ => v.to_raw(),
+        };
+        self.globals.push(Box::new(GlobalInner { value, ty }));
         GlobalId(self.globals.len() - 1)
     }
 
@@ -963,8 +966,12 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
         *o = Val::from_raw(*t, 0);
     }
     (ctx.f)(store, args, out).map_err(|t| t.0)?;
-    for (s, r) in slots.iter_mut().zip(out.iter()) {
-        *s = r.to_raw();
+    for ((s, r), t) in slots.iter_mut().zip(out.iter()).zip(types) {
+        *s = match t {
+            // The host holds no exceptions: an exnref result is null.
+            ValType::Ref(rt) if is_exn_ref(*rt) => 0,
+            _ => r.to_raw(),
+        };
     }
     Ok(())
 }

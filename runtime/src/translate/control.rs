@@ -357,7 +357,7 @@ impl Translator<'_> {
             if let Some(t) = by_tag {
                 let params = self.m.tag_type(t).params.clone();
                 for (i, p) in params.iter().enumerate() {
-                    let ty = clif_type(*p).expect("validated: tag payload types");
+                    let ty = clif_type(*p).expect("compile checked every tag's payload types");
                     let off = vmctx::EXN_PAYLOAD + 8 * i as i32;
                     vals.push(self.b.ins().load(ty, flags, exn, off));
                 }
