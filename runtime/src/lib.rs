@@ -1,9 +1,10 @@
 //! Wasm and component loading, the Cranelift JIT, instances, traps,
 //! built-ins and the component task scheduler, generic over a Platform.
 //!
-//! Today: core Wasm 2.0 (no SIMD) validated by wasmparser, translated to
-//! Cranelift IR and compiled to relocation-free code reached through a
-//! vmctx; see [`Store`] for the embedding API.
+//! Today: core Wasm 2.0 (no SIMD) plus exception handling (`exn`),
+//! validated by wasmparser, translated to Cranelift IR and compiled to
+//! relocation-free code reached through a vmctx; see [`Store`] for the
+//! embedding API.
 #![cfg_attr(not(any(test, feature = "hosted")), no_std)]
 
 extern crate alloc;
