@@ -71,7 +71,7 @@ run_tests() {
     grep -E 'failed, |skipped \(skip|known failure' target/conformance-cm.log | grep -v ' 0 failed' || true
     echo "conformance component-model: $(tail -n 1 target/conformance-cm.log)"
     say "3/4 exception handling (hosted): tests/conformance/exceptions"
-    ./target/release/ringos wast tests/conformance/exceptions/{throw,throw_ref,ringos-exceptions}.wast \
+    ./target/release/ringos wast tests/conformance/exceptions/{throw,throw_ref,ringos-exceptions,component-exceptions}.wast \
         tests/conformance/exceptions/adapted/try_table.wast > target/conformance-exn.log || wast_status=$?
     grep -v ' 0 failed$' target/conformance-exn.log || true
     echo "conformance exceptions: $(tail -n 1 target/conformance-exn.log)"
