@@ -239,6 +239,9 @@ fn command(d: WastDirective<'_>) -> R<Command> {
             exec: execute(exec)?,
             message: message.to_string(),
         },
+        WastDirective::AssertException { exec, .. } => Command::AssertException {
+            exec: execute(exec)?,
+        },
         WastDirective::AssertExhaustion { call, message, .. } => Command::AssertExhaustion {
             invoke: invoke(&call),
             message: message.to_string(),
@@ -320,6 +323,8 @@ fn pattern(want: &WastRetCore<'_>) -> Pattern {
         WastRetCore::F64(NanPattern::Value(w)) => Pattern::F64(w.bits),
         WastRetCore::F64(NanPattern::CanonicalNan) => Pattern::F64CanonicalNan,
         WastRetCore::F64(NanPattern::ArithmeticNan) => Pattern::F64ArithmeticNan,
+        // The host sees an exnref as a raw reference: any null matches.
+        WastRetCore::RefNull(Some(h)) if is_exn_heap(h) => Pattern::RefNull(None),
         WastRetCore::RefNull(ty) => Pattern::RefNull(ty.as_ref().map(is_extern_heap)),
         WastRetCore::RefExtern(n) => Pattern::RefExtern(*n),
         WastRetCore::RefFunc(_) => Pattern::RefFunc,
@@ -327,6 +332,16 @@ fn pattern(want: &WastRetCore<'_>) -> Pattern {
         WastRetCore::V128(_) => Pattern::Never("v128 results".into()),
         other => Pattern::Never(format!("unsupported result {other:?}")),
     }
+}
+
+fn is_exn_heap(h: &HeapType<'_>) -> bool {
+    matches!(
+        h,
+        HeapType::Abstract {
+            ty: AbstractHeapType::Exn | AbstractHeapType::NoExn,
+            ..
+        }
+    )
 }
 
 fn is_extern_heap(h: &HeapType<'_>) -> bool {

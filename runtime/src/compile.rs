@@ -11,13 +11,14 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
+use cranelift_codegen::FinalizedMachExceptionHandler;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use target_lexicon::{Architecture, BinaryFormat, Environment, OperatingSystem, Triple, Vendor};
 
 use crate::module::{FuncType, ModuleInfo};
 use crate::platform::Platform;
 use crate::translate::{self, clif_type, native_signature, PTR};
-use crate::trap::{self, TrapKind};
+use crate::trap::{self, Landing, TrapKind};
 use crate::Error;
 
 /// x86_64 SysV, baseline SSE2 plus the CPUID-reported extensions Cranelift
@@ -117,6 +118,7 @@ struct Emitter {
     ctx: Context,
     text: Vec<u8>,
     traps: Vec<(u32, TrapKind)>,
+    landings: Vec<Landing>,
 }
 
 impl Emitter {
@@ -144,6 +146,24 @@ impl Emitter {
             self.traps
                 .push((start + t.offset, TrapKind::from_code(t.code)));
         }
+        for site in compiled.buffer.call_sites() {
+            // The translator gives each try_call one default handler.
+            let handler = site.exception_handlers.iter().find_map(|h| match *h {
+                FinalizedMachExceptionHandler::Default(off)
+                | FinalizedMachExceptionHandler::Tag(_, off) => Some(off),
+                FinalizedMachExceptionHandler::Context(_) => None,
+            });
+            if let Some(handler) = handler {
+                let frame_offset = site
+                    .frame_offset
+                    .ok_or_else(|| Error::Compile("a try_call without a frame offset".into()))?;
+                self.landings.push(Landing {
+                    ret: start + site.ret_addr,
+                    handler: start + handler,
+                    frame_offset,
+                });
+            }
+        }
         Ok(start)
     }
 }
@@ -159,7 +179,15 @@ pub fn compile(
         ctx: Context::new(),
         text: Vec::new(),
         traps: Vec::new(),
+        landings: Vec::new(),
     };
+    // Payload types the translator can load and store (no v128): checked
+    // once here, so catch clauses need not.
+    for t in &m.tags {
+        for p in &m.types[*t as usize].params {
+            clif_type(*p)?;
+        }
+    }
     let mut fctx = FunctionBuilderContext::new();
     let mut funcs = Vec::with_capacity(m.bodies.len());
     for i in 0..m.bodies.len() as u32 {
@@ -183,7 +211,12 @@ pub fn compile(
     if !platform.seal_code(ptr, len) {
         return Err(Error::Resource("sealing code memory".into()));
     }
-    trap::register_code(ptr as usize, len, core::mem::take(&mut e.traps));
+    trap::register_code(
+        ptr as usize,
+        len,
+        core::mem::take(&mut e.traps),
+        core::mem::take(&mut e.landings),
+    );
     Ok(CompiledCode {
         code,
         funcs,

@@ -7,9 +7,12 @@ use alloc::rc::Rc;
 
 use alloc::vec;
 use alloc::vec::Vec;
-use wasmparser::{ExternalKind, GlobalType, MemoryType, TableType, ValType};
+use wasmparser::{
+    AbstractHeapType, ExternalKind, GlobalType, HeapType, MemoryType, RefType, TableType, ValType,
+};
 
 use crate::compile::{self, CompiledCode};
+use crate::exn::ExnHeap;
 use crate::libcalls;
 use crate::module::{self, ConstExpr, ElemMode, FuncType, ImportKind, ModuleInfo};
 use crate::platform::{Platform, GUARDED_RESERVATION};
@@ -117,6 +120,12 @@ impl Val {
     }
 
     fn ty_matches(self, ty: ValType) -> bool {
+        // The host holds no exceptions: only a null exnref goes in.
+        if let (Val::ExternRef(0), ValType::Ref(r)) = (self, ty) {
+            if is_exn_ref(r) {
+                return true;
+            }
+        }
         matches!(
             (self, ty),
             (Val::I32(_), ValType::I32)
@@ -159,6 +168,20 @@ fn last_id(n: usize) -> u32 {
 pub struct GlobalId(usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceId(usize);
+/// An exception tag of a store; its index is its identity (plus one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TagId(usize);
+
+/// Whether references of type `r` may point to exception objects.
+pub(crate) fn is_exn_ref(r: RefType) -> bool {
+    matches!(
+        r.heap_type(),
+        HeapType::Abstract {
+            ty: AbstractHeapType::Exn | AbstractHeapType::NoExn,
+            ..
+        }
+    )
+}
 
 /// Something an instance exports or imports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +190,7 @@ pub enum Extern {
     Table(TableId),
     Memory(MemoryId),
     Global(GlobalId),
+    Tag(TagId),
 }
 
 /// A host function: gets the store (to read memories or call back into
@@ -306,6 +330,10 @@ pub(crate) struct InstanceData {
     global_ids: Vec<usize>,
     table_ids: Vec<usize>,
     memory_ids: Vec<usize>,
+    /// `[tag index] -> store tag index`.
+    tag_ids: Vec<usize>,
+    /// `[tag index] -> tag identity`, for `vmctx.tags`.
+    pub(crate) tags: Box<[u64]>,
     /// `[memory index] -> *mut MemoryDef`, for `vmctx.memories`.
     pub(crate) memories: Box<[*mut MemoryDef]>,
 }
@@ -324,6 +352,10 @@ pub struct Store {
     tables: Vec<Box<TableInner>>,
     globals: Vec<Box<GlobalInner>>,
     instances: Vec<Box<InstanceData>>,
+    /// Exception tags by identity - 1: each one's type.
+    tags: Vec<FuncType>,
+    /// The exception objects alive in this store.
+    pub(crate) exns: ExnHeap,
     stack_budget: usize,
     /// Why a host function trapped (taken by [`Store::take_trap_message`]).
     trap_message: Option<alloc::string::String>,
@@ -340,6 +372,7 @@ impl Store {
                 store: core::ptr::null_mut(),
                 interrupt: core::sync::atomic::AtomicU32::new(0),
                 grow_refused: false,
+                stack_top: 0,
             }),
             types: Vec::new(),
             funcs: Vec::new(),
@@ -348,6 +381,8 @@ impl Store {
             tables: Vec::new(),
             globals: Vec::new(),
             instances: Vec::new(),
+            tags: Vec::new(),
+            exns: ExnHeap::new(),
             stack_budget: 512 * 1024,
             trap_message: None,
         }
@@ -431,11 +466,14 @@ impl Store {
         FuncId(last_id(self.funcs.len()))
     }
 
+    /// Defines a global; an exnref one starts null (the host holds no
+    /// exceptions).
     pub fn global(&mut self, ty: GlobalType, v: Val) -> GlobalId {
-        self.globals.push(Box::new(GlobalInner {
-            value: v.to_raw(),
-            ty,
-        }));
+        let value = match ty.content_type {
+            ValType::Ref(r) if is_exn_ref(r) => 0,
+            _ => v.to_raw(),
+        };
+        self.globals.push(Box::new(GlobalInner { value, ty }));
         GlobalId(self.globals.len() - 1)
     }
 
@@ -525,7 +563,8 @@ impl Store {
             ExternalKind::Table => Extern::Table(TableId(data.table_ids[i])),
             ExternalKind::Memory => Extern::Memory(MemoryId(*data.memory_ids.get(i)? as u32)),
             ExternalKind::Global => Extern::Global(GlobalId(data.global_ids[i])),
-            ExternalKind::Tag | ExternalKind::FuncExact => return None,
+            ExternalKind::Tag => Extern::Tag(TagId(data.tag_ids[i])),
+            ExternalKind::FuncExact => return None,
         })
     }
 
@@ -613,6 +652,7 @@ impl Store {
         if prev.is_null() {
             let here = &jb as *const JmpBuf as usize;
             self.ctx.stack_limit = here.saturating_sub(self.stack_budget);
+            self.ctx.stack_top = here;
         }
         self.ctx.jmpbuf = &mut jb;
         let prev_store = self.ctx.store;
@@ -650,6 +690,7 @@ impl Store {
         let mut global_ids = Vec::new();
         let mut table_ids = Vec::new();
         let mut memory_ids = Vec::new();
+        let mut tag_ids = Vec::new();
         for (imp, ext) in info.imports.iter().zip(imports) {
             let what = || format!("{}::{}", imp.module, imp.name);
             match (&imp.kind, *ext) {
@@ -699,6 +740,12 @@ impl Store {
                     }
                     memory_ids.push(id.index());
                 }
+                (ImportKind::Tag(t), Extern::Tag(id)) => {
+                    if self.tags[id.0] != info.types[*t as usize] {
+                        return Err(Error::Link(format!("{}: tag type", what())));
+                    }
+                    tag_ids.push(id.0);
+                }
                 _ => return Err(Error::Link(format!("{}: kind of import", what()))),
             }
         }
@@ -717,6 +764,11 @@ impl Store {
         for t in &info.memories[info.num_imported_memories as usize..] {
             memory_ids.push(self.memory(*t)?.index());
         }
+        // Tags are generative: each instantiation defines new ones.
+        for t in &info.tags[info.num_imported_tags as usize..] {
+            self.tags.push(info.types[*t as usize].clone());
+            tag_ids.push(self.tags.len() - 1);
+        }
         let mut data = Box::new(InstanceData {
             vmctx: VmCtx {
                 store: &mut *self.ctx,
@@ -728,6 +780,7 @@ impl Store {
                 libcalls: core::ptr::null(),
                 instance: core::ptr::null_mut(),
                 memories: core::ptr::null(),
+                tags: core::ptr::null(),
             },
             module: module.clone(),
             funcs: funcs.into_boxed_slice(),
@@ -747,6 +800,8 @@ impl Store {
                 .map(|m| &mut self.memories[*m].def as *mut MemoryDef)
                 .collect(),
             memory_ids,
+            tags: tag_ids.iter().map(|t| *t as u64 + 1).collect(),
+            tag_ids,
         });
         let vmctx_addr = &data.vmctx as *const VmCtx as usize;
         for f in &mut data.funcs[info.num_imported_funcs as usize..] {
@@ -790,6 +845,7 @@ impl Store {
         data.vmctx.tables = data.tables.as_ptr();
         data.vmctx.type_ids = data.type_ids.as_ptr();
         data.vmctx.libcalls = data.libcalls.as_ptr();
+        data.vmctx.tags = data.tags.as_ptr();
         data.vmctx.instance = &mut *data as *mut InstanceData as *mut u8;
         let id = InstanceId(self.instances.len());
         self.instances.push(data);
@@ -851,6 +907,35 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// Collects unreachable exception objects; `stack` yields the words
+    /// of the stack between the Wasm running and the outermost entry.
+    pub(crate) fn collect_exns(&mut self, stack: impl Iterator<Item = u64>) {
+        let globals = self
+            .globals
+            .iter()
+            .filter(|g| matches!(g.ty.content_type, ValType::Ref(r) if is_exn_ref(r)))
+            .map(|g| g.value);
+        let tables = self
+            .tables
+            .iter()
+            .filter(|t| is_exn_ref(t.ty.element_type))
+            .flat_map(|t| t.elems.iter().copied());
+        let mut roots = stack.chain(globals).chain(tables);
+        self.exns.collect(&mut roots);
+    }
+
+    /// How many exception objects are alive (for tests).
+    pub fn live_exceptions(&self) -> usize {
+        self.exns.len()
+    }
+
+    /// The type of tag `t` (its params are the payload).
+    pub fn tag_type(&self, t: TagId) -> &[ValType] {
+        &self.tags[t.0].params
     }
 }
 
@@ -927,8 +1012,12 @@ fn call_host(ctx: &HostFuncCtx, slots: *mut u64) -> Result<(), TrapKind> {
         *o = Val::from_raw(*t, 0);
     }
     f(store, args, out).map_err(|t| t.0)?;
-    for (s, r) in slots.iter_mut().zip(out.iter()) {
-        *s = r.to_raw();
+    for ((s, r), t) in slots.iter_mut().zip(out.iter()).zip(types) {
+        *s = match t {
+            // The host holds no exceptions: an exnref result is null.
+            ValType::Ref(rt) if is_exn_ref(*rt) => 0,
+            _ => r.to_raw(),
+        };
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Wasm and component loading, the Cranelift JIT, instances, traps,
 //! built-ins and the component task scheduler, generic over a Platform.
 //!
-//! Today: core Wasm 2.0 (no SIMD) validated by wasmparser, translated to
-//! Cranelift IR and compiled to relocation-free code reached through a
-//! vmctx; see [`Store`] for the embedding API.
+//! Today: core Wasm 2.0 (no SIMD) plus exception handling (`exn`),
+//! validated by wasmparser, translated to Cranelift IR and compiled to
+//! relocation-free code reached through a vmctx; see [`Store`] for the
+//! embedding API.
 #![cfg_attr(not(any(test, feature = "hosted")), no_std)]
 
 extern crate alloc;
@@ -11,6 +12,7 @@ extern crate alloc;
 pub mod blk;
 pub mod compile;
 pub mod component;
+mod exn;
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 pub mod instance;
@@ -28,7 +30,8 @@ use alloc::string::{String, ToString};
 use core::fmt;
 
 pub use instance::{
-    Extern, FuncId, GlobalId, InstanceId, InterruptHandle, MemoryId, Module, Store, TableId, Val,
+    Extern, FuncId, GlobalId, InstanceId, InterruptHandle, MemoryId, Module, Store, TableId, TagId,
+    Val,
 };
 pub use platform::Platform;
 pub use trap::{Trap, TrapKind};

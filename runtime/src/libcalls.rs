@@ -20,6 +20,9 @@ pub(crate) fn table() -> Box<[usize]> {
     t[Libcall::TableCopy as usize] = table_copy as *const () as usize;
     t[Libcall::TableInit as usize] = table_init as *const () as usize;
     t[Libcall::ElemDrop as usize] = elem_drop as *const () as usize;
+    t[Libcall::ExnNew as usize] = crate::exn::exn_new_addr();
+    t[Libcall::Throw as usize] = crate::exn::throw_addr();
+    t[Libcall::ExnCaught as usize] = crate::exn::exn_caught as *const () as usize;
     t.into_boxed_slice()
 }
 

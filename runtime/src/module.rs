@@ -24,6 +24,8 @@ pub enum ImportKind {
     Table(TableType),
     Memory(MemoryType),
     Global(GlobalType),
+    /// An exception tag of this function type (params only).
+    Tag(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +93,9 @@ pub struct ModuleInfo {
     pub globals: Vec<GlobalType>,
     pub num_imported_globals: u32,
     pub global_inits: Vec<ConstExpr>,
+    /// Type index of every exception tag, imports first.
+    pub tags: Vec<u32>,
+    pub num_imported_tags: u32,
     pub exports: Vec<Export>,
     pub start: Option<u32>,
     pub elems: Vec<ElemSegment>,
@@ -103,17 +108,23 @@ impl ModuleInfo {
     pub fn func_type(&self, func: u32) -> &FuncType {
         &self.types[self.funcs[func as usize] as usize]
     }
+
+    /// The type of tag `tag` (its params are the exception's payload).
+    pub fn tag_type(&self, tag: u32) -> &FuncType {
+        &self.types[self.tags[tag as usize] as usize]
+    }
 }
 
-/// Wasm 2.0; SIMD validates but is rejected by the translator.
+/// Wasm 2.0 plus exception handling (tags, `try_table`, `throw`,
+/// `throw_ref`, exnref); SIMD validates but is rejected by the translator.
 pub fn features() -> WasmFeatures {
-    WasmFeatures::WASM2
+    WasmFeatures::WASM2 | WasmFeatures::EXCEPTIONS
 }
 
-/// What modules inside components may use: Wasm 2.0 plus multiple
+/// What modules inside components may use: [`features`] plus multiple
 /// memories (the component-model tests link several).
 pub fn component_module_features() -> WasmFeatures {
-    WasmFeatures::WASM2 | WasmFeatures::MULTI_MEMORY
+    features() | WasmFeatures::MULTI_MEMORY
 }
 
 use crate::module_err as err;
@@ -187,6 +198,11 @@ pub fn parse_with(bytes: &[u8], features: WasmFeatures) -> Result<ModuleInfo, Er
                             m.num_imported_globals += 1;
                             ImportKind::Global(t)
                         }
+                        TypeRef::Tag(t) => {
+                            m.tags.push(t.func_type_idx);
+                            m.num_imported_tags += 1;
+                            ImportKind::Tag(t.func_type_idx)
+                        }
                         other => {
                             return Err(Error::Unsupported(alloc::format!("import {other:?}")))
                         }
@@ -223,6 +239,11 @@ pub fn parse_with(bytes: &[u8], features: WasmFeatures) -> Result<ModuleInfo, Er
                     let g = g.map_err(err)?;
                     m.globals.push(g.ty);
                     m.global_inits.push(const_expr(&g.init_expr)?);
+                }
+            }
+            Payload::TagSection(s) => {
+                for t in s {
+                    m.tags.push(t.map_err(err)?.func_type_idx);
                 }
             }
             Payload::ExportSection(s) => {

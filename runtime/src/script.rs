@@ -128,6 +128,11 @@ pub enum Command {
         bytes: Vec<u8>,
         message: String,
     },
+    /// A Wasm exception escapes the invocation (an uncaught-exception trap
+    /// here: exceptions do not cross the host boundary).
+    AssertException {
+        exec: Exec,
+    },
     /// An assertion the host already decided passed (e.g. text that does
     /// not even encode for assert_malformed).
     Pass,
@@ -313,6 +318,7 @@ pub fn encode(cmds: &[Located]) -> Vec<u8> {
             Command::Pass => 11,
             Command::Fail(_) => 12,
             Command::Skip(_) => 13,
+            Command::AssertException { .. } => 14,
         };
         w.u8(tag);
         w.u32(c.line);
@@ -356,6 +362,7 @@ pub fn encode(cmds: &[Located]) -> Vec<u8> {
                 w.bytes(bytes);
                 w.str(message)
             }
+            Command::AssertException { exec } => w.exec(exec),
             Command::Pass => {}
             Command::Fail(m) | Command::Skip(m) => w.str(m),
         }
@@ -518,6 +525,7 @@ impl<'a> R<'a> {
             11 => Command::Pass,
             12 => Command::Fail(self.str()?),
             13 => Command::Skip(self.str()?),
+            14 => Command::AssertException { exec: self.exec()? },
             _ => return Err(BadBundle),
         };
         Ok(Located { line, col, cmd })
@@ -673,6 +681,11 @@ impl Runner {
                 Err(Error::Trap(t)) => Err(format!("trapped with `{t}`, expected `{message}`")),
                 Err(e) => Err(format!("expected trap `{message}`, got error: {e}")),
                 Ok(v) => Err(format!("expected trap `{message}`, got {v:?}")),
+            },
+            Command::AssertException { exec } => match self.execute(exec) {
+                Err(Error::Trap(Trap(TrapKind::UncaughtException))) => Ok(()),
+                Err(e) => Err(format!("expected an exception, got error: {e}")),
+                Ok(v) => Err(format!("expected an exception, got {v:?}")),
             },
             Command::AssertExhaustion { invoke, message } => match self.invoke(&invoke) {
                 Err(Error::Trap(Trap(TrapKind::StackExhausted))) => Ok(()),

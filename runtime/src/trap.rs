@@ -27,10 +27,17 @@ pub enum TrapKind {
     Host,
     /// The embedder interrupted the Wasm (a timeout).
     Interrupted,
+    /// A Wasm exception reached the entry (no `try_table` caught it).
+    UncaughtException,
+    /// `throw_ref` of a null exnref.
+    NullExnRef,
+    /// The store has as many live exception objects as it allows (or the
+    /// platform had no memory for another).
+    ExceptionLimit,
 }
 
 impl TrapKind {
-    const ALL: [TrapKind; 11] = [
+    const ALL: [TrapKind; 14] = [
         TrapKind::Unreachable,
         TrapKind::IntegerDivideByZero,
         TrapKind::IntegerOverflow,
@@ -42,6 +49,9 @@ impl TrapKind {
         TrapKind::StackExhausted,
         TrapKind::Host,
         TrapKind::Interrupted,
+        TrapKind::UncaughtException,
+        TrapKind::NullExnRef,
+        TrapKind::ExceptionLimit,
     ];
 
     pub fn from_u32(v: u32) -> Option<TrapKind> {
@@ -81,6 +91,9 @@ impl TrapKind {
             TrapKind::StackExhausted => "call stack exhausted",
             TrapKind::Host => "host function failed",
             TrapKind::Interrupted => "interrupted (the embedder's deadline passed)",
+            TrapKind::UncaughtException => "uncaught exception",
+            TrapKind::NullExnRef => "null exception reference",
+            TrapKind::ExceptionLimit => "too many live exceptions",
         }
     }
 }
@@ -100,6 +113,14 @@ impl fmt::Display for Trap {
 #[derive(Default)]
 pub struct JmpBuf {
     regs: [usize; 8],
+}
+
+impl JmpBuf {
+    /// The stack pointer of the entry's caller: every frame of the Wasm
+    /// it runs lies below.
+    pub(crate) fn sp(&self) -> usize {
+        self.regs[6]
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -293,24 +314,74 @@ impl<T> SpinLock<T> {
     }
 }
 
+/// A call inside a `try_table`: where an exception unwinding through
+/// it resumes (offsets from the start of the code region).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Landing {
+    /// The call's return address.
+    pub(crate) ret: u32,
+    /// The handler block (it receives the exception in rax).
+    pub(crate) handler: u32,
+    /// FP minus SP at the call: the SP to restore.
+    pub(crate) frame_offset: u32,
+}
+
 struct CodeRange {
     start: usize,
     end: usize,
     /// Sorted by offset.
     traps: Vec<(u32, TrapKind)>,
+    /// Sorted by return address.
+    landings: Vec<Landing>,
 }
 
 static CODE_MAP: SpinLock<Vec<CodeRange>> = SpinLock::new(Vec::new());
 
-pub(crate) fn register_code(start: usize, len: usize, mut traps: Vec<(u32, TrapKind)>) {
+pub(crate) fn register_code(
+    start: usize,
+    len: usize,
+    mut traps: Vec<(u32, TrapKind)>,
+    mut landings: Vec<Landing>,
+) {
     traps.sort_unstable_by_key(|t| t.0);
+    landings.sort_unstable_by_key(|l| l.ret);
     CODE_MAP.with(|m| {
         m.push(CodeRange {
             start,
             end: start + len,
             traps,
+            landings,
         })
     });
+}
+
+/// What the frame whose call returns to `pc` does with an exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameAction {
+    /// `pc` is not in generated code: the walk left the Wasm frames.
+    NotWasm,
+    /// Generated code without a handler there: on to the caller.
+    PassOn,
+    /// Resume at `pc` with `sp = fp - frame_offset`.
+    Land { pc: usize, frame_offset: usize },
+}
+
+/// The landing for return address `pc` (for the exception unwinder; not
+/// for fault handlers, it takes the lock normally).
+pub(crate) fn landing_for(pc: usize) -> FrameAction {
+    CODE_MAP.with(|m| {
+        let Some(r) = m.iter().find(|r| r.start <= pc && pc < r.end) else {
+            return FrameAction::NotWasm;
+        };
+        let off = (pc - r.start) as u32;
+        match r.landings.binary_search_by_key(&off, |l| l.ret) {
+            Ok(i) => FrameAction::Land {
+                pc: r.start + r.landings[i].handler as usize,
+                frame_offset: r.landings[i].frame_offset as usize,
+            },
+            Err(_) => FrameAction::PassOn,
+        }
+    })
 }
 
 pub(crate) fn unregister_code(start: usize) {

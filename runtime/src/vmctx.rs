@@ -24,6 +24,9 @@ pub struct VmCtx {
     pub instance: *mut u8,
     /// `[memory index] -> *mut MemoryDef` (memory 0 is also `memory`).
     pub memories: *const *mut MemoryDef,
+    /// `[tag index] -> tag identity` (store-wide, never 0): what a thrown
+    /// exception carries and a `catch` compares.
+    pub tags: *const u64,
 }
 
 /// Per-store state shared by all instances of a store.
@@ -42,6 +45,25 @@ pub struct StoreCtx {
     /// A `memory.grow` failed because the platform had no memory left
     /// (not because of the memory's maximum): explains a later trap.
     pub grow_refused: bool,
+    /// Stack address of the outermost active entry (0 outside wasm): the
+    /// top of the stack the exception collector scans.
+    pub stack_top: usize,
+}
+
+/// An exception object (what an exnref points to): a header, then
+/// `len` payload slots of 8 bytes (each value in its natural
+/// representation at the slot's start, floats as their bits).
+#[repr(C)]
+pub struct ExnHeader {
+    /// The identity of the exception's tag (`VmCtx::tags`).
+    pub tag: u64,
+    /// Nonzero once an exnref to it exists (`catch_ref`/`catch_all_ref`):
+    /// then only the collector frees it; otherwise the catch that handles
+    /// it (or the trap of an uncaught one) does.
+    pub referenced: u32,
+    /// Its index in the store's list of live exceptions.
+    pub slot: u32,
+    pub len: u64,
 }
 
 #[repr(C)]
@@ -75,6 +97,10 @@ pub const VMCTX_TABLES: i32 = offset_of!(VmCtx, tables) as i32;
 pub const VMCTX_TYPE_IDS: i32 = offset_of!(VmCtx, type_ids) as i32;
 pub const VMCTX_LIBCALLS: i32 = offset_of!(VmCtx, libcalls) as i32;
 pub const VMCTX_MEMORIES: i32 = offset_of!(VmCtx, memories) as i32;
+pub const VMCTX_TAGS: i32 = offset_of!(VmCtx, tags) as i32;
+pub const EXN_TAG: i32 = offset_of!(ExnHeader, tag) as i32;
+pub const EXN_REFERENCED: i32 = offset_of!(ExnHeader, referenced) as i32;
+pub const EXN_PAYLOAD: i32 = core::mem::size_of::<ExnHeader>() as i32;
 pub const STORE_STACK_LIMIT: i32 = offset_of!(StoreCtx, stack_limit) as i32;
 pub const STORE_INTERRUPT: i32 = offset_of!(StoreCtx, interrupt) as i32;
 pub const MEMORY_BASE: i32 = offset_of!(MemoryDef, base) as i32;
@@ -111,6 +137,15 @@ pub enum Libcall {
     TableInit,
     /// (vmctx, seg: i32)
     ElemDrop,
+    /// (vmctx, tag: i32) -> exn: a new exception object of the tag, its
+    /// payload slots for the caller to fill (may collect unreachable ones).
+    ExnNew,
+    /// (vmctx, exn) -> !: unwinds to the nearest handler in the Wasm
+    /// frames above the caller (the caller's own handlers are jumps).
+    Throw,
+    /// (vmctx, exn): a plain `catch`/`catch_all` took the exception;
+    /// frees it unless an exnref to it exists.
+    ExnCaught,
 }
 
-pub const LIBCALL_COUNT: usize = Libcall::ElemDrop as usize + 1;
+pub const LIBCALL_COUNT: usize = Libcall::ExnCaught as usize + 1;

@@ -1,5 +1,6 @@
-//! wasm-smith generates valid Wasm 2.0 modules (no SIMD, threads, GC, tail
-//! calls, exceptions, memory64, multi-memory, extended-const, ...) without
+//! wasm-smith generates valid Wasm 2.0 modules, with or without exception
+//! handling (no SIMD, threads, GC, tail calls, memory64, multi-memory,
+//! extended-const, ...), without
 //! imports or a start function. `Module::new` must accept them: `Invalid`
 //! is a bug, `Unsupported` is printed once per reason (known gaps), a
 //! Cranelift error is a translator bug. Accepted modules are instantiated.
@@ -15,15 +16,14 @@ mod common;
 
 fn config(u: &mut Unstructured<'_>) -> Result<wasm_smith::Config> {
     let mut c: wasm_smith::Config = u.arbitrary()?;
-    // Wasm 2.0 minus SIMD: the post-2.0 proposals off.
+    // Wasm 2.0 minus SIMD: the post-2.0 proposals off, except exception
+    // handling (exceptions_enabled and max_tags stay as drawn).
     c.simd_enabled = false;
     c.relaxed_simd_enabled = false;
     c.threads_enabled = false;
     c.shared_everything_threads_enabled = false;
     c.gc_enabled = false;
     c.tail_call_enabled = false;
-    c.exceptions_enabled = false;
-    c.max_tags = 0;
     c.memory64_enabled = false;
     c.max_memories = c.max_memories.min(1);
     c.extended_const_enabled = false;
@@ -54,10 +54,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let bytes = module.to_bytes();
-    // Harness check: what we generate must be Wasm 2.0.
-    if let Err(e) = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::WASM2)
-        .validate_all(&bytes)
-    {
+    // Harness check: what we generate must be Wasm 2.0 (plus exceptions).
+    let features = wasmparser::WasmFeatures::WASM2 | wasmparser::WasmFeatures::EXCEPTIONS;
+    if let Err(e) = wasmparser::Validator::new_with_features(features).validate_all(&bytes) {
         panic!("harness bug: wasm-smith generated a module outside Wasm 2.0: {e}");
     }
     match Module::new(&HOSTED, &bytes) {

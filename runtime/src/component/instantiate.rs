@@ -56,6 +56,7 @@ struct Walk<'a> {
     core_tables: Vec<Extern>,
     core_memories: Vec<Extern>,
     core_globals: Vec<Extern>,
+    core_tags: Vec<Extern>,
     types_idx: Vec<Option<ResourceType>>,
     funcs: Vec<Rc<Func>>,
     components: Vec<Rc<ComponentDef>>,
@@ -108,6 +109,7 @@ pub(crate) fn instantiate(
         core_tables: Vec::new(),
         core_memories: Vec::new(),
         core_globals: Vec::new(),
+        core_tags: Vec::new(),
         types_idx: Vec::new(),
         funcs: Vec::new(),
         components: Vec::new(),
@@ -172,7 +174,7 @@ impl Walk<'_> {
             ExternalKind::Table => &mut self.core_tables,
             ExternalKind::Memory => &mut self.core_memories,
             ExternalKind::Global => &mut self.core_globals,
-            ExternalKind::Tag => return Err(unsupported("core tags")),
+            ExternalKind::Tag => &mut self.core_tags,
         })
     }
 

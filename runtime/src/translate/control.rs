@@ -1,11 +1,15 @@
 //! Structured control flow: blocks, loops, ifs and branches.
 
 use alloc::vec::Vec;
-use cranelift_codegen::ir::{Block, BlockArg, BlockCall, InstBuilder, JumpTableData, Type, Value};
-use wasmparser::{BlockType, Operator};
+use cranelift_codegen::ir::{
+    condcodes::IntCC, types, Block, BlockArg, BlockCall, InstBuilder, JumpTableData, MemFlagsData,
+    Type, Value,
+};
+use wasmparser::{BlockType, Catch, Operator};
 
-use super::{clif_type, Translator};
+use super::{clif_type, Translator, PTR};
 use crate::trap::TrapKind;
+use crate::vmctx::{self, Libcall};
 use crate::Error;
 
 pub(super) enum Kind {
@@ -18,6 +22,15 @@ pub(super) enum Kind {
         /// The parameters, passed again to the else branch.
         params: Vec<Value>,
         has_else: bool,
+    },
+    /// A `try_table`: calls inside become `try_call`s whose handler is
+    /// `dispatch` (one parameter, the exception), and so do throws (a
+    /// jump); at the `end`, `dispatch` tests the catch clauses in order.
+    TryTable {
+        dispatch: Block,
+        catches: Vec<Catch>,
+        /// Whether anything can reach `dispatch`.
+        used: bool,
     },
     Function,
 }
@@ -165,6 +178,49 @@ impl Translator<'_> {
                     branched_to: false,
                 });
             }
+            Operator::TryTable { ref try_table } => {
+                let (p, r) = self.block_types(try_table.ty)?;
+                let next = self.block_with_params(&r);
+                let dispatch = self.block_with_params(&[PTR]);
+                self.try_depth += 1;
+                self.frames.push(Frame {
+                    kind: Kind::TryTable {
+                        dispatch,
+                        catches: try_table.catches.clone(),
+                        used: false,
+                    },
+                    next,
+                    params: p.len(),
+                    results: r.len(),
+                    height: self.stack.len() - p.len(),
+                    branched_to: false,
+                });
+            }
+            Operator::Throw { tag_index } => {
+                let n = self.m.tag_type(tag_index).params.len();
+                let tag = self.b.ins().iconst(types::I32, tag_index as i64);
+                let exn = self
+                    .libcall(Libcall::ExnNew, &[tag], Some(PTR))
+                    .expect("ExnNew returns the exception");
+                let vals = self.peekn(n).to_vec();
+                for (i, v) in vals.into_iter().enumerate() {
+                    self.b.ins().store(
+                        MemFlagsData::trusted(),
+                        v,
+                        exn,
+                        vmctx::EXN_PAYLOAD + 8 * i as i32,
+                    );
+                }
+                self.stack.truncate(self.stack.len() - n);
+                self.throw_exn(exn);
+                self.reachable = false;
+            }
+            Operator::ThrowRef => {
+                let exn = self.pop();
+                self.b.ins().trapz(exn, TrapKind::NullExnRef.code());
+                self.throw_exn(exn);
+                self.reachable = false;
+            }
             Operator::Else => self.else_()?,
             Operator::End => self.end(),
             Operator::Br { relative_depth } => {
@@ -228,12 +284,119 @@ impl Translator<'_> {
         Ok(())
     }
 
+    /// The `try_table` handler calls inside the current code unwind to.
+    pub(super) fn innermost_dispatch(&mut self) -> Option<Block> {
+        if self.try_depth == 0 {
+            return None;
+        }
+        self.frames.iter_mut().rev().find_map(|f| match f.kind {
+            Kind::TryTable {
+                dispatch,
+                ref mut used,
+                ..
+            } => {
+                *used = true;
+                Some(dispatch)
+            }
+            _ => None,
+        })
+    }
+
+    /// Hands exception `exn` to the innermost enclosing `try_table` of
+    /// this function (a jump), or unwinds to the callers (a libcall).
+    fn throw_exn(&mut self, exn: Value) {
+        match self.innermost_dispatch() {
+            Some(d) => {
+                self.b.ins().jump(d, &[BlockArg::Value(exn)]);
+            }
+            None => {
+                self.libcall(Libcall::Throw, &[exn], None);
+                self.b.ins().trap(TrapKind::Unreachable.code());
+            }
+        }
+    }
+
+    /// Jumps to label `depth` (of the current frames) with `vals`.
+    fn jump_to_label(&mut self, depth: u32, vals: &[Value]) {
+        let i = self.frames.len() - 1 - depth as usize;
+        let (target, n) = self.frames[i].target();
+        debug_assert_eq!(n, vals.len(), "validated: catch label arity");
+        self.frames[i].branched_to = true;
+        self.b.ins().jump(target, &args(vals));
+    }
+
+    /// The body of a `try_table`'s handler block: the first clause whose
+    /// tag is the exception's (or a catch-all) branches to its label with
+    /// the payload (and the exnref for `_ref` clauses); without a match the
+    /// exception goes on to the enclosing handler. Labels are relative to
+    /// the frames outside the `try_table` (it is popped already).
+    fn emit_dispatch(&mut self, dispatch: Block, catches: &[Catch]) {
+        self.b.switch_to_block(dispatch);
+        let exn = self.b.block_params(dispatch)[0];
+        let flags = MemFlagsData::trusted();
+        let tag = self.b.ins().load(types::I64, flags, exn, vmctx::EXN_TAG);
+        for c in catches {
+            let (label, by_tag, keep_ref) = match *c {
+                Catch::One { tag, label } => (label, Some(tag), false),
+                Catch::OneRef { tag, label } => (label, Some(tag), true),
+                Catch::All { label } => (label, None, false),
+                Catch::AllRef { label } => (label, None, true),
+            };
+            let miss = match by_tag {
+                Some(t) => {
+                    let want = self.tag_id(t);
+                    let eq = self.b.ins().icmp(IntCC::Equal, tag, want);
+                    let (hit, miss) = (self.b.create_block(), self.b.create_block());
+                    self.b.ins().brif(eq, hit, &[], miss, &[]);
+                    self.b.switch_to_block(hit);
+                    Some(miss)
+                }
+                None => None,
+            };
+            let mut vals = Vec::new();
+            if let Some(t) = by_tag {
+                let params = self.m.tag_type(t).params.clone();
+                for (i, p) in params.iter().enumerate() {
+                    let ty = clif_type(*p).expect("compile checked every tag's payload types");
+                    let off = vmctx::EXN_PAYLOAD + 8 * i as i32;
+                    vals.push(self.b.ins().load(ty, flags, exn, off));
+                }
+            }
+            if keep_ref {
+                let one = self.b.ins().iconst(types::I32, 1);
+                self.b.ins().store(flags, one, exn, vmctx::EXN_REFERENCED);
+                vals.push(exn);
+            } else {
+                self.libcall(Libcall::ExnCaught, &[exn], None);
+            }
+            self.jump_to_label(label, &vals);
+            match miss {
+                Some(m) => self.b.switch_to_block(m),
+                // A catch-all: later clauses never run.
+                None => return,
+            }
+        }
+        self.throw_exn(exn);
+    }
+
     fn end(&mut self) {
         let mut f = self.frames.pop().expect("validated");
         if self.reachable {
             f.branched_to = true;
             let a = args(self.peekn(f.results));
             self.b.ins().jump(f.next, &a);
+        }
+        if let Kind::TryTable {
+            dispatch,
+            ref catches,
+            used,
+        } = f.kind
+        {
+            self.try_depth -= 1;
+            if used {
+                let catches = catches.clone();
+                self.emit_dispatch(dispatch, &catches);
+            }
         }
         if let Kind::If {
             else_block,
@@ -263,9 +426,10 @@ impl Translator<'_> {
     /// In unreachable code only the nesting of control operators matters.
     pub(super) fn unreachable_operator(&mut self, op: &Operator<'_>) -> Result<(), Error> {
         match op {
-            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => {
-                self.unreachable_depth += 1
-            }
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. } => self.unreachable_depth += 1,
             Operator::Else if self.unreachable_depth == 0 => self.else_()?,
             Operator::End if self.unreachable_depth == 0 => self.end(),
             Operator::End => self.unreachable_depth -= 1,

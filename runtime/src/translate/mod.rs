@@ -9,8 +9,9 @@ mod numeric;
 use alloc::format;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{
-    self, types, AbiParam, ArgumentPurpose, Function, GlobalValueData, InstBuilder, MemFlagsData,
-    Signature, Type, UserFuncName, Value,
+    self, types, AbiParam, ArgumentPurpose, BlockArg, BlockCall, ExceptionTableData,
+    ExceptionTableItem, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, Type,
+    UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -37,9 +38,16 @@ pub(crate) fn clif_type(t: ValType) -> Result<Type, Error> {
     }
 }
 
+/// The calling convention of Wasm functions (and host-call stubs):
+/// Cranelift's `tail`, the same registers as SysV for the arguments and
+/// callee-saved registers on the normal path, but a `try_call` of it
+/// clobbers every register on the exceptional edge, so the unwinder only
+/// restores SP, FP and PC.
+pub(crate) const WASM_CALL_CONV: CallConv = CallConv::Tail;
+
 /// The native signature of a Wasm function: `(vmctx, params...) -> results`.
 pub(crate) fn native_signature(ty: &FuncType) -> Result<Signature, Error> {
-    let mut sig = Signature::new(CallConv::SystemV);
+    let mut sig = Signature::new(WASM_CALL_CONV);
     sig.params
         .push(AbiParam::special(PTR, ArgumentPurpose::VMContext));
     for p in &ty.params {
@@ -71,6 +79,8 @@ pub(crate) struct Translator<'a> {
     libcall_sigs: [Option<ir::SigRef>; LIBCALL_COUNT],
     /// Memory accesses rely on guard regions instead of explicit checks.
     guarded: bool,
+    /// How many `try_table`s are open (calls are `try_call`s when some are).
+    try_depth: u32,
 }
 
 /// Translates local function `index` (in the module's function space).
@@ -153,6 +163,7 @@ pub(crate) fn translate_function(
         type_sigs: alloc::vec![None; m.types.len()],
         libcall_sigs: [None; LIBCALL_COUNT],
         guarded,
+        try_depth: 0,
     };
     t.frames.push(Frame::function(ret, ty.results.len()));
     let mut ops = body.get_operators_reader().map_err(crate::module_err)?;
@@ -271,10 +282,40 @@ impl Translator<'_> {
         args.push(callee_vmctx);
         args.extend_from_slice(self.peekn(n));
         self.stack.truncate(self.stack.len() - n);
-        let call = self.b.ins().call_indirect(sig, code, &args);
-        let results = self.b.inst_results(call).to_vec();
-        self.stack.extend(results);
+        let Some(dispatch) = self.innermost_dispatch() else {
+            let call = self.b.ins().call_indirect(sig, code, &args);
+            let results = self.b.inst_results(call).to_vec();
+            self.stack.extend(results);
+            return Ok(());
+        };
+        // Inside a try_table: an exception unwinding out of the callee
+        // lands in the try_table's handler block with the exception
+        // object in the first payload register.
+        let mut rets = Vec::new();
+        for r in &self.m.types[ty as usize].results {
+            rets.push(clif_type(*r)?);
+        }
+        let cont = self.b.create_block();
+        for t in &rets {
+            self.b.append_block_param(cont, *t);
+        }
+        let pool = &mut self.b.func.dfg.value_lists;
+        let normal = BlockCall::new(cont, (0..rets.len() as u32).map(BlockArg::TryCallRet), pool);
+        let landing = BlockCall::new(dispatch, [BlockArg::TryCallExn(0)], pool);
+        let table = ExceptionTableData::new(sig, normal, [ExceptionTableItem::Default(landing)]);
+        let et = self.b.func.dfg.exception_tables.push(table);
+        self.b.ins().try_call_indirect(code, &args, et);
+        self.b.switch_to_block(cont);
+        self.stack.extend_from_slice(self.b.block_params(cont));
         Ok(())
+    }
+
+    /// The store-wide identity of tag `tag`.
+    fn tag_id(&mut self, tag: u32) -> Value {
+        let tags = self.vmctx_ptr(vmctx::VMCTX_TAGS);
+        self.b
+            .ins()
+            .load(types::I64, readonly(), tags, tag as i32 * 8)
     }
 
     fn operator(&mut self, op: &Operator<'_>) -> Result<(), Error> {
