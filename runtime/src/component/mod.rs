@@ -57,17 +57,30 @@ pub fn validate(bytes: &[u8]) -> Result<(), String> {
     validate_with(bytes, features())
 }
 
-/// Whether `bytes` validate only with features beyond [`features`]: a
-/// later proposal (threads, fixed-length lists, stackful async, ...).
+/// Whether `bytes` fail to validate with [`features`] because they use a
+/// later proposal (threads, fixed-length lists, stackful async, more async
+/// built-ins, ...): with every feature on they validate, or validation
+/// gets past the point where the WASI 0.3.0 one stopped (and stops later,
+/// at something newer still, e.g. a binary-format change of the proposal
+/// made after wasmparser's release).
 pub fn needs_later_proposal(bytes: &[u8]) -> bool {
-    validate(bytes).is_err() && validate_with(bytes, WasmFeatures::all()).is_ok()
+    let Err(base) = validate_err(bytes, features()) else {
+        return false;
+    };
+    match validate_err(bytes, WasmFeatures::all()) {
+        Ok(()) => true,
+        Err(all) => all.offset() > base.offset(),
+    }
 }
 
 fn validate_with(bytes: &[u8], features: WasmFeatures) -> Result<(), String> {
+    validate_err(bytes, features).map_err(|e| e.to_string())
+}
+
+fn validate_err(bytes: &[u8], features: WasmFeatures) -> Result<(), wasmparser::BinaryReaderError> {
     Validator::new_with_features(features)
         .validate_all(bytes)
         .map(drop)
-        .map_err(|e| e.to_string())
 }
 
 /// A validated component: its bytes, the validator's types of it and of
