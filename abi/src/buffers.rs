@@ -47,6 +47,17 @@ impl GuestBuffer {
         ptr: u64,
         length: u64,
     ) -> Result<Self, Trap> {
+        Self::with_layout_in(|| cx.mem_len(), layout, ptr, length)
+    }
+
+    /// [`GuestBuffer::with_layout`] given the memory's length (asked for
+    /// only when there are bytes to check) instead of a whole context.
+    pub fn with_layout_in(
+        mem_len: impl FnOnce() -> Result<u64, Trap>,
+        layout: Option<(u32, u64)>,
+        ptr: u64,
+        length: u64,
+    ) -> Result<Self, Trap> {
         if length > u64::from(BUFFER_MAX_LENGTH) {
             return Err(Trap::BufferTooLong { len: length });
         }
@@ -62,7 +73,7 @@ impl GuestBuffer {
                     });
                 }
                 let byte_len = length * size;
-                let mem_len = cx.mem_len()?;
+                let mem_len = mem_len()?;
                 if ptr.checked_add(byte_len).is_none_or(|e| e > mem_len) {
                     return Err(Trap::OutOfBounds {
                         what: "stream/future buffer",

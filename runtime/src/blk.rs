@@ -319,9 +319,13 @@ impl Disk {
 impl IoSource for Disk {
     fn poll(&self, cx: &mut HostCx<'_>) -> Result<IoTurn, String> {
         let mut turn = IoTurn::default();
-        let ended = core::mem::take(&mut self.state.borrow_mut().ended);
-        turn.progress = !ended.is_empty();
-        for tag in ended {
+        // Popped one at a time, so the list keeps its room (the I/O path
+        // allocates nothing once warm).
+        loop {
+            let Some(tag) = self.state.borrow_mut().ended.pop() else {
+                break;
+            };
+            turn.progress = true;
             self.finish(cx, tag, Ok(()))?;
         }
         let mut done = core::mem::take(&mut self.state.borrow_mut().done);
@@ -332,9 +336,11 @@ impl IoSource for Disk {
             self.complete(cx, tag, r)?;
         }
         self.state.borrow_mut().done = done;
-        let retry = core::mem::take(&mut self.state.borrow_mut().retry);
-        for (tag, op) in retry {
-            self.submit(cx, tag, op)?;
+        if !self.state.borrow().retry.is_empty() {
+            let retry = core::mem::take(&mut self.state.borrow_mut().retry);
+            for (tag, op) in retry {
+                self.submit(cx, tag, op)?;
+            }
         }
         let st = self.state.borrow();
         turn.in_flight = st.in_flight > 0 || !st.retry.is_empty();

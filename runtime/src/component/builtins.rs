@@ -360,6 +360,16 @@ pub(crate) fn waitable_join(store: &mut Store, sh: &Shared, inst: InstId) -> Fun
     })
 }
 
+/// The bytes of `opts`' memory (a trap without one).
+fn memory_of<'s>(store: &'s mut Store, opts: &Opts) -> Result<&'s mut [u8], abi::Trap> {
+    let m = opts.memory.ok_or(abi::Trap::MissingMemory)?;
+    let mut mem = super::call::GuestMemory(store.memory_def(m));
+    let bytes: *mut [u8] = abi::Memory::bytes_mut(&mut mem);
+    // SAFETY: the definition lives as long as the store, which this
+    // borrows; nothing else touches the memory while the built-in runs.
+    Ok(unsafe { &mut *bytes })
+}
+
 /// `unpack_event`: stores `p1`, `p2` at `ptr`, returns the code.
 fn unpack_event(
     store: &mut Store,
@@ -367,22 +377,20 @@ fn unpack_event(
     ptr: u32,
     ev: Event,
 ) -> Result<Option<u64>, Trapped> {
-    with_memory(store, opts, |cx| {
-        let mem = cx.mem_mut()?;
-        // `store(p1)` then `store(p2)`: each traps when out of bounds.
-        for (at, v) in [(u64::from(ptr), ev.p1), (u64::from(ptr) + 4, ev.p2)] {
-            let Some(dst) = usize::try_from(at).ok().and_then(|a| mem.get_mut(a..a + 4)) else {
-                return Err(abi::Trap::OutOfBounds {
-                    what: "event payload",
-                    ptr: at,
-                    byte_len: 4,
-                    mem_len: mem.len() as u64,
-                });
-            };
-            dst.copy_from_slice(&v.to_le_bytes());
-        }
-        Ok(())
-    })?;
+    let mem = memory_of(store, opts)?;
+    // `store(p1)` then `store(p2)`: each traps when out of bounds.
+    for (at, v) in [(u64::from(ptr), ev.p1), (u64::from(ptr) + 4, ev.p2)] {
+        let Some(dst) = usize::try_from(at).ok().and_then(|a| mem.get_mut(a..a + 4)) else {
+            return Err(abi::Trap::OutOfBounds {
+                what: "event payload",
+                ptr: at,
+                byte_len: 4,
+                mem_len: mem.len() as u64,
+            }
+            .into());
+        };
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
     Ok(i32v(ev.code as u32))
 }
 
@@ -610,11 +618,9 @@ pub(crate) fn copy(
             // the buffer is checked.
             let s = unsafe { &mut *store_ptr };
             let make = || {
-                with_memory(s, &opts, |cx| {
-                    GuestBuffer::with_layout(cx, layout, u64::from(ptr), u64::from(n))
-                })
-                .map_err(|e| abi::Trap::Guest(e.0))
-                .map(|buf| RtBuffer::Guest { buf, inst, opts })
+                let mem_len = || memory_of(s, &opts).map(|m| m.len() as u64);
+                GuestBuffer::with_layout_in(mem_len, layout, u64::from(ptr), u64::from(n))
+                    .map(|buf| RtBuffer::Guest { buf, inst, opts })
             };
             insts[inst].copy(shared, kind, t, i, opts.async_, make, &mut copier)?
         };

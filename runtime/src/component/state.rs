@@ -177,6 +177,8 @@ pub struct State {
     /// The `enter_from` of every call whose frame is on the stack
     /// (callee, caller), outermost first.
     pub entered: Vec<(InstId, Option<InstId>)>,
+    /// `entered`'s stand-in while a blocked stack's list is set aside.
+    pub entered_spare: Vec<(InstId, Option<InstId>)>,
 }
 
 impl State {
@@ -267,7 +269,10 @@ impl State {
     /// inside their instances (as a suspended thread's do in the spec)
     /// until [`State::resume_stack`].
     pub fn suspend_stack(&mut self) -> Vec<(InstId, Option<InstId>)> {
-        let saved = core::mem::take(&mut self.entered);
+        // The list in use while blocked is the spare one: neither
+        // allocates once warm.
+        let spare = core::mem::take(&mut self.entered_spare);
+        let saved = core::mem::replace(&mut self.entered, spare);
         for (callee, caller) in saved.iter().rev() {
             cc::leave_to(&mut self.insts, *callee as u32, caller.map(|c| c as u32));
         }
@@ -283,7 +288,9 @@ impl State {
             }
             cc::enter_from(&mut self.insts, c, from)?;
         }
-        self.entered = saved;
+        let mut spare = core::mem::replace(&mut self.entered, saved);
+        spare.clear();
+        self.entered_spare = spare;
         Ok(())
     }
 
