@@ -21,7 +21,7 @@ use core::cell::RefCell;
 use ringos_abi::{ValType, Value};
 
 use crate::component::device::{DeviceWork, Direction, IoSource, IoTurn, Transfer};
-use crate::component::{Exports, Func, FuncSig, HostCx, Item};
+use crate::component::{Ends, Exports, Func, FuncSig, HostCx, Item};
 use crate::token_map::TokenMap;
 
 pub const BLOCK: u64 = 512;
@@ -135,10 +135,10 @@ impl Disk {
     }
 
     /// A status future already resolved with `r`.
-    fn resolved(&self, cx: &mut HostCx<'_>, r: Value) -> Result<Value, String> {
+    fn resolved(&self, cx: &mut HostCx<'_>, r: Value) -> Result<u32, String> {
         let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
         cx.write_future(token, r)?;
-        Ok(Value::Future(f))
+        Ok(f)
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), BlockError> {
@@ -155,12 +155,12 @@ impl Disk {
         Ok(())
     }
 
-    fn read(&self, cx: &mut HostCx<'_>, offset: u64, len: u64) -> Result<Value, String> {
+    fn read(&self, cx: &mut HostCx<'_>, offset: u64, len: u64) -> Result<Ends, String> {
         let (s, token) = cx.device_stream_to_guest()?;
         if let Err(e) = self.check_range(offset, len) {
             cx.close_device_end(token)?;
             let f = self.resolved(cx, e.value())?;
-            return Ok(Value::tuple(vec![Value::Stream(s), f]));
+            return Ok(Ends::new(&[s, f]));
         }
         let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
         if len == 0 {
@@ -176,7 +176,7 @@ impl Disk {
                 },
             );
         }
-        Ok(Value::tuple(vec![Value::Stream(s), Value::Future(f)]))
+        Ok(Ends::new(&[s, f]))
     }
 
     fn write(&self, cx: &mut HostCx<'_>, offset: u64, data: u32) -> Result<Value, String> {
@@ -188,7 +188,7 @@ impl Disk {
         };
         if let Err(e) = check {
             cx.close_device_end(token)?;
-            return self.resolved(cx, e.value());
+            return self.resolved(cx, e.value()).map(Value::Future);
         }
         let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
         self.state.borrow_mut().streams.insert(
@@ -204,7 +204,9 @@ impl Disk {
 
     fn flush(&self, cx: &mut HostCx<'_>) -> Result<Value, String> {
         if self.dev.capacity() == 0 {
-            return self.resolved(cx, BlockError::NoDevice.value());
+            return self
+                .resolved(cx, BlockError::NoDevice.value())
+                .map(Value::Future);
         }
         let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
         // Submitted at the call, as a copy is (a full queue: retried).
@@ -393,8 +395,8 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         _ => 0,
     };
     let (d1, d2, d3, d4) = (disk.clone(), disk.clone(), disk.clone(), disk.clone());
-    let read = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
-        d1.read(cx, u64_at(a, 0), u64_at(a, 1)).map(Some)
+    let read = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Ends, String> {
+        d1.read(cx, u64_at(a, 0), u64_at(a, 1))
     };
     let write = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
         let Some(Value::Stream(s)) = a.get(1) else {
@@ -431,7 +433,7 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         ),
         (
             "read",
-            Item::Func(Func::host(
+            Item::Func(Func::host_ends(
                 FuncSig::new(
                     &["offset", "len"],
                     vec![ValType::U64, ValType::U64],

@@ -79,6 +79,61 @@ pub enum HostReply {
 /// An async host function (an `async func` the host implements).
 pub type HostAsyncFn = dyn Fn(&mut HostCx<'_>, &[Value]) -> Result<HostReply, String>;
 
+/// The stream and future ends a host function returns as its result, a
+/// record or tuple of ends only (`ringos:blk`'s `read`): their shared
+/// indices in field order. A synchronous lowered call puts them straight
+/// into the caller's table; no [`Value`] is built on that path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
+    shared: [u32; Ends::MAX],
+    len: u8,
+}
+
+impl Ends {
+    /// Fields a result of ends may have.
+    pub const MAX: usize = 4;
+
+    /// The ends of `shared`, in field order (at most [`Ends::MAX`]).
+    pub fn new(shared: &[u32]) -> Ends {
+        let mut e = Ends {
+            shared: [0; Ends::MAX],
+            len: shared.len().min(Ends::MAX) as u8,
+        };
+        e.shared[..e.len as usize].copy_from_slice(&shared[..e.len as usize]);
+        e
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.shared[..self.len as usize]
+    }
+
+    /// The same ends as a component value of the record or tuple type `t`
+    /// (for callers other than a synchronous lowered call).
+    fn into_value(self, t: &ValType) -> Result<Value, Trapped> {
+        let wrong = || Trapped::new("a host function returned ends of the wrong type");
+        let fields = fields_of(t).ok_or_else(wrong)?;
+        if fields.len() != self.as_slice().len() {
+            return Err(wrong());
+        }
+        let vs = fields
+            .types()
+            .zip(self.as_slice())
+            .map(|(t, &i)| match t {
+                ValType::Stream(_) => Ok(Value::Stream(i)),
+                ValType::Future(_) => Ok(Value::Future(i)),
+                _ => Err(wrong()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(match t {
+            ValType::Record(_) => Value::Record(vs),
+            _ => Value::tuple(vs),
+        })
+    }
+}
+
+/// A host function whose result is a record or tuple of ends ([`Ends`]).
+pub type HostEndsFn = dyn Fn(&mut HostCx<'_>, &[Value]) -> Result<Ends, String>;
+
 pub(crate) enum FuncKind {
     /// `canon lift` of a core function of instance `inst`.
     Lifted {
@@ -87,7 +142,25 @@ pub(crate) enum FuncKind {
         inst: InstId,
     },
     Host(Box<HostComponentFn>),
+    HostEnds(Box<HostEndsFn>),
     HostAsync(Box<HostAsyncFn>),
+}
+
+/// A synchronous host function, as [`host_call`] calls it.
+#[derive(Clone, Copy)]
+enum SyncHost<'a> {
+    Value(&'a HostComponentFn),
+    Ends(&'a HostEndsFn),
+}
+
+impl FuncKind {
+    fn sync_host(&self) -> Option<SyncHost<'_>> {
+        match self {
+            FuncKind::Host(h) => Some(SyncHost::Value(h)),
+            FuncKind::HostEnds(h) => Some(SyncHost::Ends(h)),
+            _ => None,
+        }
+    }
 }
 
 impl Func {
@@ -95,6 +168,15 @@ impl Func {
         Rc::new(Func {
             sig,
             kind: FuncKind::Host(f),
+        })
+    }
+
+    /// A host function whose result type is a record or tuple of stream
+    /// and future ends, returned as [`Ends`].
+    pub fn host_ends(sig: FuncSig, f: Box<HostEndsFn>) -> Rc<Func> {
+        Rc::new(Func {
+            sig,
+            kind: FuncKind::HostEnds(f),
         })
     }
 
@@ -339,6 +421,13 @@ pub(crate) fn call(
             let r = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
             return on_resolve(store, sh, r);
         }
+        FuncKind::HostEnds(h) => {
+            let args = on_start(store, sh)?;
+            let ends = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
+            let t = f.sig.ty.result_type().first();
+            let r = t.map(|t| ends.into_value(t)).transpose()?;
+            return on_resolve(store, sh, r);
+        }
         FuncKind::HostAsync(h) => {
             let args = on_start(store, sh)?;
             return match h(&mut HostCx { store, sh }, &args).map_err(Trapped)? {
@@ -469,14 +558,14 @@ pub(crate) fn lower(
             .all(|t| matches!(t, CoreValType::I32 | CoreValType::I64))
     };
     if !opts.async_
-        && matches!(callee.kind, FuncKind::Host(_))
+        && callee.kind.sync_host().is_some()
         && lay.scalar_params
         && integers(&params)
         && integers(&results)
     {
         let types = params.clone();
         let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
-            let FuncKind::Host(h) = &callee.kind else {
+            let Some(h) = callee.kind.sync_host() else {
                 unreachable!("checked when lowered")
             };
             let mut args = [Val::I32(0); MAX_FLAT_PARAMS + 1];
@@ -733,10 +822,10 @@ impl HostLayout {
     }
 }
 
-/// Stores a result made of stream and future ends only at `ptr`: each end
-/// becomes a readable end in `inst`'s table, its index the field
-/// (`store` of each, as the generic path does it, without the walk over
-/// the type).
+/// Stores a result made of stream and future ends only (their shared
+/// indices) at `ptr`: each end becomes a readable end in `inst`'s table,
+/// its index the field (`store` of each, as the generic path does it,
+/// without the walk over the type).
 #[allow(clippy::too_many_arguments)]
 fn store_ends(
     store: &mut Store,
@@ -744,16 +833,14 @@ fn store_ends(
     inst: InstId,
     opts: &Opts,
     ends: &[(u64, EndKind, Option<ValType>)],
-    v: &Value,
+    shared: &[u32],
     layout: (u32, u64),
     ptr: u64,
 ) -> Result<(), Trapped> {
-    let wrong = || Trapped::new("a host function returned a value of the wrong type");
-    let Value::Record(vs) = v else {
-        return Err(wrong());
-    };
-    if vs.len() != ends.len() {
-        return Err(wrong());
+    if shared.len() != ends.len() {
+        return Err(Trapped::new(
+            "a host function returned a value of the wrong type",
+        ));
     }
     let mem = opts
         .memory
@@ -765,13 +852,8 @@ fn store_ends(
     let at = ptr as usize;
     let mut st = sh.get()?;
     let i = st.inst(inst)?;
-    for ((off, kind, t), v) in ends.iter().zip(vs) {
-        let shared = match (kind, v) {
-            (EndKind::ReadableStream, &Value::Stream(s))
-            | (EndKind::ReadableFuture, &Value::Future(s)) => s,
-            _ => return Err(wrong()),
-        };
-        let handle = i.lower_async_value(*kind, shared, t.as_ref())?;
+    for ((off, kind, t), &s) in ends.iter().zip(shared) {
+        let handle = i.lower_async_value(*kind, s, t.as_ref())?;
         let field = at + *off as usize;
         bytes[field..field + 4].copy_from_slice(&handle.to_le_bytes());
     }
@@ -791,7 +873,7 @@ fn is_scalar(t: &ValType) -> bool {
 fn host_call(
     store: &mut Store,
     sh: &Shared,
-    h: &HostComponentFn,
+    h: SyncHost<'_>,
     sig: &FuncSig,
     lay: &HostLayout,
     opts: &Opts,
@@ -800,7 +882,11 @@ fn host_call(
 ) -> Result<Option<Val>, Trapped> {
     let params = sig.ty.param_types();
     let results = sig.ty.result_type();
-    let (r, lenders) = if lay.scalar_params {
+    let call = |cx: &mut HostCx<'_>, vs: &[Value]| match h {
+        SyncHost::Value(f) => f(cx, vs).map(Reply::Value),
+        SyncHost::Ends(f) => f(cx, vs).map(Reply::Ends),
+    };
+    let (reply, lenders) = if lay.scalar_params {
         let v = |i: usize| {
             args.get(i)
                 .and_then(|a| lift_scalar(&params[i], *a))
@@ -809,11 +895,11 @@ fn host_call(
         let mut cx = HostCx { store, sh };
         // Up to three arguments stay on the stack.
         let r = match params.len() {
-            0 => h(&mut cx, &[]),
-            1 => h(&mut cx, &[v(0)?]),
-            2 => h(&mut cx, &[v(0)?, v(1)?]),
-            3 => h(&mut cx, &[v(0)?, v(1)?, v(2)?]),
-            n => h(&mut cx, &(0..n).map(v).collect::<Result<Vec<_>, _>>()?),
+            0 => call(&mut cx, &[]),
+            1 => call(&mut cx, &[v(0)?]),
+            2 => call(&mut cx, &[v(0)?, v(1)?]),
+            3 => call(&mut cx, &[v(0)?, v(1)?, v(2)?]),
+            n => call(&mut cx, &(0..n).map(v).collect::<Result<Vec<_>, _>>()?),
         };
         (r.map_err(Trapped)?, Vec::new())
     } else {
@@ -828,8 +914,32 @@ fn host_call(
             let vs = guest_cx(store, opts, false, &mut NoHandles, lift)?;
             (vs, Vec::new())
         };
-        let r = h(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
+        let r = call(&mut HostCx { store, sh }, &vs).map_err(Trapped)?;
         (r, lenders)
+    };
+    let r = match (&lay.results, reply) {
+        // Ends straight into the table: no `Value` on this path.
+        (ResultShape::SpilledEnds(layout, ends), Reply::Ends(e)) => {
+            store_ends(
+                store,
+                sh,
+                inst,
+                opts,
+                ends,
+                e.as_slice(),
+                *layout,
+                out_ptr(args)?,
+            )?;
+            end_lends(sh, inst, lenders)?;
+            return Ok(None);
+        }
+        (_, Reply::Value(r)) => r,
+        (_, Reply::Ends(e)) => {
+            let t = results
+                .first()
+                .ok_or_else(|| Trapped::new("ends without a result type"))?;
+            Some(e.into_value(t)?)
+        }
     };
     let out = match (&lay.results, &r) {
         (ResultShape::None, None) => None,
@@ -839,7 +949,17 @@ fn host_call(
             })?)
         }
         (ResultShape::SpilledEnds(layout, ends), Some(v)) => {
-            store_ends(store, sh, inst, opts, ends, v, *layout, out_ptr(args)?)?;
+            let shared = ends_of(v, ends.len())?;
+            store_ends(
+                store,
+                sh,
+                inst,
+                opts,
+                ends,
+                shared.as_slice(),
+                *layout,
+                out_ptr(args)?,
+            )?;
             None
         }
         (ResultShape::Spilled(layout, offsets), Some(v)) => {
@@ -877,6 +997,32 @@ fn host_call(
     Ok(out)
 }
 
+/// What a synchronous host function gave back.
+enum Reply {
+    Value(Option<Value>),
+    Ends(Ends),
+}
+
+/// The shared indices of a result value that is a record or tuple of `n`
+/// stream and future ends (checked against the type by [`store_ends`]).
+fn ends_of(v: &Value, n: usize) -> Result<Ends, Trapped> {
+    let wrong = || Trapped::new("a host function returned a value of the wrong type");
+    let Value::Record(vs) = v else {
+        return Err(wrong());
+    };
+    if vs.len() != n || n > Ends::MAX {
+        return Err(wrong());
+    }
+    let mut shared = [0u32; Ends::MAX];
+    for (s, v) in shared.iter_mut().zip(vs) {
+        *s = match v {
+            Value::Stream(i) | Value::Future(i) => *i,
+            _ => return Err(wrong()),
+        };
+    }
+    Ok(Ends::new(&shared[..n]))
+}
+
 /// The caller's result out-pointer: the last core argument.
 fn out_ptr(args: &[Val]) -> Result<u64, Trapped> {
     match args.last() {
@@ -909,7 +1055,7 @@ fn lowered_call(
     args: &[Val],
 ) -> Result<Option<Val>, Trapped> {
     sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
-    if let (false, FuncKind::Host(h)) = (opts.async_, &callee.kind) {
+    if let (false, Some(h)) = (opts.async_, callee.kind.sync_host()) {
         return host_call(store, sh, h, sig, lay, opts, inst, args);
     }
     if !opts.async_ && callee.sig.ty.async_ {
@@ -1024,4 +1170,30 @@ fn lowered_call(
     let i = sh.get()?.inst(inst)?.add_subtask(s)?;
     c.index = Some(i);
     Ok(Some(Val::I32(pack_subtask_return(state, i) as i32)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_become_the_value_of_their_result_type() {
+        let tuple = ValType::Tuple(vec![
+            ValType::stream(Some(ValType::U8)),
+            ValType::future(None),
+        ]);
+        assert_eq!(
+            Ends::new(&[3, 7]).into_value(&tuple),
+            Ok(Value::tuple(vec![Value::Stream(3), Value::Future(7)]))
+        );
+        assert!(Ends::new(&[3]).into_value(&tuple).is_err(), "too few");
+        assert!(Ends::new(&[3, 7]).into_value(&ValType::U32).is_err());
+        let not_ends = ValType::Tuple(vec![ValType::U32, ValType::future(None)]);
+        assert!(Ends::new(&[3, 7]).into_value(&not_ends).is_err());
+        assert_eq!(
+            ends_of(&Value::tuple(vec![Value::Stream(3), Value::Future(7)]), 2),
+            Ok(Ends::new(&[3, 7]))
+        );
+        assert!(ends_of(&Value::tuple(vec![Value::U32(3)]), 1).is_err());
+    }
 }

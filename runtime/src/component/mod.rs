@@ -18,7 +18,7 @@ mod sched;
 mod state;
 pub mod types;
 
-pub use call::{Func, HostAsyncFn, HostComponentFn, HostReply, Opts};
+pub use call::{Ends, Func, HostAsyncFn, HostComponentFn, HostEndsFn, HostReply, Opts};
 pub use host::HostCx;
 pub use ringos_abi::{ResourceType, ValType, Value};
 pub use state::Trapped;
