@@ -60,6 +60,9 @@ pub fn main(boot: &'static BootInfo) -> ! {
         crate::selftest::run(t);
     }
 
+    if cmdline::get(line, cmdline::COUNT_MARKS) == Some("1") {
+        crate::count_marks::enable();
+    }
     let devs = io::devices::discover(line);
     let mut reactor = Reactor::new(devs, IoMode::from_cmdline(cmdline::get(line, cmdline::IO)));
     log::info!(

@@ -86,6 +86,12 @@ pub mod cmdline {
     /// `probe-blk: baseline-qd1-read-4k ...` (the same-boot reference of
     /// `ringos probe blk --component`).
     pub const BLK_BASELINE: &str = "blk-baseline";
+    /// `count-marks=1`: the kernel marks each timed kernel-only read and
+    /// each component clock read with an instruction a TCG plugin counts
+    /// between (`ringos probe blk --component --count`; see
+    /// `benches/blk/insn_window.c`). Off, the marks cost a load and a
+    /// branch.
+    pub const COUNT_MARKS: &str = "count-marks";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {

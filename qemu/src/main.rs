@@ -384,6 +384,12 @@ struct ProbeBlkArgs {
     /// p50s and their ratios to the kernel's
     #[arg(long)]
     component: bool,
+    /// With --component (TCG only): also count the guest instructions and translation
+    /// blocks per read, kernel-only and inside benches/blk/probe.wat, with a TCG plugin
+    /// (benches/blk/insn_window.c, built with cc on first use); unlike latencies, the
+    /// counts do not move with the host's load
+    #[arg(long, requires = "component")]
+    count: bool,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -560,6 +566,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
         verbose: a.verbose,
         disk: a.devices.disk.disk.clone(),
         net: a.devices.net()?,
+        plugin: None,
     };
     if app {
         // An app image: its output on ours, kernel lines with -v (as `run`).
@@ -638,6 +645,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
     let start = Instant::now();
     let report = probe::blk::probe_blk(&ProbeBlk {
         component: a.component,
+        count: a.count,
         wit_bindgen,
         image,
         disk,

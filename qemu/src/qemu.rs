@@ -93,6 +93,8 @@ pub struct VmConfig {
     pub disk: Option<PathBuf>,
     /// A NIC (virtio-net) and what it is plugged into.
     pub net: Option<Net>,
+    /// A TCG plugin and its arguments (`-plugin PATH,ARG,...`).
+    pub plugin: Option<OsString>,
 }
 
 /// What the guest's NIC is plugged into.
@@ -201,6 +203,7 @@ impl VmConfig {
             verbose: false,
             disk: None,
             net: None,
+            plugin: None,
         }
     }
 }
@@ -268,6 +271,10 @@ pub fn qemu_args(cfg: &VmConfig) -> Vec<OsString> {
         a.push("-netdev".into());
         a.push(backend.into());
         words(&mut a, &format!("-device virtio-net-{bus},netdev=net0"));
+    }
+    if let Some(p) = &cfg.plugin {
+        a.push("-plugin".into());
+        a.push(p.clone());
     }
     // The path and the command line may hold spaces: one argument each.
     a.push("-kernel".into());

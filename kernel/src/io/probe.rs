@@ -215,6 +215,7 @@ fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u6
     let mut ok = true;
     for _ in 0..ops {
         let sector = rng.next() % blocks * BLOCK_SECTORS;
+        crate::count_marks::kernel_read();
         let t0 = cpu::rdtsc();
         let res = one(
             r,
@@ -225,6 +226,7 @@ fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u6
             },
         );
         let t1 = cpu::rdtsc();
+        crate::count_marks::kernel_read();
         ok &= res == Ok(BLOCK);
         lat.push(clock.tsc.ticks_to_ns(t1 - t0));
     }

@@ -39,6 +39,9 @@ pub struct ProbeBlk {
     /// ([`component_source`]), and, if given, this one's `probe N` mode
     /// (the `demo` guest, whose reads go through wit-bindgen's runtime).
     pub component: bool,
+    /// With `component`: count guest instructions per read too (a TCG
+    /// plugin, [`insn_plugin`]).
+    pub count: bool,
     pub wit_bindgen: Option<Vec<u8>>,
 }
 
@@ -54,7 +57,7 @@ pub fn component_source(ops: u32) -> String {
 
 /// QD1 4 KiB random reads timed inside a component: from the call of
 /// `ringos:blk/disk.read` to the `stream.read` the device completed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ComponentLatency {
     pub reads: u64,
     pub p50_ns: u64,
@@ -64,6 +67,98 @@ pub struct ComponentLatency {
     /// The kernel-only reads of the same boot, half before the component
     /// ran and half after (`blk-baseline=`): the reference of the ratio.
     pub same_boot_kernel: Option<Baseline>,
+    /// With `--count`: guest instructions per read in this boot.
+    pub insns: Option<InsnCounts>,
+}
+
+/// Guest instructions and translation blocks executed per timed read, as
+/// the TCG plugin counted them in one boot: kernel-only reads (from before
+/// the submission to after the completion was reaped) and the component's
+/// (from clock read to clock read: `disk.read`, `stream.read`, the wait).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct InsnCounts {
+    pub kernel_reads: u64,
+    pub kernel_insns_per_read: f64,
+    pub kernel_tbs_per_read: f64,
+    pub component_reads: u64,
+    pub component_insns_per_read: f64,
+    pub component_tbs_per_read: f64,
+}
+
+impl InsnCounts {
+    /// Parses the plugin's `insn-window kind=K windows=N insns=N tbs=N`
+    /// lines (kinds `kernel` and `component`).
+    pub fn parse(text: &str) -> Result<InsnCounts, String> {
+        let mut kinds = [None, None];
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("insn-window ") else {
+                continue;
+            };
+            let f = Fields::new(rest);
+            let kind: String = f.get("kind")?;
+            let slot = match kind.as_str() {
+                "kernel" => 0,
+                "component" => 1,
+                k => return Err(format!("unknown window kind {k:?}")),
+            };
+            let (n, insns, tbs): (u64, u64, u64) =
+                (f.get("windows")?, f.get("insns")?, f.get("tbs")?);
+            if n == 0 {
+                return Err(format!("no {kind} window was marked (is count-marks on?)"));
+            }
+            kinds[slot] = Some((n, insns as f64 / n as f64, tbs as f64 / n as f64));
+        }
+        match kinds {
+            [Some(k), Some(c)] => Ok(InsnCounts {
+                kernel_reads: k.0,
+                kernel_insns_per_read: k.1,
+                kernel_tbs_per_read: k.2,
+                component_reads: c.0,
+                component_insns_per_read: c.1,
+                component_tbs_per_read: c.2,
+            }),
+            _ => Err("the plugin's counts are missing a window kind".into()),
+        }
+    }
+
+    /// Instructions per component read over per kernel-only read.
+    pub fn ratio(&self) -> f64 {
+        self.component_insns_per_read / self.kernel_insns_per_read.max(1.0)
+    }
+}
+
+/// The instruction-counting TCG plugin, built from
+/// `benches/blk/insn_window.c` with `cc` when missing or older than its
+/// source.
+pub fn insn_plugin(root: &Path) -> Result<PathBuf> {
+    let src = root.join("benches").join("blk").join("insn_window.c");
+    let out = super::bench_dir(root).join("insn_window.so");
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&out).is_some_and(|o| modified(&src).is_some_and(|s| o >= s)) {
+        return Ok(out);
+    }
+    fs::create_dir_all(super::bench_dir(root)).map_err(|e| bad_disk(&out, e))?;
+    eprintln!(
+        "probe blk: building the TCG plugin {} with cc",
+        out.display()
+    );
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| {
+            Error::CannotStart(format!(
+                "--count builds a TCG plugin with cc: {e} (apt-get install -y gcc)"
+            ))
+        })?;
+    if !status.success() {
+        return Err(Error::CannotStart(format!(
+            "building {} failed (cc's output is above)",
+            src.display()
+        )));
+    }
+    Ok(out)
 }
 
 /// Kernel-only QD1 4 KiB random reads in the component's boot.
@@ -106,6 +201,7 @@ impl ComponentLatency {
             min_ns: f.get("min_ns")?,
             max_ns: f.get("max_ns")?,
             same_boot_kernel: None,
+            insns: None,
         })
     }
 
@@ -420,10 +516,27 @@ fn component_probe(
     if let Some(io) = p.io {
         cfg.append = format!("{} {}", cfg.append, io.cmdline_word());
     }
+    // Instructions are counted for the canonical-ABI probe only: it reads
+    // the clock exactly twice per read (the demo reads it elsewhere too).
+    let counts = (p.count && args.is_empty()).then(|| image.with_extension("insns"));
+    if let Some(out) = &counts {
+        let plugin = insn_plugin(&crate::kernel_image::root())?;
+        let mut arg = plugin.into_os_string();
+        arg.push(",outfile=");
+        arg.push(out);
+        cfg.plugin = Some(arg);
+        cfg.append = format!("{} {}=1", cfg.append, cmdline::COUNT_MARKS);
+    }
     eprintln!("probe blk: {machine}: the same reads inside a component ({what})");
     let run = vm::run(&cfg, Console::Capture);
     let _ = fs::remove_file(&image);
     let run = run?;
+    let insns = counts.map(|out| {
+        let text = fs::read_to_string(&out);
+        let _ = fs::remove_file(&out);
+        text.map_err(|e| format!("the TCG plugin wrote no counts ({e})"))
+            .and_then(|t| InsnCounts::parse(&t))
+    });
     let line = run.lines.iter().find_map(|(_, l)| {
         let text = l.strip_prefix(ringos_proto::marker::STDOUT)?;
         text.starts_with(COMPONENT_LINE).then_some(text)
@@ -447,6 +560,7 @@ fn component_probe(
         Some(l) => Some(Baseline::parse(l).map_err(fail)?),
         None => return Err(fail("the kernel printed no same-boot baseline".into())),
     };
+    latency.insns = insns.transpose().map_err(fail)?;
     Ok(latency)
 }
 
@@ -483,6 +597,13 @@ impl BlkReport {
         let component = self.machines.iter().any(|m| m.component.is_some());
         if component {
             header.extend(["component p50 µs", "p99 µs", "kernel p50 µs", "p50 ratio"]);
+        }
+        let counts = self
+            .machines
+            .iter()
+            .any(|m| m.component.is_some_and(|c| c.insns.is_some()));
+        if counts {
+            header.extend(["kernel insns/read", "component insns/read", "insns ratio"]);
         }
         let wit_bindgen = self.machines.iter().any(|m| m.wit_bindgen.is_some());
         if wit_bindgen {
@@ -521,6 +642,12 @@ impl BlkReport {
                 row.push(c.map_or("-".into(), |c| us(c.p99_ns as f64)));
                 row.push(kernel(c));
                 row.push(ratio(c, r.qd1_read_4k.as_ref()));
+            }
+            if counts {
+                let n = m.component.and_then(|c| c.insns);
+                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.kernel_insns_per_read)));
+                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.component_insns_per_read)));
+                row.push(n.map_or("-".into(), |n| format!("{:.2}x", n.ratio())));
             }
             if wit_bindgen {
                 let c = m.wit_bindgen;
@@ -725,6 +852,7 @@ EXIT: 0";
             mem_mib: 256,
             timeout: Duration::from_secs(60),
             component: false,
+            count: false,
             wit_bindgen: None,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
@@ -801,6 +929,28 @@ EXIT: 0";
             Baseline::parse("baseline-qd1-read-4k ops=2 ok=0 p50_ns=1 p99_ns=1 max_ns=1").is_err()
         );
         assert!(Baseline::parse("baseline-qd1-read-4k ops=2 ok=1").is_err());
+    }
+
+    #[test]
+    fn instruction_counts_parse_per_read() {
+        let n = InsnCounts::parse(
+            "insn-window kind=kernel windows=1000 insns=1250000 tbs=200000\n\
+             insn-window kind=component windows=1100 insns=5500000 tbs=880000\n",
+        )
+        .unwrap();
+        assert_eq!((n.kernel_reads, n.component_reads), (1000, 1100));
+        assert_eq!(n.kernel_insns_per_read, 1250.0);
+        assert_eq!(n.component_insns_per_read, 5000.0);
+        assert_eq!(n.component_tbs_per_read, 800.0);
+        assert_eq!(format!("{:.2}", n.ratio()), "4.00");
+        for bad in [
+            "",
+            "insn-window kind=kernel windows=1 insns=1 tbs=1",
+            "insn-window kind=kernel windows=0 insns=0 tbs=0\ninsn-window kind=component windows=1 insns=1 tbs=1",
+            "insn-window kind=other windows=1 insns=1 tbs=1",
+        ] {
+            assert!(InsnCounts::parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

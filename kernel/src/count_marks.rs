@@ -1,0 +1,36 @@
+//! Marks for counting guest instructions under TCG (`ringos probe blk
+//! --component --count`): with `count-marks=1` on the command line, each
+//! timed kernel-only read is bracketed by `xchg rcx, rcx` and each clock
+//! read a component makes (`wasi:clocks/monotonic-clock.now`, which the
+//! probe component takes before and after every read) carries `xchg rbx,
+//! rbx`. Both are no-ops to the CPU; the plugin in
+//! `benches/blk/insn_window.c` counts the instructions and translation
+//! blocks executed between two marks of a kind. Instruction counts do not
+//! move with the load on the host, unlike latencies under TCG.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Turns the marks on (from the command line, at boot).
+pub fn enable() {
+    ON.store(true, Ordering::Relaxed);
+}
+
+/// Before and after a timed kernel-only read.
+#[inline]
+pub fn kernel_read() {
+    if ON.load(Ordering::Relaxed) {
+        // SAFETY: exchanges a register with itself; nothing changes.
+        unsafe { core::arch::asm!("xchg rcx, rcx", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// At a component's clock read.
+#[inline]
+pub fn component_clock() {
+    if ON.load(Ordering::Relaxed) {
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("xchg rbx, rbx", options(nomem, nostack, preserves_flags)) };
+    }
+}
