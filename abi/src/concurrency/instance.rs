@@ -22,7 +22,7 @@ use crate::handles::{
 use crate::memory::Handles;
 use crate::types::{ResourceType, ValType};
 
-use super::shared::{Buffer, Copied, CopyElems, Notice, SharedStore, Side};
+use super::shared::{Buffer, Copied, CopyElems, CopyElemsIn, InCaller, Notice, SharedStore, Side};
 use super::subtask::Subtask;
 use super::task::Task;
 use super::waitable::{PendingEvent, Waitable, WaitableSet};
@@ -201,6 +201,13 @@ pub enum SubtaskCancel {
     /// `cancellation_requested` is now set: call the callee's `on_cancel`,
     /// then [`Instance::subtask_cancel_finish`].
     CallOnCancel { callee: u64 },
+}
+
+/// What moves a copy's elements: a plain [`CopyElems`], or one that needs
+/// the calling instance's table too.
+enum Mover<'a, B> {
+    Plain(&'a mut dyn CopyElems<B>),
+    InCaller(&'a mut dyn CopyElemsIn<B>),
 }
 
 /// `ComponentInstance` minus `threads` (the runtime's).
@@ -826,6 +833,47 @@ impl Instance {
         make_buffer: impl FnOnce() -> Result<B, Trap>,
         copier: &mut dyn CopyElems<B>,
     ) -> Result<CopyCall<B>, Trap> {
+        self.copy_impl(store, kind, t, i, async_, make_buffer, Mover::Plain(copier))
+    }
+
+    /// [`Instance::copy`] of elements that hold handles: `copier` moves
+    /// them between this instance's table and the other side's (lifted
+    /// from the writer's, lowered into the reader's, exactly the `n`
+    /// elements that move), getting this instance as its `caller`.
+    #[allow(clippy::too_many_arguments)] // the spec's `stream_copy` arguments
+    pub fn copy_moving_handles<B: Buffer>(
+        &mut self,
+        store: &mut SharedStore<B>,
+        kind: EndKind,
+        t: Option<&ValType>,
+        i: u32,
+        async_: bool,
+        make_buffer: impl FnOnce() -> Result<B, Trap>,
+        copier: &mut dyn CopyElemsIn<B>,
+    ) -> Result<CopyCall<B>, Trap> {
+        self.copy_impl(
+            store,
+            kind,
+            t,
+            i,
+            async_,
+            make_buffer,
+            Mover::InCaller(copier),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn copy_impl<B: Buffer>(
+        &mut self,
+        store: &mut SharedStore<B>,
+        kind: EndKind,
+        t: Option<&ValType>,
+        i: u32,
+        async_: bool,
+        make_buffer: impl FnOnce() -> Result<B, Trap>,
+        mover: Mover<'_, B>,
+    ) -> Result<CopyCall<B>, Trap> {
         let builtin = match kind {
             EndKind::ReadableStream => "stream.read",
             EndKind::WritableStream => "stream.write",
@@ -850,6 +898,17 @@ impl Instance {
         let side = Side::Guest {
             inst: self.id,
             handle: i,
+        };
+        let mut in_caller;
+        let copier: &mut dyn CopyElems<B> = match mover {
+            Mover::Plain(c) => c,
+            Mover::InCaller(copier) => {
+                in_caller = InCaller {
+                    caller: self,
+                    copier,
+                };
+                &mut in_caller
+            }
         };
         let (copied, notice) = match kind {
             EndKind::ReadableStream => store.stream(shared)?.read(side, buffer, copier)?,
@@ -1181,6 +1240,56 @@ impl Handles for InstanceHandles<'_> {
             .as_deref_mut()
             .ok_or(Trap::Mismatch("lower_borrow without a borrow scope"))?;
         lower_borrow(&mut self.inst.handles, rep, rt, implements, scope)
+    }
+    fn lift_stream(&mut self, index: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+        self.inst
+            .lift_async_value(EndKind::ReadableStream, index, elem)
+    }
+    fn lower_stream(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+        self.inst
+            .lower_async_value(EndKind::ReadableStream, v, elem)
+    }
+    fn lift_future(&mut self, index: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+        self.inst
+            .lift_async_value(EndKind::ReadableFuture, index, elem)
+    }
+    fn lower_future(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+        self.inst
+            .lower_async_value(EndKind::ReadableFuture, v, elem)
+    }
+    fn lift_error_context(&mut self, index: u32) -> Result<u32, Trap> {
+        self.inst.error_context(index)
+    }
+    fn lower_error_context(&mut self, v: u32) -> Result<u32, Trap> {
+        self.inst.handles.add(Handle::ErrorContext(v))
+    }
+}
+
+/// A [`Handles`] over one instance's table for the elements of a stream
+/// or future copy (`LiftLowerContext(opts, inst, borrow_scope = None)` of
+/// `stream_copy`): `own` handles move out of the writer's table
+/// (`lift_own`, with its traps) and into the reader's (`lower_own`),
+/// readable stream/future ends likewise (`lift_async_value`, then
+/// `lower_stream`/`lower_future`); error contexts are shared. Borrows
+/// cannot be elements (validation rejects them): they trap.
+pub struct ElemHandles<'a> {
+    pub inst: &'a mut Instance,
+}
+
+const ELEM_BORROW: Trap = Trap::Unsupported("borrow handles in stream or future elements");
+
+impl Handles for ElemHandles<'_> {
+    fn lift_own(&mut self, index: u32, rt: ResourceType) -> Result<u32, Trap> {
+        lift_own(&mut self.inst.handles, index, rt)
+    }
+    fn lift_borrow(&mut self, _: u32, _: ResourceType) -> Result<u32, Trap> {
+        Err(ELEM_BORROW)
+    }
+    fn lower_own(&mut self, rep: u32, rt: ResourceType) -> Result<u32, Trap> {
+        lower_own(&mut self.inst.handles, rep, rt)
+    }
+    fn lower_borrow(&mut self, _: u32, _: ResourceType) -> Result<u32, Trap> {
+        Err(ELEM_BORROW)
     }
     fn lift_stream(&mut self, index: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
         self.inst
