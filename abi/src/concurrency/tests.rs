@@ -1077,12 +1077,45 @@ fn copy_moving_handles_hands_the_caller_to_the_copier() {
         .unwrap();
     assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 2)));
     assert_eq!(calls.0, vec![(0, 2)]);
+    let notice = c.notice.unwrap();
     assert!(matches!(
-        c.notice,
-        Some(Notice::OnCopy {
+        notice,
+        Notice::OnCopy {
             side: Side::Guest { inst: 1, .. }
-        })
+        }
     ));
+    // b takes its partial-copy event (the buffer goes back: b is idle)
+    b.apply_notice(notice).unwrap();
+    assert_eq!(
+        b.get_pending_event(ws, &mut store).unwrap().p2,
+        pack_copy_result(CopyResult::Completed, 2)
+    );
+    // the other order: a waits to read 4, b writes 1: the writer calls
+    let c = a
+        .copy_moving_handles(
+            &mut store,
+            EndKind::ReadableStream,
+            t.as_ref(),
+            rs,
+            true,
+            || Ok(HostBuffer::writable(4)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!(c.payload, None);
+    let c = b
+        .copy_moving_handles(
+            &mut store,
+            EndKind::WritableStream,
+            t.as_ref(),
+            ws,
+            true,
+            || Ok(vals(1)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 1)));
+    assert_eq!(calls.0, vec![(0, 2), (1, 1)]);
     // within one instance, a copy of handles traps before the copier runs
     let p = a.canon_stream_new(&mut store, t.as_ref()).unwrap();
     let (rs, ws) = (p as u32, (p >> 32) as u32);

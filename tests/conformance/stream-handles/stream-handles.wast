@@ -2,7 +2,7 @@
 ;; move from the writer's handle table to the reader's when a copy meets
 ;; the other side (definitions.py `dst.write(pending.read(n))`: lift_own /
 ;; lift_async_value in the writer, lower_own / lower_stream in the
-;; reader), and only the n elements that are copied. Each component ends
+;; reader), and only the n elements that are copied. Each instance ends
 ;; with at most one trap (a trap poisons the instances it went through).
 
 ;; 1. own<R> through a stream: the writer offers 3, the reader takes 2;
@@ -456,9 +456,11 @@
 (assert_return (invoke "run") (u32.const 42))
 (assert_trap (invoke "drop-moved") "unknown handle index 3")
 
-;; 4. The writer is the other side: $C writes, then $P.take reads. A
-;;    handle of the wrong resource type traps in `lift_own`.
-(component
+;; 4. Both orders of a copy from $C (writer) to $P (reader): the reader
+;;    waiting first (the writer's stream.write moves the handle), or the
+;;    writer first (the reader's stream.read does). A handle of the wrong
+;;    resource type traps in `lift_own`, in the writer's call here.
+(component definition $Orders
   (component $P
     (core module $Memory (memory (export "mem") 1))
     (core instance $memory (instantiate $Memory))
@@ -468,15 +470,34 @@
       (import "" "r.rep" (func $r.rep (param i32) (result i32)))
       (import "" "s.new" (func $s.new (param i32) (result i32)))
       (import "" "stream.read" (func $stream.read (param i32 i32 i32) (result i32)))
+      (import "" "stream.cancel-read" (func $stream.cancel-read (param i32) (result i32)))
       (import "" "stream.drop-readable" (func $stream.drop-readable (param i32)))
+      (global $rs (mut i32) (i32.const 0))
       (func (export "make-r") (param i32) (result i32) (call $r.new (local.get 0)))
       (func (export "make-s") (param i32) (result i32) (call $s.new (local.get 0)))
+      ;; the writer came first
       (func (export "take") (param $rs i32) (result i32)
-        (local $h i32)
         (if (i32.ne (i32.const 0x10 (; COMPLETED | 1 << 4 ;))
                     (call $stream.read (local.get $rs) (i32.const 8) (i32.const 1)))
           (then unreachable))
         (call $stream.drop-readable (local.get $rs))
+        (call $r.rep (i32.load (i32.const 8)))
+      )
+      ;; the reader comes first
+      (func (export "start-take") (param $rs i32)
+        (global.set $rs (local.get $rs))
+        (i64.store (i32.const 8) (i64.const 0xdeadbeefdeadbeef))
+        (if (i32.ne (i32.const -1 (; BLOCKED ;))
+                    (call $stream.read (local.get $rs) (i32.const 8) (i32.const 2)))
+          (then unreachable))
+      )
+      (func (export "finish-take") (result i32)
+        ;; 1 element came, then the writer dropped its end
+        (if (i32.ne (i32.const 0x11 (; DROPPED | 1 << 4 ;))
+                    (call $stream.cancel-read (global.get $rs)))
+          (then unreachable))
+        (if (i32.ne (i32.load (i32.const 12)) (i32.const 0xdeadbeef)) (then unreachable))
+        (call $stream.drop-readable (global.get $rs))
         (call $r.rep (i32.load (i32.const 8)))
       )
     )
@@ -487,6 +508,7 @@
     (canon resource.rep $R (core func $r.rep))
     (canon resource.new $S (core func $s.new))
     (canon stream.read $ST async (memory (core memory $memory "mem")) (core func $stream.read))
+    (canon stream.cancel-read $ST (core func $stream.cancel-read))
     (canon stream.drop-readable $ST (core func $stream.drop-readable))
     (core instance $core (instantiate $Core (with "" (instance
       (export "mem" (memory $memory "mem"))
@@ -494,6 +516,7 @@
       (export "r.rep" (func $r.rep))
       (export "s.new" (func $s.new))
       (export "stream.read" (func $stream.read))
+      (export "stream.cancel-read" (func $stream.cancel-read))
       (export "stream.drop-readable" (func $stream.drop-readable))
     ))))
     (export $R' "R" (type $R))
@@ -501,6 +524,8 @@
     (func (export "make-r") (param "rep" u32) (result (own $R')) (canon lift (core func $core "make-r")))
     (func (export "make-s") (param "rep" u32) (result (own $S')) (canon lift (core func $core "make-s")))
     (func (export "take") (param "s" (stream (own $R'))) (result u32) (canon lift (core func $core "take")))
+    (func (export "start-take") (param "s" (stream (own $R'))) (canon lift (core func $core "start-take")))
+    (func (export "finish-take") (result u32) (canon lift (core func $core "finish-take")))
   )
 
   (component $C
@@ -510,6 +535,8 @@
       (export "make-r" (func (param "rep" u32) (result (own $R))))
       (export "make-s" (func (param "rep" u32) (result (own $S))))
       (export "take" (func (param "s" (stream (own $R))) (result u32)))
+      (export "start-take" (func (param "s" (stream (own $R)))))
+      (export "finish-take" (func (result u32)))
     ))
     (core module $Memory (memory (export "mem") 1))
     (core instance $memory (instantiate $Memory))
@@ -519,15 +546,19 @@
       (import "" "stream.write" (func $stream.write (param i32 i32 i32) (result i32)))
       (import "" "stream.cancel-write" (func $stream.cancel-write (param i32) (result i32)))
       (import "" "stream.drop-writable" (func $stream.drop-writable (param i32)))
+      (import "" "resource.drop" (func $resource.drop (param i32)))
       (import "" "make-r" (func $make-r (param i32) (result i32)))
       (import "" "make-s" (func $make-s (param i32) (result i32)))
       (import "" "take" (func $take (param i32) (result i32)))
-      ;; writes handle $h into a new stream, then $P takes it
-      (func $pass (param $h i32) (result i32)
+      (import "" "start-take" (func $start-take (param i32)))
+      (import "" "finish-take" (func $finish-take (result i32)))
+      (global $h (mut i32) (i32.const 0))
+      ;; the writer first: $P.take's read moves the handle
+      (func (export "writer-first") (result i32)
         (local $ret64 i64) (local $ws i32) (local $rep i32)
         (local.set $ret64 (call $stream.new))
         (local.set $ws (i32.wrap_i64 (i64.shr_u (local.get $ret64) (i64.const 32))))
-        (i32.store (i32.const 8) (local.get $h))
+        (i32.store (i32.const 8) (call $make-r (i32.const 5)))
         (if (i32.ne (i32.const -1 (; BLOCKED ;))
                     (call $stream.write (local.get $ws) (i32.const 8) (i32.const 1)))
           (then unreachable))
@@ -539,11 +570,29 @@
         (call $stream.drop-writable (local.get $ws))
         (local.get $rep)
       )
+      ;; the reader first: this write moves the handle
+      (func $reader-first (param $h i32) (result i32)
+        (local $ret64 i64) (local $ws i32)
+        (global.set $h (local.get $h))
+        (local.set $ret64 (call $stream.new))
+        (local.set $ws (i32.wrap_i64 (i64.shr_u (local.get $ret64) (i64.const 32))))
+        (call $start-take (i32.wrap_i64 (local.get $ret64)))
+        (i32.store (i32.const 8) (local.get $h))
+        ;; room for 2 in $P's read, 1 offered: it moves now
+        (if (i32.ne (i32.const 0x10 (; COMPLETED | 1 << 4 ;))
+                    (call $stream.write (local.get $ws) (i32.const 8) (i32.const 1)))
+          (then unreachable))
+        (call $stream.drop-writable (local.get $ws))
+        (call $finish-take)
+      )
       (func (export "right-type") (result i32)
-        (call $pass (call $make-r (i32.const 5)))
+        (call $reader-first (call $make-r (i32.const 6)))
+      )
+      (func (export "drop-moved")
+        (call $resource.drop (global.get $h))
       )
       (func (export "wrong-type") (result i32)
-        (call $pass (call $make-s (i32.const 6)))
+        (call $reader-first (call $make-s (i32.const 7)))
       )
     )
     (alias export $p "R" (type $R))
@@ -552,30 +601,45 @@
     (canon stream.write $ST async (memory (core memory $memory "mem")) (core func $stream.write))
     (canon stream.cancel-write $ST (core func $stream.cancel-write))
     (canon stream.drop-writable $ST (core func $stream.drop-writable))
+    (canon resource.drop $R (core func $resource.drop))
     (canon lower (func $p "make-r") (core func $make-r))
     (canon lower (func $p "make-s") (core func $make-s))
     (canon lower (func $p "take") (core func $take))
+    (canon lower (func $p "start-take") (core func $start-take))
+    (canon lower (func $p "finish-take") (core func $finish-take))
     (core instance $core (instantiate $Core (with "" (instance
       (export "mem" (memory $memory "mem"))
       (export "stream.new" (func $stream.new))
       (export "stream.write" (func $stream.write))
       (export "stream.cancel-write" (func $stream.cancel-write))
       (export "stream.drop-writable" (func $stream.drop-writable))
+      (export "resource.drop" (func $resource.drop))
       (export "make-r" (func $make-r))
       (export "make-s" (func $make-s))
       (export "take" (func $take))
+      (export "start-take" (func $start-take))
+      (export "finish-take" (func $finish-take))
     ))))
+    (func (export "writer-first") (result u32) (canon lift (core func $core "writer-first")))
     (func (export "right-type") (result u32) (canon lift (core func $core "right-type")))
+    (func (export "drop-moved") (canon lift (core func $core "drop-moved")))
     (func (export "wrong-type") (result u32) (canon lift (core func $core "wrong-type")))
   )
 
   (instance $p (instantiate $P))
   (instance $c (instantiate $C (with "p" (instance $p))))
+  (func (export "writer-first") (alias export $c "writer-first"))
   (func (export "right-type") (alias export $c "right-type"))
+  (func (export "drop-moved") (alias export $c "drop-moved"))
   (func (export "wrong-type") (alias export $c "wrong-type"))
 )
-(assert_return (invoke "right-type") (u32.const 5))
-(assert_return (invoke "right-type") (u32.const 5))
+(component instance $i $Orders)
+(assert_return (invoke "writer-first") (u32.const 5))
+(assert_return (invoke "right-type") (u32.const 6))
+(assert_return (invoke "writer-first") (u32.const 5))
+;; the writer's handle went with the element it wrote
+(assert_trap (invoke "drop-moved") "unknown handle index")
+(component instance $i $Orders)
 (assert_trap (invoke "wrong-type") "used with the wrong type, expected guest-defined resource but found a different guest-defined resource")
 
 ;; 5. A handle that is lent (to a call still in progress) cannot move:
