@@ -355,6 +355,23 @@ impl ValType {
         self.contains(&mut |t| matches!(t, ValType::Stream(_) | ValType::Future(_)))
     }
 
+    /// Whether lifting or lowering a value of this type touches a handle
+    /// table: an `own`/`borrow` handle, a stream or future end, or an
+    /// error context anywhere inside. A stream/future copy of such
+    /// elements moves handles between the two instances' tables.
+    pub fn contains_handle(&self) -> bool {
+        self.contains(&mut |t| {
+            matches!(
+                t,
+                ValType::Own(_)
+                    | ValType::Borrow(_)
+                    | ValType::Stream(_)
+                    | ValType::Future(_)
+                    | ValType::ErrorContext
+            )
+        })
+    }
+
     /// `none_or_number_type(t)` (used by the temporary intra-component copy
     /// restriction): integers and floats only.
     pub fn is_number(&self) -> bool {

@@ -28,11 +28,11 @@ pub type InstanceId = u32;
 
 pub use instance::{
     enter_from, entering_set, leave_to, may_enter_from, self_and_ancestors, CopyCall, CopyEnd,
-    EndKind, Handle, Instance, InstanceHandles, SubtaskCancel,
+    ElemHandles, EndKind, Handle, Instance, InstanceHandles, SubtaskCancel,
 };
 pub use shared::{
-    copy_guest_values, none_or_number_type, Buffer, Copied, CopyElems, CopyStep, CountOnly,
-    HostBuffer, Notice, SharedFuture, SharedStore, SharedStream, Side,
+    copy_guest_values, none_or_number_type, Buffer, Copied, CopyElems, CopyElemsIn, CopyStep,
+    CountOnly, HostBuffer, Notice, SharedFuture, SharedStore, SharedStream, Side,
 };
 pub use subtask::Subtask;
 pub use task::{CancelRequest, LiftOptions, Task, TaskState, CONTEXT_SLOTS};

@@ -70,6 +70,38 @@ pub trait CopyElems<B> {
     fn copy(&mut self, src: &mut B, dst: &mut B, n: u32) -> Result<(), Trap>;
 }
 
+/// [`CopyElems`] for elements that hold handles (`own` resources, stream
+/// and future ends, error contexts): lifting from the writer's buffer
+/// takes them out of the writer's table and lowering into the reader's
+/// adds them to the reader's, so the copy needs both instances. One of
+/// them runs the copy built-in and is borrowed by it while the shared
+/// state moves elements: it is handed in as `caller` (see
+/// [`super::Instance::copy_moving_handles`]); the other is the pending
+/// side's, which the implementation finds itself.
+pub trait CopyElemsIn<B> {
+    /// `dst.write(src.read(n))`, as [`CopyElems::copy`].
+    fn copy_in(
+        &mut self,
+        caller: &mut super::Instance,
+        src: &mut B,
+        dst: &mut B,
+        n: u32,
+    ) -> Result<(), Trap>;
+}
+
+/// A [`CopyElems`] made of a [`CopyElemsIn`] and the instance whose
+/// built-in runs the copy.
+pub(crate) struct InCaller<'a, B> {
+    pub caller: &'a mut super::Instance,
+    pub copier: &'a mut dyn CopyElemsIn<B>,
+}
+
+impl<B> CopyElems<B> for InCaller<'_, B> {
+    fn copy(&mut self, src: &mut B, dst: &mut B, n: u32) -> Result<(), Trap> {
+        self.copier.copy_in(self.caller, src, dst, n)
+    }
+}
+
 /// A [`CopyElems`] that only advances [`GuestBuffer`]s: right for a
 /// payload-less `stream`/`future` (elements are `()`).
 #[derive(Debug, Default, Clone, Copy)]

@@ -155,6 +155,15 @@ fn cancel_returns_progress() {
         .unwrap();
     assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Cancelled, 3)));
     assert_eq!(e.state(r), CopyState::Idle);
+    // ... but a buffer filled to the end stays COMPLETED
+    assert_eq!(e.read(r, 2), Ok(None));
+    assert_eq!(e.write(w, 2), Ok(done(2)));
+    let c = e
+        .inst
+        .cancel_copy(&mut e.store, EndKind::ReadableStream, U8, r, true)
+        .unwrap();
+    assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 2)));
+    assert_eq!(e.state(r), CopyState::Idle);
     // ... but an end whose writer dropped keeps DROPPED
     assert_eq!(e.read(r, 4), Ok(None));
     assert_eq!(e.write(w, 2), Ok(done(2)));
@@ -811,4 +820,367 @@ fn handles_share_one_table() {
     assert_eq!(hs.lift_stream(2, None), Ok(1));
     assert_eq!(inst.canon_error_context_drop(ec), Ok(5));
     assert_eq!(inst.handles.live(), 3);
+}
+
+// ---- elements that hold handles ---------------------------------------
+
+/// `dst.write(src.read(n))` from `w`'s memory and table into `r`'s, as a
+/// copy of elements of type `t` (the writer offers `offered`, the reader
+/// has room for `room`, `n` move).
+fn move_elems(
+    w: &mut Instance,
+    w_mem: &mut dyn crate::memory::Memory,
+    r: &mut Instance,
+    r_mem: &mut dyn crate::memory::Memory,
+    t: &ValType,
+    (offered, room, n): (u64, u64, u32),
+) -> Result<(), Trap> {
+    use crate::buffers::GuestBuffer;
+    use crate::memory::{Cx, Options};
+    let mut wh = ElemHandles { inst: w };
+    let mut rh = ElemHandles { inst: r };
+    let mut wcx = Cx::new(Options::default(), Some(w_mem), None, &mut wh);
+    let mut rcx = Cx::new(Options::default(), Some(r_mem), None, &mut rh);
+    let mut src = GuestBuffer::new(&wcx, Some(t), 0, offered)?;
+    let mut dst = GuestBuffer::new(&rcx, Some(t), 0, room)?;
+    copy_guest_values(&mut wcx, &mut src, &mut rcx, &mut dst, Some(t), n)?;
+    assert_eq!((src.progress, dst.progress), (n, n));
+    Ok(())
+}
+
+fn mem_of(words: &[u32]) -> Vec<u8> {
+    let mut m: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    m.resize(64, 0xee);
+    m
+}
+
+fn word(m: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(m[4 * i..4 * i + 4].try_into().unwrap())
+}
+
+#[test]
+fn own_elements_move_only_the_n_copied() {
+    let t = ValType::Own(R);
+    let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
+    let hs: Vec<u32> = (10..13)
+        .map(|rep| w.canon_resource_new(R, rep).unwrap())
+        .collect();
+    let mut w_mem = mem_of(&hs);
+    let mut r_mem = mem_of(&[]);
+    // 3 offered, room for 2, 2 move
+    move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (3, 2, 2)).unwrap();
+    // the writer's first two are gone, the third is still its own
+    assert_eq!(
+        w.canon_resource_rep(R, hs[0]),
+        Err(Trap::UnknownHandle(hs[0]))
+    );
+    assert_eq!(
+        w.canon_resource_rep(R, hs[1]),
+        Err(Trap::UnknownHandle(hs[1]))
+    );
+    assert_eq!(w.canon_resource_rep(R, hs[2]), Ok(12));
+    // the reader owns two new handles, written where its buffer was
+    let (a, b) = (word(&r_mem, 0), word(&r_mem, 1));
+    assert_eq!((a, b, word(&r_mem, 2)), (1, 2, 0xeeee_eeee));
+    assert_eq!(r.canon_resource_rep(R, a), Ok(10));
+    assert_eq!(r.canon_resource_rep(R, b), Ok(11));
+    assert!(matches!(
+        r.handles.get(a),
+        Ok(Handle::Resource(ResourceHandle {
+            own: true,
+            num_lends: 0,
+            ..
+        }))
+    ));
+    assert_eq!(r.canon_resource_drop(R, a), Ok(Dropped::Own { rep: 10 }));
+    assert_eq!((w.handles.live(), r.handles.live()), (1, 1));
+}
+
+#[test]
+fn own_elements_that_cannot_move_trap() {
+    let t = ValType::Own(R);
+    let other = ResourceType(R.0 + 1);
+    let mut w = Instance::new(0, None);
+    let mut r = Instance::new(1, None);
+    let mut r_mem = mem_of(&[]);
+    let mut one = |w: &mut Instance, h: u32| {
+        let mut w_mem = mem_of(&[h]);
+        move_elems(w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1))
+    };
+    // lent to a call in progress (`num_lends != 0`)
+    let lent = w.canon_resource_new(R, 1).unwrap();
+    let mut ih = InstanceHandles::new(&mut w, &[]);
+    assert_eq!(ih.lift_borrow(lent, R), Ok(1));
+    assert_eq!(
+        one(&mut w, lent),
+        Err(Trap::OwnedResourceBorrowed { index: lent })
+    );
+    // another resource type
+    let wrong = w.canon_resource_new(other, 2).unwrap();
+    assert_eq!(
+        one(&mut w, wrong),
+        Err(Trap::ResourceTypeMismatch { index: wrong })
+    );
+    // a borrow handle is not an own
+    let mut scope = crate::handles::BorrowScope::new(7);
+    let borrowed = crate::handles::lower_borrow(&mut w.handles, 3, R, false, &mut scope).unwrap();
+    assert_eq!(
+        one(&mut w, borrowed),
+        Err(Trap::NotAnOwnHandle { index: borrowed })
+    );
+    // not a resource at all, or nothing there
+    let ws = w.canon_waitable_set_new().unwrap();
+    assert!(matches!(
+        one(&mut w, ws),
+        Err(Trap::WrongHandleType { index, .. }) if index == ws
+    ));
+    assert_eq!(one(&mut w, 99), Err(Trap::UnknownHandle(99)));
+    // every one of them stayed with the writer
+    assert_eq!(w.handles.live(), 4);
+    assert_eq!(w.canon_resource_rep(R, lent), Ok(1));
+}
+
+#[test]
+fn borrow_elements_trap() {
+    // validation rejects them; the copy traps rather than lend
+    let t = ValType::Borrow(R);
+    let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
+    let h = w.canon_resource_new(R, 1).unwrap();
+    let (mut w_mem, mut r_mem) = (mem_of(&[h]), mem_of(&[]));
+    assert!(matches!(
+        move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
+        Err(Trap::Unsupported(_))
+    ));
+    assert!(matches!(
+        w.handles.get(h),
+        Ok(Handle::Resource(ResourceHandle { num_lends: 0, .. }))
+    ));
+}
+
+#[test]
+fn stream_elements_move_readable_ends() {
+    let t = ValType::stream(Some(ValType::U8));
+    let mut store: SharedStore<HostBuffer> = SharedStore::new();
+    let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
+    let p = w.canon_stream_new(&mut store, U8).unwrap();
+    let (rs, ws) = (p as u32, (p >> 32) as u32);
+    let shared = w.copy_end(rs).unwrap().shared;
+    let (mut w_mem, mut r_mem) = (mem_of(&[rs]), mem_of(&[]));
+    move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)).unwrap();
+    assert_eq!(w.handles.get(rs), Err(Trap::UnknownHandle(rs)));
+    let e = r.copy_end(word(&r_mem, 0)).unwrap();
+    assert_eq!(
+        (e.kind, e.shared, e.t.as_ref(), e.state),
+        (EndKind::ReadableStream, shared, U8, CopyState::Idle)
+    );
+    // a writable end never moves
+    let mut w_mem = mem_of(&[ws]);
+    assert!(matches!(
+        move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
+        Err(Trap::WrongHandleType { .. })
+    ));
+    // nor a readable end in a waitable set, or with a copy in progress
+    let p = w.canon_stream_new(&mut store, U8).unwrap();
+    let rs = p as u32;
+    let set = w.canon_waitable_set_new().unwrap();
+    w.canon_waitable_join(rs, set).unwrap();
+    let mut w_mem = mem_of(&[rs]);
+    assert_eq!(
+        move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
+        Err(Trap::LiftInWaitableSet {
+            kind: EndKind::ReadableStream
+        })
+    );
+    w.canon_waitable_join(rs, 0).unwrap();
+    let mut rec = Rec::default();
+    let c = w
+        .copy(
+            &mut store,
+            EndKind::ReadableStream,
+            U8,
+            rs,
+            true,
+            || Ok(HostBuffer::writable(1)),
+            &mut rec,
+        )
+        .unwrap();
+    assert_eq!(c.payload, None);
+    assert_eq!(
+        move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
+        Err(Trap::LiftBusy {
+            kind: EndKind::ReadableStream
+        })
+    );
+    // an element stream of another element type
+    let p = w.canon_stream_new(&mut store, None).unwrap();
+    let mut w_mem = mem_of(&[p as u32]);
+    assert!(matches!(
+        move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
+        Err(Trap::WrongHandleType { .. })
+    ));
+}
+
+#[test]
+fn future_of_own_moves_its_handle() {
+    let t = ValType::future(Some(ValType::Own(R)));
+    let mut store: SharedStore<HostBuffer> = SharedStore::new();
+    let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
+    let inner = Some(ValType::Own(R));
+    let p = w.canon_future_new(&mut store, inner.as_ref()).unwrap();
+    let (mut w_mem, mut r_mem) = (mem_of(&[p as u32]), mem_of(&[]));
+    move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)).unwrap();
+    let e = r.copy_end(word(&r_mem, 0)).unwrap();
+    assert_eq!(
+        (e.kind, e.t.as_ref()),
+        (EndKind::ReadableFuture, inner.as_ref())
+    );
+    assert_eq!(w.handles.live(), 1, "the writable end stays");
+}
+
+/// A [`CopyElemsIn`] that records who called and moves counts.
+#[derive(Default)]
+struct Calls(Vec<(u32, u32)>);
+
+impl CopyElemsIn<HostBuffer> for Calls {
+    fn copy_in(
+        &mut self,
+        caller: &mut Instance,
+        src: &mut HostBuffer,
+        dst: &mut HostBuffer,
+        n: u32,
+    ) -> Result<(), Trap> {
+        self.0.push((caller.id, n));
+        CountOnly.copy(src, dst, n)
+    }
+}
+
+#[test]
+fn copy_moving_handles_hands_the_caller_to_the_copier() {
+    let t = Some(ValType::Own(R));
+    let mut store: SharedStore<HostBuffer> = SharedStore::new();
+    let (mut a, mut b) = (Instance::new(0, None), Instance::new(1, None));
+    let p = a.canon_stream_new(&mut store, t.as_ref()).unwrap();
+    let rs = p as u32;
+    // `b` holds the writable end (as if it had been made there)
+    let shared = a.copy_end(rs).unwrap().shared;
+    let ws = b
+        .handles
+        .add(Handle::CopyEnd(CopyEnd::new(
+            EndKind::WritableStream,
+            shared,
+            t.clone(),
+        )))
+        .unwrap();
+    let mut calls = Calls::default();
+    // b offers 3: nothing moves
+    let c = b
+        .copy_moving_handles(
+            &mut store,
+            EndKind::WritableStream,
+            t.as_ref(),
+            ws,
+            true,
+            || Ok(vals(3)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!((c.payload, calls.0.len()), (None, 0));
+    // a reads 2: the copier runs once, with `a` as the caller
+    let c = a
+        .copy_moving_handles(
+            &mut store,
+            EndKind::ReadableStream,
+            t.as_ref(),
+            rs,
+            true,
+            || Ok(HostBuffer::writable(2)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 2)));
+    assert_eq!(calls.0, vec![(0, 2)]);
+    let notice = c.notice.unwrap();
+    assert!(matches!(
+        notice,
+        Notice::OnCopy {
+            side: Side::Guest { inst: 1, .. }
+        }
+    ));
+    // b takes its partial-copy event (the buffer goes back: b is idle)
+    b.apply_notice(notice).unwrap();
+    assert_eq!(
+        b.get_pending_event(ws, &mut store).unwrap().p2,
+        pack_copy_result(CopyResult::Completed, 2)
+    );
+    // the other order: a waits to read 4, b writes 1: the writer calls
+    let c = a
+        .copy_moving_handles(
+            &mut store,
+            EndKind::ReadableStream,
+            t.as_ref(),
+            rs,
+            true,
+            || Ok(HostBuffer::writable(4)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!(c.payload, None);
+    let c = b
+        .copy_moving_handles(
+            &mut store,
+            EndKind::WritableStream,
+            t.as_ref(),
+            ws,
+            true,
+            || Ok(vals(1)),
+            &mut calls,
+        )
+        .unwrap();
+    assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 1)));
+    assert_eq!(calls.0, vec![(0, 2), (1, 1)]);
+    // within one instance, a copy of handles traps before the copier runs
+    let p = a.canon_stream_new(&mut store, t.as_ref()).unwrap();
+    let (rs, ws) = (p as u32, (p >> 32) as u32);
+    let mut step = |a: &mut Instance, store: &mut SharedStore<HostBuffer>, kind, i, buf| {
+        a.copy_moving_handles(store, kind, t.as_ref(), i, true, || Ok(buf), &mut calls)
+    };
+    step(&mut a, &mut store, EndKind::WritableStream, ws, vals(1)).unwrap();
+    assert_eq!(
+        step(
+            &mut a,
+            &mut store,
+            EndKind::ReadableStream,
+            rs,
+            HostBuffer::writable(1)
+        )
+        .unwrap_err(),
+        Trap::IntraComponentCopy { stream: true }
+    );
+}
+
+#[test]
+fn which_types_hold_handles() {
+    let holds = [
+        ValType::Own(R),
+        ValType::Borrow(R),
+        ValType::stream(None),
+        ValType::future(Some(ValType::U8)),
+        ValType::ErrorContext,
+        ValType::list(ValType::record([
+            ("a", ValType::U8),
+            ("r", ValType::Own(R)),
+        ])),
+        ValType::option(ValType::stream(Some(ValType::U8))),
+        ValType::result(None, Some(ValType::Own(R))),
+        ValType::Tuple(vec![ValType::String, ValType::Own(R)]),
+    ];
+    let plain = [
+        ValType::U8,
+        ValType::String,
+        ValType::list(ValType::Tuple(vec![ValType::U32, ValType::String])),
+        ValType::enum_(["a", "b"]),
+        ValType::flags(["x"]),
+    ];
+    assert!(holds.iter().all(ValType::contains_handle));
+    assert!(!plain.iter().any(ValType::contains_handle));
 }

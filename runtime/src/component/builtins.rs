@@ -8,7 +8,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use ringos_abi::buffers::GuestBuffer;
-use ringos_abi::concurrency::{CopyCall, CopyElems, EndKind, Notice, Side};
+use ringos_abi::concurrency::{
+    CopyCall, CopyElems, CopyElemsIn, ElemHandles, EndKind, Instance, Notice, Side,
+};
 use ringos_abi::events::{Event, BLOCKED};
 use ringos_abi::handles::Dropped;
 use ringos_abi::layout::{alignment, elem_size, flatten_types};
@@ -496,6 +498,83 @@ impl CopyElems<RtBuffer> for Copier<'_> {
     }
 }
 
+/// Moves elements that hold handles (`own` resources, stream and future
+/// ends, error contexts) between two guest buffers, at the rendezvous and
+/// only the `n` elements that move: lifted from the writer's memory with
+/// the writer's table (`lift_own` takes each handle out, with its traps),
+/// lowered into the reader's memory and table (new handles there). One of
+/// the two instances runs the built-in (`caller`); the other is the
+/// pending side's, split off the instances before the copy started.
+pub(crate) struct HandleCopier<'a> {
+    pub store: *mut Store,
+    pub t: &'a ValType,
+    /// The pending side's instance, if it is another guest's.
+    pub other: Option<&'a mut Instance>,
+}
+
+/// A host end never meets elements that hold handles ([`super::host`]
+/// refuses to make one), but if it did, this is the trap.
+const HOST_HANDLES: abi::Trap =
+    abi::Trap::Unsupported("stream or future elements that hold handles on a host end");
+
+impl CopyElemsIn<RtBuffer> for HandleCopier<'_> {
+    fn copy_in(
+        &mut self,
+        caller: &mut Instance,
+        src: &mut RtBuffer,
+        dst: &mut RtBuffer,
+        n: u32,
+    ) -> Result<(), abi::Trap> {
+        let (
+            RtBuffer::Guest {
+                buf: from,
+                inst: wi,
+                opts: wopts,
+            },
+            RtBuffer::Guest {
+                buf: to,
+                inst: ri,
+                opts: ropts,
+            },
+        ) = (src, dst)
+        else {
+            return Err(HOST_HANDLES);
+        };
+        let me = caller.id as InstId;
+        let other = self.other.as_deref_mut();
+        let other_is = |i: InstId| move |o: &&mut Instance| o.id as InstId == i;
+        let lost = abi::Trap::Unsupported(
+            "a copy whose other side's handle table is in use (a lift or lower has it)",
+        );
+        let (writer, reader) = if *wi == me {
+            (caller, other.filter(other_is(*ri)).ok_or(lost)?)
+        } else if *ri == me {
+            (other.filter(other_is(*wi)).ok_or(lost)?, caller)
+        } else {
+            return Err(abi::Trap::Mismatch("a copy that is not the caller's"));
+        };
+        // SAFETY: the built-in that made this copier holds the store and
+        // does not use it while the copy runs.
+        let store = unsafe { &mut *self.store };
+        let t = Some(self.t);
+        let vals = guest_cx(
+            store,
+            wopts,
+            false,
+            &mut ElemHandles { inst: writer },
+            |cx| from.read(cx, t, n),
+        )?;
+        // The reader's `realloc` (strings, lists) may not call out.
+        let prev = core::mem::replace(&mut reader.may_leave, false);
+        let r = {
+            let mut hs = ElemHandles { inst: &mut *reader };
+            guest_cx(store, ropts, true, &mut hs, |cx| to.write(cx, t, &vals))
+        };
+        reader.may_leave = prev;
+        r
+    }
+}
+
 /// Delivers a notice to the other side of a copy.
 pub(crate) fn deliver(
     st: &mut State,
@@ -601,6 +680,11 @@ pub(crate) fn copy(
             elem_size(t, abi::AddrType::I32),
         )
     });
+    // Elements that hold handles take the other path, decided here once:
+    // plain values (`stream<u8>`) never meet the handle machinery.
+    if let Some(t) = t.as_ref().filter(|t| t.contains_handle()) {
+        return copy_moving_handles(store, &sh, inst, kind, t.clone(), opts, params, layout);
+    }
     builtin(store, params, &[I32], move |store, args| {
         let (i, ptr) = (arg(args, 0), arg(args, 1));
         let n = if kind.is_stream() { arg(args, 2) } else { 1 };
@@ -626,6 +710,87 @@ pub(crate) fn copy(
         };
         finish_copy(store, &sh, inst, i, opts.async_, call)
     })
+}
+
+/// [`copy`] of elements that hold handles: they move between the two
+/// instances' tables ([`HandleCopier`]), so the pending side's instance
+/// is split off the caller's for the copy.
+#[allow(clippy::too_many_arguments)]
+fn copy_moving_handles(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    kind: EndKind,
+    t: ValType,
+    opts: Opts,
+    params: &'static [CoreValType],
+    layout: Option<(u32, u64)>,
+) -> FuncId {
+    let sh = sh.clone();
+    builtin(store, params, &[I32], move |store, args| {
+        let (i, ptr) = (arg(args, 0), arg(args, 1));
+        let n = if kind.is_stream() { arg(args, 2) } else { 1 };
+        let store_ptr: *mut Store = store;
+        let call = {
+            let mut st = sh.get()?;
+            st.inst(inst)?;
+            let State {
+                insts,
+                shared,
+                checked_out,
+                ..
+            } = &mut *st;
+            // The other side, if a guest's copy waits (a copy within one
+            // instance traps before any element moves).
+            let other = insts[inst]
+                .copy_end(i)
+                .ok()
+                .and_then(|e| match e.kind.is_stream() {
+                    true => shared.stream(e.shared).ok()?.pending_side(),
+                    false => shared.future(e.shared).ok()?.pending_side(),
+                })
+                .and_then(|s| s.inst())
+                .map(|o| o as InstId)
+                .filter(|&o| o != inst && o < insts.len() && !checked_out[o]);
+            let (me, other) = pair(insts, inst, other);
+            let mut copier = HandleCopier {
+                store: store_ptr,
+                t: &t,
+                other,
+            };
+            // SAFETY: the store stays alive; nothing else uses it while
+            // the buffer is checked.
+            let s = unsafe { &mut *store_ptr };
+            let make = || {
+                with_memory(s, &opts, |cx| {
+                    GuestBuffer::with_layout(cx, layout, u64::from(ptr), u64::from(n))
+                })
+                .map_err(|e| abi::Trap::Guest(e.0))
+                .map(|buf| RtBuffer::Guest { buf, inst, opts })
+            };
+            me.copy_moving_handles(shared, kind, Some(&t), i, opts.async_, make, &mut copier)?
+        };
+        finish_copy(store, &sh, inst, i, opts.async_, call)
+    })
+}
+
+/// Instance `a`, and `b` too if it is another one.
+fn pair(
+    insts: &mut [Instance],
+    a: InstId,
+    b: Option<InstId>,
+) -> (&mut Instance, Option<&mut Instance>) {
+    match b {
+        Some(b) if b > a => {
+            let (l, r) = insts.split_at_mut(b);
+            (&mut l[a], Some(&mut r[0]))
+        }
+        Some(b) if b < a => {
+            let (l, r) = insts.split_at_mut(a);
+            (&mut r[0], Some(&mut l[b]))
+        }
+        _ => (&mut insts[a], None),
+    }
 }
 
 /// `canon {stream,future}.cancel-{read,write}`: `(end) -> packed`.

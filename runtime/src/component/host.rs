@@ -49,6 +49,8 @@ impl HostCx<'_> {
     pub fn read_stream(&mut self, s: u32, on_data: OnData, on_end: OnEnd) -> Result<(), String> {
         let store: *mut Store = self.store;
         let mut st = self.sh.get().map_err(|t| t.0)?;
+        let t = &st.shared.stream(s).map_err(|t| Trapped::from(t).0)?.t;
+        refuse_handles(t.as_ref()).map_err(|t| t.0)?;
         let token = st.new_token();
         st.host_ends.insert(
             token,
@@ -114,6 +116,18 @@ impl HostCx<'_> {
     }
 }
 
+/// A host end cannot hold elements that carry handles (`own` resources,
+/// stream/future ends, error contexts): the host has no handle table to
+/// move them into or out of.
+fn refuse_handles(t: Option<&ValType>) -> Result<(), Trapped> {
+    match t {
+        Some(t) if t.contains_handle() => Err(Trapped::new(
+            "not supported: a host end of a stream or future whose elements hold handles",
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl State {
     pub fn new_token(&mut self) -> u64 {
         self.next_token += 1;
@@ -123,6 +137,7 @@ impl State {
 
 /// A future the host writes.
 pub fn new_future(st: &mut State, t: Option<ValType>) -> Result<(u32, u64), Trapped> {
+    refuse_handles(t.as_ref())?;
     let shared = st.shared.new_future(t)?;
     let token = st.new_token();
     st.host_ends.insert(token, HostEnd::FutureWriter { shared });

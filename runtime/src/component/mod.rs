@@ -18,6 +18,9 @@ mod sched;
 mod state;
 pub mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use call::{Ends, Func, HostAsyncFn, HostComponentFn, HostEndsFn, HostReply, Opts};
 pub use host::HostCx;
 pub use ringos_abi::{ResourceType, ValType, Value};
