@@ -52,7 +52,6 @@ use crate::instance::Store;
 use crate::platform::Platform;
 use crate::trap::JmpBuf;
 use crate::vmctx::StoreCtx;
-use crate::Error;
 
 /// Usable bytes of a fiber's stack unless [`Store::set_fiber_stack`] says.
 pub const DEFAULT_STACK: usize = 1 << 20;
@@ -393,12 +392,11 @@ impl Store {
     }
 
     /// Starts `body` on a new fiber and runs it until it suspends or
-    /// finishes. `Err` only if no stack could be had (the body did not run).
-    pub(crate) fn fiber_start(&mut self, body: Body) -> Result<Resumed, Error> {
-        let stack = self
-            .fibers
-            .take_stack()
-            .ok_or_else(|| Error::Resource("no memory for a fiber stack".into()))?;
+    /// finishes. If no stack could be had, the body comes back (not run).
+    pub(crate) fn fiber_start(&mut self, body: Body) -> Result<Resumed, Body> {
+        let Some(stack) = self.fibers.take_stack() else {
+            return Err(body);
+        };
         let floor = stack.base as usize + self.fibers.page() + self.fibers.reserve;
         let id = match self.fibers.free_ids.pop() {
             Some(i) => i,

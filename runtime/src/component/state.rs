@@ -177,6 +177,12 @@ pub struct State {
     /// The `enter_from` of every call whose frame is on the stack
     /// (callee, caller), outermost first.
     pub entered: Vec<(InstId, Option<InstId>)>,
+    /// Per instance: its core code can reach a point where it blocks (a
+    /// synchronous call that may not resolve at once, a synchronous wait
+    /// or copy), so its tasks run on fibers ([`super::sched`]).
+    pub can_block: Vec<bool>,
+    /// Tasks blocked on their fibers, in the order they blocked.
+    pub(crate) blocked: Vec<super::sched::Blocked>,
 }
 
 impl State {
@@ -186,6 +192,7 @@ impl State {
             .push(Instance::new(id as u32, parent.map(|p| p as u32)));
         self.checked_out.push(false);
         self.implemented.push(Vec::new());
+        self.can_block.push(false);
         id
     }
 
