@@ -12,6 +12,8 @@
 mod builtins;
 mod call;
 pub mod device;
+#[cfg(test)]
+mod fiber_tests;
 pub mod host;
 mod instantiate;
 mod sched;

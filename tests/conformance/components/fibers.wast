@@ -1,0 +1,176 @@
+;; Synchronous callees that block under async callers, on fibers.
+;;
+;; $Inner.blocking-call(x) is callback-lifted: it yields three times, then
+;; returns x + 1 (from x = 0x1000000 on it yields forever). $Middle's
+;; functions are `async`-typed and lifted synchronously: their core code
+;; makes a synchronous call of blocking-call, which blocks, so they need a
+;; stack of their own (`plain` returns its result; `deep` then recurses
+;; until the stack runs out; `boom` then traps). $Outer's core code calls
+;; them through async lowers: each must come back STARTED (the callee
+;; blocked, the caller goes on), then it waits for the subtask with a
+;; synchronous waitable-set.wait (blocking itself, so its `run` is on a
+;; fiber too). The runtime's unit tests (runtime/src/component/
+;; fiber_tests.rs) and the VM tests (tests/tests/components_vm.rs) use
+;; $Fibers too, up to `;; end of $Fibers`.
+(component definition $Fibers
+  (component $Inner
+    (core module $M
+      (import "" "task.return" (func $task.return (param i32)))
+      (import "" "context.set" (func $context.set (param i32)))
+      (import "" "context.get" (func $context.get (result i32)))
+      ;; context: x << 4 | yields so far
+      (func (export "blocking-call") (param i32) (result i32)
+        (call $context.set (i32.shl (local.get 0) (i32.const 4)))
+        (i32.const 1 (; YIELD ;)))
+      (func (export "cb") (param i32 i32 i32) (result i32)
+        (local $c i32)
+        (local.set $c (call $context.get))
+        (if (i32.and
+              (i32.eq (i32.and (local.get $c) (i32.const 0xf)) (i32.const 3))
+              (i32.lt_u (local.get $c) (i32.const 0x10000000)))
+          (then
+            (call $task.return (i32.add (i32.shr_u (local.get $c) (i32.const 4)) (i32.const 1)))
+            (return (i32.const 0 (; EXIT ;)))))
+        (if (i32.lt_u (i32.and (local.get $c) (i32.const 0xf)) (i32.const 3))
+          (then (call $context.set (i32.add (local.get $c) (i32.const 1)))))
+        (i32.const 1 (; YIELD ;))))
+    (canon task.return (result u32) (core func $task.return))
+    (canon context.set i32 0 (core func $context.set))
+    (canon context.get i32 0 (core func $context.get))
+    (core instance $m (instantiate $M (with "" (instance
+      (export "task.return" (func $task.return))
+      (export "context.set" (func $context.set))
+      (export "context.get" (func $context.get))))))
+    (func (export "blocking-call") async (param "x" u32) (result u32)
+      (canon lift (core func $m "blocking-call") async (callback (core func $m "cb")))))
+
+  (component $Middle
+    (import "blocking-call" (func $bc async (param "x" u32) (result u32)))
+    (core func $bc' (canon lower (func $bc)))
+    (core module $M
+      (import "" "bc" (func $bc (param i32) (result i32)))
+      (func $rec (param i64) (result i64)
+        (i64.add (local.get 0) (call $rec (i64.add (local.get 0) (i64.const 1)))))
+      (func (export "plain") (param i32) (result i32) (call $bc (local.get 0)))
+      (func (export "deep") (param i32) (result i32)
+        (drop (call $bc (local.get 0)))
+        (i32.wrap_i64 (call $rec (i64.const 0))))
+      (func (export "boom") (param i32) (result i32)
+        (drop (call $bc (local.get 0)))
+        unreachable))
+    (core instance $m (instantiate $M (with "" (instance (export "bc" (func $bc'))))))
+    (func (export "plain") async (param "x" u32) (result u32) (canon lift (core func $m "plain")))
+    (func (export "deep") async (param "x" u32) (result u32) (canon lift (core func $m "deep")))
+    (func (export "boom") async (param "x" u32) (result u32) (canon lift (core func $m "boom"))))
+
+  (instance $inner (instantiate $Inner))
+  (instance $middle (instantiate $Middle (with "blocking-call" (func $inner "blocking-call"))))
+
+  (component $Outer
+    (import "plain" (func $plain-f async (param "x" u32) (result u32)))
+    (import "deep" (func $deep-f async (param "x" u32) (result u32)))
+    (import "boom" (func $boom-f async (param "x" u32) (result u32)))
+    (core module $Mem (memory (export "mem") 1))
+    (core instance $mem (instantiate $Mem))
+    (canon lower (func $plain-f) async (memory (core memory $mem "mem")) (core func $plain))
+    (canon lower (func $deep-f) async (memory (core memory $mem "mem")) (core func $deep))
+    (canon lower (func $boom-f) async (memory (core memory $mem "mem")) (core func $boom))
+    (canon lower (func $plain-f) (core func $plain-sync))
+    (canon waitable-set.new (core func $ws.new))
+    (canon waitable.join (core func $join))
+    (canon waitable-set.wait (memory (core memory $mem "mem")) (core func $ws.wait))
+    (canon subtask.drop (core func $drop))
+    (canon task.return (result u32) (core func $task.return))
+    (core module $Outer
+      (import "" "mem" (memory 1))
+      (import "" "plain" (func $plain (param i32 i32) (result i32)))
+      (import "" "deep" (func $deep (param i32 i32) (result i32)))
+      (import "" "boom" (func $boom (param i32 i32) (result i32)))
+      (import "" "plain-sync" (func $plain-sync (param i32) (result i32)))
+      (import "" "ws.new" (func $ws.new (result i32)))
+      (import "" "join" (func $join (param i32 i32)))
+      (import "" "ws.wait" (func $ws.wait (param i32 i32) (result i32)))
+      (import "" "drop" (func $drop (param i32)))
+      (import "" "task.return" (func $task.return (param i32)))
+      ;; Calls middle's function `which` (0 plain, 1 deep, 2 boom) with x = i,
+      ;; result at 16: it must come back STARTED.
+      (func $start (param $which i32) (param $i i32) (result i32)
+        (local $r i32)
+        (local.set $r
+          (if (result i32) (i32.eqz (local.get $which))
+            (then (call $plain (local.get $i) (i32.const 16)))
+            (else (if (result i32) (i32.eq (local.get $which) (i32.const 1))
+              (then (call $deep (local.get $i) (i32.const 16)))
+              (else (call $boom (local.get $i) (i32.const 16)))))))
+        (if (i32.ne (i32.and (local.get $r) (i32.const 0xf)) (i32.const 1 (; STARTED ;)))
+          (then unreachable))
+        (i32.shr_u (local.get $r) (i32.const 4)))
+      ;; n rounds of: start, wait for the subtask (RETURNED), check i + 1.
+      (func (export "run") (param $which i32) (param $n i32) (result i32)
+        (local $i i32) (local $ws i32) (local $sub i32)
+        (local.set $ws (call $ws.new))
+        (block $done (loop $l
+          (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+          (local.set $sub (call $start (local.get $which) (local.get $i)))
+          (call $join (local.get $sub) (local.get $ws))
+          (if (i32.ne (call $ws.wait (local.get $ws) (i32.const 0)) (i32.const 1 (; SUBTASK ;)))
+            (then unreachable))
+          (if (i32.ne (i32.load (i32.const 0)) (local.get $sub)) (then unreachable))
+          (if (i32.ne (i32.load offset=4 (i32.const 0)) (i32.const 2 (; RETURNED ;)))
+            (then unreachable))
+          (if (i32.ne (i32.load (i32.const 16)) (i32.add (local.get $i) (i32.const 1)))
+            (then unreachable))
+          (call $drop (local.get $sub))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))
+        (local.get $i))
+      ;; Starts a call that blocks for good, then traps.
+      (func (export "start-then-trap") (result i32)
+        (drop (call $start (i32.const 0) (i32.const 0x1000000)))
+        unreachable)
+      ;; Callback-lifted: returns 7, then blocks for good in a synchronous call.
+      (func (export "return-then-block") (result i32)
+        (call $task.return (i32.const 7))
+        (drop (call $plain-sync (i32.const 0x1000000)))
+        (i32.const 0 (; EXIT ;)))
+      (func (export "cb") (param i32 i32 i32) (result i32) unreachable))
+    (core instance $o (instantiate $Outer (with "" (instance
+      (export "mem" (memory $mem "mem"))
+      (export "plain" (func $plain)) (export "deep" (func $deep)) (export "boom" (func $boom))
+      (export "plain-sync" (func $plain-sync))
+      (export "ws.new" (func $ws.new)) (export "join" (func $join))
+      (export "ws.wait" (func $ws.wait)) (export "drop" (func $drop))
+      (export "task.return" (func $task.return))))))
+    (func (export "run") async (param "which" u32) (param "n" u32) (result u32)
+      (canon lift (core func $o "run")))
+    (func (export "start-then-trap") async (result u32)
+      (canon lift (core func $o "start-then-trap")))
+    (func (export "return-then-block") async (result u32)
+      (canon lift (core func $o "return-then-block") async (callback (core func $o "cb")))))
+  (instance $outer (instantiate $Outer
+    (with "plain" (func $middle "plain"))
+    (with "deep" (func $middle "deep"))
+    (with "boom" (func $middle "boom"))))
+  (export "run" (func $outer "run"))
+  (export "start-then-trap" (func $outer "start-then-trap"))
+  (export "return-then-block" (func $outer "return-then-block")))
+;; end of $Fibers
+
+(component instance $a $Fibers)
+(assert_return (invoke $a "run" (u32.const 0) (u32.const 1000)) (u32.const 1000))
+(assert_return (invoke $a "run" (u32.const 0) (u32.const 1)) (u32.const 1))
+;; A trap on the callee's fiber ends the call (`run`, blocked on its own
+;; fiber meanwhile, is abandoned); a trap poisons the instance, so each
+;; case has its own.
+(component instance $b $Fibers)
+(assert_trap (invoke $b "run" (u32.const 2) (u32.const 1)) "unreachable")
+(component instance $c $Fibers)
+(assert_trap (invoke $c "run" (u32.const 1) (u32.const 1)) "call stack exhausted")
+;; The caller traps while the callee is blocked on its fiber for good.
+(component instance $d $Fibers)
+(assert_trap (invoke $d "start-then-trap") "unreachable")
+;; The store goes on.
+(component instance $e $Fibers)
+(assert_return (invoke $e "run" (u32.const 0) (u32.const 3)) (u32.const 3))
+;; Resolved, then blocked for good (holding its instance): last.
+(assert_return (invoke $e "return-then-block") (u32.const 7))
