@@ -22,6 +22,7 @@
 //! an export, a task without a fiber) the loop still runs on the blocked
 //! stack.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
