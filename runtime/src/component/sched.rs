@@ -57,26 +57,42 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
         (r.0, r.1, r.2, r.3, r.4, blocks && st.can_block[r.0])
     };
     if fiber {
-        // Everything the task needs stays in the body's box (the heap),
-        // not on the fiber's stack.
-        let sh2 = sh.clone();
-        let body: Body = Box::new(move |store| {
-            run_task(
-                store,
-                &sh2,
-                tid,
-                inst,
-                &opts,
-                core,
-                &func,
-                on_start.as_mut(),
-            )
-            .map(|()| 0)
-            .map_err(|t| t.0)
-        });
-        return on_fiber(store, sh, body).map(drop);
+        return start_on_fiber(store, sh, tid, inst, opts, core, func, on_start);
     }
     run_task(store, sh, tid, inst, &opts, core, &func, on_start.as_mut())
+}
+
+/// [`start_task`] for a task that can block: the rest on a fiber.
+/// Everything the task needs stays in the body's box (the heap), not on
+/// the fiber's stack.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn start_on_fiber(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    inst: InstId,
+    opts: super::call::Opts,
+    core: crate::FuncId,
+    func: alloc::rc::Rc<super::call::Func>,
+    mut on_start: Option<super::state::OnStart>,
+) -> Result<(), Trapped> {
+    let sh2 = sh.clone();
+    let body: Body = Box::new(move |store| {
+        run_task(
+            store,
+            &sh2,
+            tid,
+            inst,
+            &opts,
+            core,
+            &func,
+            on_start.as_mut(),
+        )
+        .map(|()| 0)
+        .map_err(|t| t.0)
+    });
+    on_fiber(store, sh, body).map(drop)
 }
 
 /// [`start_task`] once the task has started: its arguments, the call,
@@ -108,9 +124,20 @@ fn run_task(
     let results = run_core(store, sh, tid, core, &core_args)?;
     if !opts.async_ {
         // Synchronous lift: lift the result, `task.return_`, post-return.
-        let flat_results: Vec<CoreVal> = results.iter().map(to_core).collect();
+        // At most MAX_FLAT_RESULTS (one) flat result: no allocation.
+        let mut one = [CoreVal::I32(0); MAX_FLAT_RESULTS];
+        let many: Vec<CoreVal>;
+        let flat_results: &[CoreVal] = if results.len() <= one.len() {
+            for (d, r) in one.iter_mut().zip(&results) {
+                *d = to_core(r);
+            }
+            &one[..results.len()]
+        } else {
+            many = results.iter().map(to_core).collect();
+            &many
+        };
         let (result, _) = with_table(store, sh, inst, opts, None, |cx| {
-            let mut vi = CoreValueIter::new(&flat_results);
+            let mut vi = CoreValueIter::new(flat_results);
             lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
         })?;
         resolve(store, sh, tid, result.into_iter().next())?;
