@@ -290,3 +290,45 @@ fn abandoned_fibers_are_freed_without_running() {
     drop(store);
     assert_eq!(count.get(), 0);
 }
+
+/// An exception a suspended fiber holds (an exnref in a Wasm local) is a
+/// root for collections that run on another stack meanwhile.
+#[test]
+fn an_exnref_on_a_suspended_fiber_survives_collections_elsewhere() {
+    let (mut store, get, _) = setup(
+        r#"(module (import "host" "suspend" (func $suspend))
+          (tag $e (param i32))
+          (func $throw (param i32) (throw $e (local.get 0)))
+          (func (export "hold") (result i32)
+            (local $x exnref)
+            (local.set $x
+              (block $h (result exnref)
+                (try_table (catch_all_ref $h) (call $throw (i32.const 42)))
+                (unreachable)))
+            (call $suspend)
+            (block $h (result i32)
+              (try_table (catch $e $h) (throw_ref (local.get $x)))
+              (unreachable)))
+          (func (export "refs") (param $n i32)
+            (loop $l
+              (block $h (result i32 exnref)
+                (try_table (catch_ref $e $h) (call $throw (local.get $n)))
+                (unreachable))
+              (drop)
+              (drop)
+              (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))))"#,
+    );
+    let (hold, refs) = (get(&mut store, "hold"), get(&mut store, "refs"));
+    let r = store.fiber_start(body(move |store| match store.call(hold, &[]) {
+        Ok(v) if v == vec![Val::I32(42)] => Ok(42),
+        other => Err(format!("{other:?}")),
+    }));
+    assert_eq!(ok(r), Resumed::Suspended);
+    // Enough garbage exceptions on the thread's stack to collect often.
+    assert_eq!(store.call(refs, &[Val::I32(10_000)]), Ok(vec![]));
+    assert!(store.live_exceptions() < 5_000, "collections ran");
+    assert_eq!(
+        store.fiber_resume(super::FiberId(0)),
+        Resumed::Finished(Ok(42))
+    );
+}
