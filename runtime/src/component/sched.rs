@@ -568,12 +568,11 @@ pub(crate) fn block_until(
         }
         // Only tasks that yield again and again can run while this stack
         // waits: they wait for something below it (a caller this stack
-        // would have to return to first).
+        // would have to return to first), or for nothing.
         if idle_rounds > LIVELOCK_ROUNDS {
             return Err(Trapped::new(
                 "wasm trap: deadlock detected: only yielding tasks can run while a \
-                 synchronous call blocks (suspending a blocked synchronous callee is not \
-                 supported yet)",
+                 synchronous call blocks",
             ));
         }
     }
