@@ -212,6 +212,27 @@ fn a_trap_on_a_fiber_ends_its_call_and_the_host_goes_on() {
 }
 
 #[test]
+fn a_memory_fault_on_a_fiber_is_a_trap() {
+    // A load past the end of memory faults (SIGSEGV, the guard region):
+    // the handler resumes at the fiber's own entry.
+    let (mut store, get, _) = setup(
+        r#"(module (memory 1)
+            (func (export "oob") (param i32) (result i32) (i32.load (local.get 0))))"#,
+    );
+    let oob = get(&mut store, "oob");
+    for _ in 0..3 {
+        let r = store.fiber_start(body(move |store| {
+            match store.call(oob, &[Val::I32(0x7fff_0000)]) {
+                Err(Error::Trap(Trap(TrapKind::MemoryOutOfBounds))) => Ok(1),
+                other => Err(format!("expected an out-of-bounds trap, got {other:?}")),
+            }
+        }));
+        assert_eq!(ok(r), Resumed::Finished(Ok(1)));
+    }
+    assert_eq!(store.call(oob, &[Val::I32(0)]), Ok(vec![Val::I32(0)]));
+}
+
+#[test]
 fn deep_recursion_on_a_fiber_is_stack_exhaustion() {
     let (mut store, get, _) = setup(
         r#"(module (func $r (export "r") (param i64) (result i64)
