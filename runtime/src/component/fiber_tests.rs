@@ -37,13 +37,26 @@ fn func(e: &Exports, name: &str) -> Rc<Func> {
     }
 }
 
+/// `$Outer.run(which, n)`: called by the host (on its stack) or, with
+/// `nested`, by another component (on a fiber).
+fn call_run(
+    store: &mut ComponentStore,
+    e: &Exports,
+    nested: bool,
+    which: u32,
+    n: u32,
+) -> Result<Option<Value>, Error> {
+    let name = if nested { "nested" } else { "run" };
+    store.call(&func(e, name), &[Value::U32(which), Value::U32(n)])
+}
+
 fn run(
     store: &mut ComponentStore,
     e: &Exports,
     which: u32,
     n: u32,
 ) -> Result<Option<Value>, Error> {
-    store.call(&func(e, "run"), &[Value::U32(which), Value::U32(n)])
+    call_run(store, e, false, which, n)
 }
 
 fn trap_message(r: Result<Option<Value>, Error>) -> String {
@@ -66,9 +79,17 @@ fn a_sync_callee_blocks_under_an_async_caller_a_thousand_times() {
     let e = instantiate(&mut store);
     assert_eq!(run(&mut store, &e, 0, 1000), Ok(Some(Value::U32(1000))));
     all_back(&store);
-    // `run` and the callee each on a fiber, the stacks reused every round.
-    assert!(
-        store.core.fiber_stats().made <= 3,
+    // The callee on a fiber (`run` on the host's stack), one stack
+    // reused every round.
+    let made = store.core.fiber_stats().made;
+    assert_eq!(made, 1, "{:?}", store.core.fiber_stats());
+    // Called by another component, `run` is on a fiber too.
+    let r = call_run(&mut store, &e, true, 0, 1000);
+    assert_eq!(r, Ok(Some(Value::U32(1000))));
+    all_back(&store);
+    assert_eq!(
+        store.core.fiber_stats().made,
+        2,
         "{:?}",
         store.core.fiber_stats()
     );
@@ -78,11 +99,14 @@ fn a_sync_callee_blocks_under_an_async_caller_a_thousand_times() {
 #[test]
 fn a_trap_on_a_fiber_is_a_clean_error_and_the_host_goes_on() {
     let mut store = ComponentStore::new(&HOSTED);
-    let e = instantiate(&mut store);
-    let m = trap_message(run(&mut store, &e, 2, 1));
-    assert!(m.contains("unreachable"), "{m}");
-    // `run` was blocked on its fiber waiting for the callee: abandoned.
-    all_back(&store);
+    for nested in [false, true] {
+        let e = instantiate(&mut store);
+        let m = trap_message(call_run(&mut store, &e, nested, 2, 1));
+        assert!(m.contains("unreachable"), "{m}");
+        // Nested, `run` was blocked on its fiber waiting for the callee:
+        // abandoned.
+        all_back(&store);
+    }
     // The same store runs a new instance.
     let e = instantiate(&mut store);
     assert_eq!(run(&mut store, &e, 0, 3), Ok(Some(Value::U32(3))));
@@ -92,9 +116,9 @@ fn a_trap_on_a_fiber_is_a_clean_error_and_the_host_goes_on() {
 #[test]
 fn deep_recursion_on_a_fiber_is_stack_exhaustion() {
     let mut store = ComponentStore::new(&HOSTED);
-    for _ in 0..3 {
+    for nested in [false, true, false, true] {
         let e = instantiate(&mut store);
-        let m = trap_message(run(&mut store, &e, 1, 1));
+        let m = trap_message(call_run(&mut store, &e, nested, 1, 1));
         assert!(m.contains("call stack exhausted"), "{m}");
         all_back(&store);
     }

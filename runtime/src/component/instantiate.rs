@@ -676,7 +676,10 @@ fn sync_call_may_block(f: &Func) -> bool {
 }
 
 /// Whether core code calling the built-in `c` can block in it: a
-/// synchronous wait, copy or cancel.
+/// synchronous wait or copy. (A synchronous cancel blocks only while a
+/// device still owns the copy's buffer, briefly: it does not put the
+/// instance's tasks on fibers, and runs the loop where it is if it does
+/// block. wit-bindgen's guests import the synchronous cancels.)
 fn builtin_may_block(c: &CanonicalFunction) -> bool {
     let sync =
         |options: &[CanonicalOption]| !options.iter().any(|o| matches!(o, CanonicalOption::Async));
@@ -686,10 +689,6 @@ fn builtin_may_block(c: &CanonicalFunction) -> bool {
         | CanonicalFunction::StreamWrite { options, .. }
         | CanonicalFunction::FutureRead { options, .. }
         | CanonicalFunction::FutureWrite { options, .. } => sync(options),
-        CanonicalFunction::StreamCancelRead { async_, .. }
-        | CanonicalFunction::StreamCancelWrite { async_, .. }
-        | CanonicalFunction::FutureCancelRead { async_, .. }
-        | CanonicalFunction::FutureCancelWrite { async_, .. } => !async_,
         _ => false,
     }
 }

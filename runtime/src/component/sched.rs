@@ -14,7 +14,8 @@
 //! instance whose code reaches a synchronous call that may not resolve at
 //! once, or a synchronous wait or copy: [`State::can_block`]) runs each
 //! core call (its start, each callback) on a fiber of its own, the
-//! spec's `Thread`. When code on a fiber reaches [`block_until`], the
+//! spec's `Thread` (but a sync-lifted call of the host's keeps the host's
+//! stack: the host waits for all of it anyway). When code on a fiber reaches [`block_until`], the
 //! fiber suspends back to whoever started or last resumed it (its caller
 //! goes on, as the spec's `canon_lift` returns to it when the callee's
 //! thread blocks) and the loop resumes it once its condition holds and its
@@ -54,12 +55,21 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
         if needs_excl {
             st.inst(r.0)?.acquire_exclusive(tid as u32)?;
         }
-        (r.0, r.1, r.2, r.3, r.4, blocks && st.can_block[r.0])
+        let fiber = blocks && st.can_block[r.0] && !host_waits(&mut st, tid)?;
+        (r.0, r.1, r.2, r.3, r.4, fiber)
     };
     if fiber {
         return start_on_fiber(store, sh, tid, inst, opts, core, func, on_start);
     }
     run_task(store, sh, tid, inst, &opts, core, &func, on_start.as_mut())
+}
+
+/// Whether task `tid` is a sync-lifted call of the host's: the host waits
+/// for all of it anyway, so a block in it may run the loop on its stack
+/// (as the nested loop always did) instead of on a fiber.
+fn host_waits(st: &mut State, tid: TaskId) -> Result<bool, Trapped> {
+    let t = st.task(tid)?;
+    Ok(t.caller.is_none() && !t.opts.async_)
 }
 
 /// [`start_task`] for a task that can block: the rest on a fiber.

@@ -8,8 +8,10 @@
 ;; until the stack runs out; `boom` then traps). $Outer's core code calls
 ;; them through async lowers: each must come back STARTED (the callee
 ;; blocked, the caller goes on), then it waits for the subtask with a
-;; synchronous waitable-set.wait (blocking itself, so its `run` is on a
-;; fiber too). The runtime's unit tests (runtime/src/component/
+;; synchronous waitable-set.wait (blocking itself: when another component
+;; calls it, `nested`, its `run` is on a fiber too; the host's own
+;; sync-lifted calls need none, the host waits for all of them anyway).
+;; The runtime's unit tests (runtime/src/component/
 ;; fiber_tests.rs) and the VM tests (tests/tests/components_vm.rs) use
 ;; $Fibers too, up to `;; end of $Fibers`.
 (component definition $Fibers
@@ -151,7 +153,22 @@
     (with "plain" (func $middle "plain"))
     (with "deep" (func $middle "deep"))
     (with "boom" (func $middle "boom"))))
+
+  ;; `nested`: $Outer.run called synchronously by another component.
+  (component $Wrap
+    (import "run" (func $run-f async (param "which" u32) (param "n" u32) (result u32)))
+    (core func $run (canon lower (func $run-f)))
+    (core module $M
+      (import "" "run" (func $run (param i32 i32) (result i32)))
+      (func (export "nested") (param i32 i32) (result i32)
+        (call $run (local.get 0) (local.get 1))))
+    (core instance $m (instantiate $M (with "" (instance (export "run" (func $run))))))
+    (func (export "nested") async (param "which" u32) (param "n" u32) (result u32)
+      (canon lift (core func $m "nested"))))
+  (instance $wrap (instantiate $Wrap (with "run" (func $outer "run"))))
+
   (export "run" (func $outer "run"))
+  (export "nested" (func $wrap "nested"))
   (export "start-then-trap" (func $outer "start-then-trap"))
   (export "return-then-block" (func $outer "return-then-block")))
 ;; end of $Fibers
@@ -159,13 +176,18 @@
 (component instance $a $Fibers)
 (assert_return (invoke $a "run" (u32.const 0) (u32.const 1000)) (u32.const 1000))
 (assert_return (invoke $a "run" (u32.const 0) (u32.const 1)) (u32.const 1))
-;; A trap on the callee's fiber ends the call (`run`, blocked on its own
-;; fiber meanwhile, is abandoned); a trap poisons the instance, so each
-;; case has its own.
+(assert_return (invoke $a "nested" (u32.const 0) (u32.const 1000)) (u32.const 1000))
+;; A trap on the callee's fiber ends the call (with `nested`, `run` is
+;; blocked on its own fiber meanwhile: abandoned); a trap poisons the
+;; instance, so each case has its own.
 (component instance $b $Fibers)
 (assert_trap (invoke $b "run" (u32.const 2) (u32.const 1)) "unreachable")
+(component instance $b2 $Fibers)
+(assert_trap (invoke $b2 "nested" (u32.const 2) (u32.const 1)) "unreachable")
 (component instance $c $Fibers)
 (assert_trap (invoke $c "run" (u32.const 1) (u32.const 1)) "call stack exhausted")
+(component instance $c2 $Fibers)
+(assert_trap (invoke $c2 "nested" (u32.const 1) (u32.const 1)) "call stack exhausted")
 ;; The caller traps while the callee is blocked on its fiber for good.
 (component instance $d $Fibers)
 (assert_trap (invoke $d "start-then-trap") "unreachable")
