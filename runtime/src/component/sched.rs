@@ -248,8 +248,20 @@ enum Next {
 pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     let picked = {
         let mut st = sh.get()?;
+        if !st.blocked.is_empty() && st.since_fiber >= st.tasks.len() {
+            // Blocked fibers go on when no task is ready, or once tasks
+            // have had a round without them: tasks that yield are always
+            // ready, and may wait for what a fiber does next.
+            drop(st);
+            if resume_blocked(store, sh)? {
+                return Ok(Ran::Progress);
+            }
+            st = sh.get()?;
+        }
         let mut picked = None;
-        for tid in 0..st.tasks.len() {
+        let n = st.tasks.len();
+        let from = st.scan_from.min(n);
+        for tid in (from..n).chain(0..from) {
             let Some(t) = st.tasks[tid].as_ref() else {
                 continue;
             };
@@ -279,6 +291,8 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
                 false => Ran::Nothing,
             });
         };
+        st.since_fiber += 1;
+        st.scan_from = tid + 1;
         let next = match step {
             Step::ToStart => {
                 st.inst(inst)?.stop_waiting_to_enter()?;
@@ -409,9 +423,9 @@ fn on_fiber(store: &mut Store, sh: &Shared, body: Body) -> Result<Option<u32>, T
     }
 }
 
-/// Resumes the first blocked fiber whose instance may be entered and
-/// whose condition holds (`Store.tick`: entered from the host around it);
-/// `false` if none can go on.
+/// Resumes the first blocked fiber (in the order they blocked) whose
+/// instance may be entered and whose condition holds (`Store.tick`:
+/// entered from the host around it); `false` if none can go on.
 fn resume_blocked(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
     let mut i = 0;
     loop {
@@ -435,6 +449,7 @@ fn resume_blocked(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
         {
             let mut st = sh.get()?;
             st.blocked.retain(|x| x.fiber != b.fiber);
+            st.since_fiber = 0;
             st.enter(b.inst, None)?;
         }
         let mine = take_view(sh)?;

@@ -183,6 +183,10 @@ pub struct State {
     pub can_block: Vec<bool>,
     /// Tasks blocked on their fibers, in the order they blocked.
     pub(crate) blocked: Vec<super::sched::Blocked>,
+    /// Tasks the loop ran since it last resumed a fiber.
+    pub(crate) since_fiber: usize,
+    /// Where the loop's next scan for a ready task starts (round robin).
+    pub(crate) scan_from: usize,
 }
 
 impl State {

@@ -196,3 +196,102 @@
 (assert_return (invoke $e "run" (u32.const 0) (u32.const 3)) (u32.const 3))
 ;; Resolved, then blocked for good (holding its instance): last.
 (assert_return (invoke $e "return-then-block") (u32.const 7))
+
+;; Fairness: a fiber whose condition holds runs even while another task
+;; yields again and again (here the yielding task waits for what the
+;; fiber does next).
+(component definition $Fair
+  (component $Flag
+    (core module $M
+      (import "" "task.return" (func $task.return))
+      (import "" "context.set" (func $context.set (param i32)))
+      (import "" "context.get" (func $context.get (result i32)))
+      (global $flag (mut i32) (i32.const 0))
+      ;; yields until the flag is set
+      (func (export "spin") (result i32) (i32.const 1 (; YIELD ;)))
+      (func (export "spin-cb") (param i32 i32 i32) (result i32)
+        (if (global.get $flag) (then (call $task.return) (return (i32.const 0))))
+        (i32.const 1))
+      ;; yields three times
+      (func (export "bc") (result i32) (call $context.set (i32.const 0)) (i32.const 1))
+      (func (export "bc-cb") (param i32 i32 i32) (result i32)
+        (if (i32.eq (call $context.get) (i32.const 3))
+          (then (call $task.return) (return (i32.const 0))))
+        (call $context.set (i32.add (call $context.get) (i32.const 1)))
+        (i32.const 1))
+      (func (export "set") (global.set $flag (i32.const 1))))
+    (canon task.return (core func $task.return))
+    (canon context.set i32 0 (core func $context.set))
+    (canon context.get i32 0 (core func $context.get))
+    (core instance $m (instantiate $M (with "" (instance
+      (export "task.return" (func $task.return))
+      (export "context.set" (func $context.set))
+      (export "context.get" (func $context.get))))))
+    (func (export "spin") async
+      (canon lift (core func $m "spin") async (callback (core func $m "spin-cb"))))
+    (func (export "bc") async
+      (canon lift (core func $m "bc") async (callback (core func $m "bc-cb"))))
+    (func (export "set") (canon lift (core func $m "set"))))
+  (component $Mid
+    (import "bc" (func $bc-f async))
+    (import "set" (func $set-f))
+    (core func $bc (canon lower (func $bc-f)))
+    (core func $set (canon lower (func $set-f)))
+    (core module $M
+      (import "" "bc" (func $bc))
+      (import "" "set" (func $set))
+      ;; blocks, then sets the flag the spinner waits for
+      (func (export "f") (result i32) (call $bc) (call $set) (i32.const 5)))
+    (core instance $m (instantiate $M (with "" (instance
+      (export "bc" (func $bc)) (export "set" (func $set))))))
+    (func (export "f") async (result u32) (canon lift (core func $m "f"))))
+  (component $Out
+    (import "spin" (func $spin-f async))
+    (import "f" (func $f-f async (result u32)))
+    (core module $Mem (memory (export "mem") 1))
+    (core instance $mem (instantiate $Mem))
+    (canon lower (func $spin-f) async (core func $spin))
+    (canon lower (func $f-f) async (memory (core memory $mem "mem")) (core func $f))
+    (canon waitable-set.new (core func $ws.new))
+    (canon waitable.join (core func $join))
+    (canon waitable-set.wait (memory (core memory $mem "mem")) (core func $ws.wait))
+    (canon subtask.drop (core func $drop))
+    (core module $M
+      (import "" "mem" (memory 1))
+      (import "" "spin" (func $spin (result i32)))
+      (import "" "f" (func $f (param i32) (result i32)))
+      (import "" "ws.new" (func $ws.new (result i32)))
+      (import "" "join" (func $join (param i32 i32)))
+      (import "" "ws.wait" (func $ws.wait (param i32 i32) (result i32)))
+      (import "" "drop" (func $drop (param i32)))
+      (func (export "run") (result i32)
+        (local $ws i32) (local $r i32) (local $n i32)
+        (local.set $ws (call $ws.new))
+        (local.set $r (call $f (i32.const 16)))
+        (if (i32.ne (i32.and (local.get $r) (i32.const 0xf)) (i32.const 1)) (then unreachable))
+        (call $join (i32.shr_u (local.get $r) (i32.const 4)) (local.get $ws))
+        (local.set $r (call $spin))
+        (if (i32.ne (i32.and (local.get $r) (i32.const 0xf)) (i32.const 1)) (then unreachable))
+        (call $join (i32.shr_u (local.get $r) (i32.const 4)) (local.get $ws))
+        ;; both subtasks return
+        (loop $l
+          (if (i32.ne (call $ws.wait (local.get $ws) (i32.const 0)) (i32.const 1)) (then unreachable))
+          (if (i32.ne (i32.load offset=4 (i32.const 0)) (i32.const 2)) (then unreachable))
+          (call $drop (i32.load (i32.const 0)))
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $n) (i32.const 2))))
+        (i32.load (i32.const 16))))
+    (core instance $m (instantiate $M (with "" (instance
+      (export "mem" (memory $mem "mem"))
+      (export "spin" (func $spin)) (export "f" (func $f))
+      (export "ws.new" (func $ws.new)) (export "join" (func $join))
+      (export "ws.wait" (func $ws.wait)) (export "drop" (func $drop))))))
+    (func (export "run") async (result u32) (canon lift (core func $m "run"))))
+  (instance $flag (instantiate $Flag))
+  (instance $mid (instantiate $Mid
+    (with "bc" (func $flag "bc")) (with "set" (func $flag "set"))))
+  (instance $out (instantiate $Out
+    (with "spin" (func $flag "spin")) (with "f" (func $mid "f"))))
+  (export "run" (func $out "run")))
+(component instance $fair $Fair)
+(assert_return (invoke $fair "run") (u32.const 5))
