@@ -76,6 +76,7 @@ fn host_waits(st: &mut State, tid: TaskId) -> Result<bool, Trapped> {
 /// Everything the task needs stays in the body's box (the heap), not on
 /// the fiber's stack.
 #[allow(clippy::too_many_arguments)]
+#[cold]
 #[inline(never)]
 fn start_on_fiber(
     store: &mut Store,
