@@ -15,13 +15,14 @@
 //! once, or a synchronous wait or copy: [`State::can_block`]) runs each
 //! core call (its start, each callback) on a fiber of its own, the
 //! spec's `Thread` (but a sync-lifted call of the host's keeps the host's
-//! stack: the host waits for all of it anyway). When code on a fiber reaches [`block_until`], the
-//! fiber suspends back to whoever started or last resumed it (its caller
-//! goes on, as the spec's `canon_lift` returns to it when the callee's
-//! thread blocks) and the loop resumes it once its condition holds and its
-//! instance may be entered (`Store.tick`). Elsewhere (the host waiting for
-//! an export, a task without a fiber) the loop still runs on the blocked
-//! stack.
+//! stack: the host waits for all of it anyway). When code on a fiber
+//! reaches [`block_until`], the fiber suspends back to whoever started or
+//! last resumed it (its caller goes on, as the spec's `canon_lift` returns
+//! to it when the callee's thread blocks) and the loop resumes it once its
+//! condition holds and its instance may be entered (`Store.tick`), when no
+//! task is ready or the ready ones had a round. Elsewhere (the host
+//! waiting for an export, a task without a fiber) the loop still runs on
+//! the blocked stack.
 
 use alloc::boxed::Box;
 use alloc::string::String;
