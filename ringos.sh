@@ -79,6 +79,10 @@ run_tests() {
     ./target/release/ringos wast tests/conformance/stream-handles/*.wast > target/conformance-handles.log || wast_status=$?
     grep -v ' 0 failed$' target/conformance-handles.log || true
     echo "conformance stream handles: $(tail -n 1 target/conformance-handles.log)"
+    say "3/4 ringos component tests (hosted): tests/conformance/components"
+    ./target/release/ringos wast tests/conformance/components/*.wast > target/conformance-components.log || wast_status=$?
+    grep -v ' 0 failed$' target/conformance-components.log || true
+    echo "conformance components: $(tail -n 1 target/conformance-components.log)"
     say "3/4 fuzzing the Wasm JIT: .ci/fuzz (${FUZZ_SECONDS:-30} s per target)"
     local fuzz_status=0
     .ci/fuzz || fuzz_status=$?
@@ -87,7 +91,7 @@ run_tests() {
     cargo test -q --workspace 2>&1 | tee target/test.log || status=$?
     local passed failed
     # Totals: cargo's test results plus the conformance assertions.
-    local logs="target/conformance-core.log target/conformance-cm.log target/conformance-exn.log target/conformance-handles.log"
+    local logs="target/conformance-core.log target/conformance-cm.log target/conformance-exn.log target/conformance-handles.log target/conformance-components.log"
     passed=$( (grep -oE '[0-9]+ passed' target/test.log; for l in $logs; do tail -n 1 "$l" | grep -oE '[0-9]+ passed'; done) | awk '{s+=$1} END {print s+0}')
     failed=$( (grep -oE '[0-9]+ failed' target/test.log; for l in $logs; do tail -n 1 "$l" | grep -oE '[0-9]+ failed'; done) | awk '{s+=$1} END {print s+0}')
     say "done in $((SECONDS - t0)) s"

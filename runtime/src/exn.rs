@@ -286,11 +286,20 @@ unsafe extern "C" fn exn_new_impl(vmctx: *mut VmCtx, tag: u32, sp: usize) -> *mu
         // SAFETY: the store context is live.
         let top = unsafe { (*(*vmctx).store).stack_top };
         if sp < top && top - sp <= MAX_SCAN {
-            let words = (sp..top).step_by(8).map(|a| {
-                // SAFETY: [sp, top) is this thread's stack between this
-                // call and the outermost entry: mapped and readable.
-                unsafe { core::ptr::read_volatile(a as *const u64) }
-            });
+            // The stack running, and the Wasm frames of every stack that
+            // waits: suspended fibers, the resumers of running ones.
+            let mut stacks = store.fibers.idle_wasm_stacks();
+            stacks.retain(|&(lo, hi)| hi - lo <= MAX_SCAN);
+            stacks.push((sp, top));
+            let words = stacks
+                .into_iter()
+                .flat_map(|(lo, hi)| (lo..hi).step_by(8))
+                .map(|a| {
+                    // SAFETY: each range is a stack between its innermost
+                    // frame (this call, or where a stack switched away) and
+                    // its outermost entry: mapped and readable.
+                    unsafe { core::ptr::read_volatile(a as *const u64) }
+                });
             store.collect_exns(words);
         }
     }

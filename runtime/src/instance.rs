@@ -342,8 +342,8 @@ pub(crate) struct InstanceData {
 // Boxes keep addresses stable: generated code holds pointers into them.
 #[allow(clippy::vec_box)]
 pub struct Store {
-    platform: &'static dyn Platform,
-    ctx: Box<StoreCtx>,
+    pub(crate) platform: &'static dyn Platform,
+    pub(crate) ctx: Box<StoreCtx>,
     /// Canonical function types; a type's id is its index + 1.
     types: Vec<FuncType>,
     funcs: Vec<FuncEntry>,
@@ -359,6 +359,8 @@ pub struct Store {
     stack_budget: usize,
     /// Why a host function trapped (taken by [`Store::take_trap_message`]).
     trap_message: Option<alloc::string::String>,
+    /// Stacks of tasks that can block (see `fiber.rs`).
+    pub(crate) fibers: crate::fiber::Fibers,
 }
 
 impl Store {
@@ -385,6 +387,7 @@ impl Store {
             exns: ExnHeap::new(),
             stack_budget: 512 * 1024,
             trap_message: None,
+            fibers: crate::fiber::Fibers::new(platform),
         }
     }
 
@@ -651,7 +654,11 @@ impl Store {
         let prev = self.ctx.jmpbuf;
         if prev.is_null() {
             let here = &jb as *const JmpBuf as usize;
-            self.ctx.stack_limit = here.saturating_sub(self.stack_budget);
+            // On a fiber, Wasm may go down to the fiber's floor.
+            self.ctx.stack_limit = match self.fibers.floor {
+                0 => here.saturating_sub(self.stack_budget),
+                floor => floor,
+            };
             self.ctx.stack_top = here;
         }
         self.ctx.jmpbuf = &mut jb;

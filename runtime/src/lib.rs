@@ -13,6 +13,7 @@ pub mod blk;
 pub mod compile;
 pub mod component;
 mod exn;
+pub mod fiber;
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 pub mod instance;

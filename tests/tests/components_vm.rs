@@ -349,3 +349,108 @@ fn running_out_of_guest_memory_is_a_clear_error() {
         o.component
     );
 }
+
+/// `tests/conformance/components/fibers.wast`'s component `$Fibers`
+/// (synchronous callees that block under async callers, each on a fiber)
+/// inside a command: `run` calls `$Fibers`' `run(which, n)` (or, with
+/// `which` = 3, `start-then-trap`) and exits with 0 iff it returned `n`.
+fn fibers_command(which: u32, n: u32) -> Vec<u8> {
+    let script = include_str!("../conformance/components/fibers.wast");
+    let start = script
+        .find("(component definition $Fibers")
+        .expect("$Fibers");
+    let end = start
+        + script[start..]
+            .find("\n;; end of $Fibers")
+            .expect("its end");
+    let fibers =
+        script[start..end].replacen("(component definition $Fibers", "(component $Fibers", 1);
+    let call = if which == 3 {
+        "(call $stt)".to_string()
+    } else {
+        format!("(call $frun (i32.const {which}) (i32.const {n}))")
+    };
+    let text = format!(
+        r#"(component
+  {fibers}
+  (component $Cmd
+    (import "run" (func $frun-f async (param "which" u32) (param "n" u32) (result u32)))
+    (import "start-then-trap" (func $stt-f async (result u32)))
+    (core func $frun (canon lower (func $frun-f)))
+    (core func $stt (canon lower (func $stt-f)))
+    (core module $M
+      (import "" "run" (func $frun (param i32 i32) (result i32)))
+      (import "" "stt" (func $stt (result i32)))
+      (func (export "run") (result i32)
+        (if (result i32) (i32.eq {call} (i32.const {n}))
+          (then (i32.const 0)) (else (i32.const 1)))))
+    (core instance $m (instantiate $M (with "" (instance
+      (export "run" (func $frun)) (export "stt" (func $stt))))))
+    (func (export "run") async (result (result)) (canon lift (core func $m "run"))))
+  (instance $f (instantiate $Fibers))
+  (instance $c (instantiate $Cmd
+    (with "run" (func $f "run")) (with "start-then-trap" (func $f "start-then-trap"))))
+  (instance $i (export "run" (func $c "run")))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#
+    );
+    wat::parse_str(text).expect("the fibers command")
+}
+
+#[test]
+fn a_sync_callee_blocks_under_an_async_caller_in_the_vm_and_hosted() {
+    // 1000 rounds: each callee blocks on its fiber, the caller goes on
+    // (STARTED), waits on its own fiber; the stacks are reused.
+    let bytes = fibers_command(0, 1000);
+    check(
+        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120)),
+        "",
+    );
+    let h = hosted(bytes, None).unwrap();
+    assert!(h.ok, "status {}", h.status);
+}
+
+/// A trap on a fiber in the VM: the component fails with the trap's
+/// message (exit status 1), the kernel reports no CPU exception.
+fn fiber_trap_in_the_vm(which: u32, message: &str) {
+    let o = boot_bytes(
+        &fibers_command(which, 1),
+        Machine::Microvm,
+        Duration::from_secs(120),
+    );
+    let run = o.run.as_ref().unwrap();
+    let console: Vec<&str> = run.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?} {:?}\n{}",
+        run.outcome,
+        o.component,
+        console.join("\n")
+    );
+    assert!(
+        o.component.iter().any(|l| l.contains(message)),
+        "{:?}\n{}",
+        o.component,
+        console.join("\n")
+    );
+    assert!(
+        !console.iter().any(|l| l.contains("EXCEPTION")),
+        "{}",
+        console.join("\n")
+    );
+}
+
+#[test]
+fn stack_exhaustion_on_a_fiber_in_the_vm_is_a_trap() {
+    fiber_trap_in_the_vm(1, "call stack exhausted");
+}
+
+#[test]
+fn a_trap_on_a_fiber_in_the_vm_ends_the_component_cleanly() {
+    fiber_trap_in_the_vm(2, "unreachable");
+}
+
+#[test]
+fn a_blocked_fiber_is_abandoned_when_its_caller_traps_in_the_vm() {
+    fiber_trap_in_the_vm(3, "unreachable");
+}

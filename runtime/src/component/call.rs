@@ -503,7 +503,7 @@ pub(crate) fn call_from_host(
     sh.get()?.entered.clear();
     let out: Rc<RefCell<Option<Option<Value>>>> = Rc::new(RefCell::new(None));
     let out2 = out.clone();
-    call(
+    let r = call(
         store,
         sh,
         f,
@@ -513,8 +513,12 @@ pub(crate) fn call_from_host(
             *out2.borrow_mut() = Some(r);
             Ok(())
         }),
-    )?;
-    sched::block_until(store, sh, false, &mut || out.borrow().is_some())?;
+    )
+    .and_then(|()| sched::block_until(store, sh, false, &mut || out.borrow().is_some()));
+    if r.is_err() {
+        sched::abandon_blocked(store, sh);
+    }
+    r?;
     let r = out.borrow_mut().take();
     Ok(r.flatten())
 }

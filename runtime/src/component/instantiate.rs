@@ -533,6 +533,9 @@ impl Walk<'_> {
                 let ty = self.types.as_ref().component_function_at(func_index);
                 let sig = self.resolver().func(ty);
                 let opts = self.opts(&options)?;
+                if !opts.async_ && sync_call_may_block(&callee) {
+                    self.sh.get().map_err(trapped)?.can_block[inst] = true;
+                }
                 let f = call::lower(self.store, self.sh, callee, sig, opts, inst);
                 self.core_funcs.push(Extern::Func(f));
             }
@@ -564,6 +567,9 @@ impl Walk<'_> {
     /// The core function of an async built-in.
     fn builtin(&mut self, c: CanonicalFunction) -> Result<crate::FuncId, Error> {
         use ringos_abi::concurrency::EndKind::*;
+        if builtin_may_block(&c) {
+            self.sh.get().map_err(trapped)?.can_block[self.inst] = true;
+        }
         let (st, sh, inst) = (&mut *self.store, self.sh, self.inst);
         let r = Resolver {
             types: self.types.as_ref(),
@@ -655,6 +661,35 @@ impl Walk<'_> {
                 return Err(unsupported(&format!("canon {name}")));
             }
         })
+    }
+}
+
+/// Whether a synchronous call of `f` can block its caller (it may not
+/// resolve before it returns): an async-typed or async-lifted function,
+/// or an async host function.
+fn sync_call_may_block(f: &Func) -> bool {
+    match &f.kind {
+        FuncKind::Host(_) | FuncKind::HostEnds(_) => false,
+        FuncKind::HostAsync(_) => true,
+        FuncKind::Lifted { opts, .. } => f.sig.ty.async_ || opts.async_,
+    }
+}
+
+/// Whether core code calling the built-in `c` can block in it: a
+/// synchronous wait or copy. (A synchronous cancel blocks only while a
+/// device still owns the copy's buffer, briefly: it does not put the
+/// instance's tasks on fibers, and runs the loop where it is if it does
+/// block. wit-bindgen's guests import the synchronous cancels.)
+fn builtin_may_block(c: &CanonicalFunction) -> bool {
+    let sync =
+        |options: &[CanonicalOption]| !options.iter().any(|o| matches!(o, CanonicalOption::Async));
+    match c {
+        CanonicalFunction::WaitableSetWait { .. } => true,
+        CanonicalFunction::StreamRead { options, .. }
+        | CanonicalFunction::StreamWrite { options, .. }
+        | CanonicalFunction::FutureRead { options, .. }
+        | CanonicalFunction::FutureWrite { options, .. } => sync(options),
+        _ => false,
     }
 }
 

@@ -12,6 +12,8 @@
 mod builtins;
 mod call;
 pub mod device;
+#[cfg(test)]
+mod fiber_tests;
 pub mod host;
 mod instantiate;
 mod sched;
@@ -204,14 +206,16 @@ pub type Exports = BTreeMap<String, Item>;
 
 /// Owns core instances and component state; the embedding API.
 pub struct ComponentStore {
-    pub core: Store,
+    /// Boxed: tasks blocked on fibers hold references to it, so it stays
+    /// where it is when the `ComponentStore` moves.
+    pub core: alloc::boxed::Box<Store>,
     sh: Shared,
 }
 
 impl ComponentStore {
     pub fn new(platform: &'static dyn Platform) -> ComponentStore {
         ComponentStore {
-            core: Store::new(platform),
+            core: alloc::boxed::Box::new(Store::new(platform)),
             sh: Shared::default(),
         }
     }

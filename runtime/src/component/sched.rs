@@ -9,7 +9,22 @@
 //! export's result), [`block_until`] runs the loop on the current stack
 //! until the condition holds; when no task can run and it still does not
 //! hold, that is a deadlock and a trap.
+//!
+//! A task whose core code can block in the middle of its frames (an
+//! instance whose code reaches a synchronous call that may not resolve at
+//! once, or a synchronous wait or copy: [`State::can_block`]) runs each
+//! core call (its start, each callback) on a fiber of its own, the
+//! spec's `Thread` (but a sync-lifted call of the host's keeps the host's
+//! stack: the host waits for all of it anyway). When code on a fiber
+//! reaches [`block_until`], the fiber suspends back to whoever started or
+//! last resumed it (its caller goes on, as the spec's `canon_lift` returns
+//! to it when the callee's thread blocks) and the loop resumes it once its
+//! condition holds and its instance may be entered (`Store.tick`), when no
+//! task is ready or the ready ones had a round. Elsewhere (the host
+//! waiting for an export, a task without a fiber) the loop still runs on
+//! the blocked stack.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -21,7 +36,8 @@ use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::call::{from_core, needs_of, to_core, with_lower_cx, with_table};
 use super::device::{IoSource, IoTurn};
 use super::host::HostCx;
-use super::state::{Shared, Step, TaskId, Trapped};
+use super::state::{InstId, Shared, State, Step, TaskId, Trapped};
+use crate::fiber::{Body, FiberId, Resumed};
 use crate::instance::Val;
 use crate::Store;
 
@@ -29,19 +45,82 @@ use crate::Store;
 /// lowers them into the callee, calls, and deals with the result (a sync
 /// lift) or the callback code (an async lift).
 pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<(), Trapped> {
-    let (inst, opts, core, func, mut on_start) = {
+    let (inst, opts, core, func, mut on_start, fiber) = {
         let mut st = sh.get()?;
         let t = st.task(tid)?;
         t.abi.start()?;
         t.step = Step::Running;
         let needs_excl = t.func.sig.ty.async_ && t.abi.needs_exclusive();
+        let blocks = t.func.sig.ty.async_ || t.opts.async_;
         let r = (t.inst, t.opts, t.core, t.func.clone(), t.on_start.take());
         if needs_excl {
             st.inst(r.0)?.acquire_exclusive(tid as u32)?;
         }
-        r
+        let fiber = blocks && st.can_block[r.0] && !host_waits(&mut st, tid)?;
+        (r.0, r.1, r.2, r.3, r.4, fiber)
     };
-    let args = match on_start.as_mut() {
+    if fiber {
+        return start_on_fiber(store, sh, tid, inst, opts, core, func, on_start);
+    }
+    run_task(store, sh, tid, inst, &opts, core, &func, on_start.as_mut())
+}
+
+/// Whether task `tid` is a sync-lifted call of the host's: the host waits
+/// for all of it anyway, so a block in it may run the loop on its stack
+/// (as the nested loop always did) instead of on a fiber.
+fn host_waits(st: &mut State, tid: TaskId) -> Result<bool, Trapped> {
+    let t = st.task(tid)?;
+    Ok(t.caller.is_none() && !t.opts.async_)
+}
+
+/// [`start_task`] for a task that can block: the rest on a fiber.
+/// Everything the task needs stays in the body's box (the heap), not on
+/// the fiber's stack.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn start_on_fiber(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    inst: InstId,
+    opts: super::call::Opts,
+    core: crate::FuncId,
+    func: alloc::rc::Rc<super::call::Func>,
+    mut on_start: Option<super::state::OnStart>,
+) -> Result<(), Trapped> {
+    let sh2 = sh.clone();
+    let body: Body = Box::new(move |store| {
+        run_task(
+            store,
+            &sh2,
+            tid,
+            inst,
+            &opts,
+            core,
+            &func,
+            on_start.as_mut(),
+        )
+        .map(|()| 0)
+        .map_err(|t| t.0)
+    });
+    on_fiber(store, sh, body).map(drop)
+}
+
+/// [`start_task`] once the task has started: its arguments, the call,
+/// the result or callback code.
+#[allow(clippy::too_many_arguments)]
+fn run_task(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    inst: InstId,
+    opts: &super::call::Opts,
+    core: crate::FuncId,
+    func: &super::call::Func,
+    on_start: Option<&mut super::state::OnStart>,
+) -> Result<(), Trapped> {
+    let args = match on_start {
         Some(f) => f(store, sh)?,
         None => Vec::new(),
     };
@@ -52,14 +131,25 @@ pub(crate) fn start_task(store: &mut Store, sh: &Shared, tid: TaskId) -> Result<
     let mut n = needs_of(ft.param_types());
     // Spilled parameters are stored in memory the callee's `realloc` gives.
     n.realloc |= ringos_abi::layout::flat_len(ft.param_types()) > MAX_FLAT_PARAMS;
-    let flat = with_lower_cx(store, sh, inst, &opts, Some(tid), n, lower)?;
+    let flat = with_lower_cx(store, sh, inst, opts, Some(tid), n, lower)?;
     let core_args: Vec<Val> = flat.into_iter().map(from_core).collect();
     let results = run_core(store, sh, tid, core, &core_args)?;
     if !opts.async_ {
         // Synchronous lift: lift the result, `task.return_`, post-return.
-        let flat_results: Vec<CoreVal> = results.iter().map(to_core).collect();
-        let (result, _) = with_table(store, sh, inst, &opts, None, |cx| {
-            let mut vi = CoreValueIter::new(&flat_results);
+        // At most MAX_FLAT_RESULTS (one) flat result: no allocation.
+        let mut one = [CoreVal::I32(0); MAX_FLAT_RESULTS];
+        let many: Vec<CoreVal>;
+        let flat_results: &[CoreVal] = if results.len() <= one.len() {
+            for (d, r) in one.iter_mut().zip(&results) {
+                *d = to_core(r);
+            }
+            &one[..results.len()]
+        } else {
+            many = results.iter().map(to_core).collect();
+            &many
+        };
+        let (result, _) = with_table(store, sh, inst, opts, None, |cx| {
+            let mut vi = CoreValueIter::new(flat_results);
             lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
         })?;
         resolve(store, sh, tid, result.into_iter().next())?;
@@ -160,8 +250,20 @@ enum Next {
 pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     let picked = {
         let mut st = sh.get()?;
+        if !st.blocked.is_empty() && st.since_fiber >= st.tasks.len() {
+            // Blocked fibers go on when no task is ready, or once tasks
+            // have had a round without them: tasks that yield are always
+            // ready, and may wait for what a fiber does next.
+            drop(st);
+            if resume_blocked(store, sh)? {
+                return Ok(Ran::Progress);
+            }
+            st = sh.get()?;
+        }
         let mut picked = None;
-        for tid in 0..st.tasks.len() {
+        let n = st.tasks.len();
+        let from = st.scan_from.min(n);
+        for tid in (from..n).chain(0..from) {
             let Some(t) = st.tasks[tid].as_ref() else {
                 continue;
             };
@@ -184,8 +286,15 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
             }
         }
         let Some((tid, inst, step)) = picked else {
-            return Ok(Ran::Nothing);
+            let blocked = !st.blocked.is_empty();
+            drop(st);
+            return Ok(match blocked && resume_blocked(store, sh)? {
+                true => Ran::Progress,
+                false => Ran::Nothing,
+            });
         };
+        st.since_fiber += 1;
+        st.scan_from = tid + 1;
         let next = match step {
             Step::ToStart => {
                 st.inst(inst)?.stop_waiting_to_enter()?;
@@ -210,12 +319,13 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     match next {
         Next::Start => start_task(store, sh, tid)?,
         Next::Callback(ev) => {
-            let callback = {
+            let (callback, fiber) = {
                 let mut st = sh.get()?;
+                let fiber = st.can_block[inst];
                 st.inst(inst)?.acquire_exclusive(tid as u32)?;
                 let t = st.task(tid)?;
                 t.step = Step::Running;
-                t.opts.callback
+                (t.opts.callback, fiber)
             };
             let cb = callback.ok_or_else(|| Trapped::new("task without a callback"))?;
             let args = [
@@ -223,26 +333,201 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
                 Val::I32(ev.p1 as i32),
                 Val::I32(ev.p2 as i32),
             ];
-            let r = run_core(store, sh, tid, cb, &args)?;
-            let packed = match r.first() {
-                Some(Val::I32(p)) => *p as u32,
-                _ => return Err(Trapped::new("callback returned no code")),
+            let packed = if fiber {
+                let sh2 = sh.clone();
+                let body: Body = Box::new(move |store| {
+                    run_callback(store, &sh2, tid, cb, &args).map_err(|t| t.0)
+                });
+                on_fiber(store, sh, body)?
+            } else {
+                Some(run_callback(store, sh, tid, cb, &args)?)
             };
             if ev.code == ringos_abi::events::EventCode::None
-                && packed & 0xf == CallbackCode::Yield as u32
+                && packed.is_some_and(|p| p & 0xf == CallbackCode::Yield as u32)
             {
                 ran = Ran::Yield;
             }
-            callback_code(sh, tid, packed)?;
         }
     }
     sh.get()?.leave(inst, None);
     Ok(ran)
 }
 
-/// Runs the loop on this stack until `cond` holds. `from_guest`: core code
-/// is blocked here (a synchronous built-in or lower), so the current task
-/// must be allowed to block.
+/// Calls a task's callback; returns its packed code once dealt with.
+fn run_callback(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    cb: crate::FuncId,
+    args: &[Val],
+) -> Result<u32, Trapped> {
+    let r = run_core(store, sh, tid, cb, args)?;
+    let packed = match r.first() {
+        Some(Val::I32(p)) => *p as u32,
+        _ => return Err(Trapped::new("callback returned no code")),
+    };
+    callback_code(sh, tid, packed)?;
+    Ok(packed)
+}
+
+/// A task blocked on its fiber: what the loop asks before resuming it.
+#[derive(Clone, Copy)]
+pub(crate) struct Blocked {
+    tid: TaskId,
+    /// The task's instance (entered from the host around the resume).
+    inst: InstId,
+    fiber: FiberId,
+    /// The condition of its [`block_until`]; it lives in that frame, on
+    /// the suspended fiber.
+    cond: *mut dyn FnMut() -> bool,
+}
+
+/// The tasks and entered instances of the stack running (`current` and
+/// `entered`): each stack has its own, so a switch takes the resumer's
+/// out and a fiber starts with none.
+type View = (Vec<TaskId>, Vec<(InstId, Option<InstId>)>);
+
+fn take_view(sh: &Shared) -> Result<View, Trapped> {
+    let mut st = sh.get()?;
+    let st: &mut State = &mut st;
+    Ok((
+        core::mem::take(&mut st.current),
+        core::mem::take(&mut st.entered),
+    ))
+}
+
+fn put_view(sh: &Shared, v: View) -> Result<(), Trapped> {
+    let mut st = sh.get()?;
+    (st.current, st.entered) = v;
+    Ok(())
+}
+
+/// What a fiber's start or resume means for its resumer: `None` if it
+/// suspended (it blocks; the loop resumes it), else what it returned.
+fn fiber_outcome(r: Resumed) -> Result<Option<u32>, Trapped> {
+    match r {
+        Resumed::Suspended => Ok(None),
+        Resumed::Finished(Ok(v)) => Ok(Some(v)),
+        Resumed::Finished(Err(m)) => Err(Trapped(m)),
+    }
+}
+
+/// Runs `body` (a task's core call and what follows) on a fiber of its
+/// own. Without memory for a stack it runs here instead (a block in it
+/// then runs the loop on this stack, as without fibers).
+fn on_fiber(store: &mut Store, sh: &Shared, body: Body) -> Result<Option<u32>, Trapped> {
+    let mine = take_view(sh)?;
+    let r = store.fiber_start(body);
+    put_view(sh, mine)?;
+    match r {
+        Ok(r) => fiber_outcome(r),
+        Err(mut body) => body(store).map(Some).map_err(Trapped),
+    }
+}
+
+/// Resumes the first blocked fiber (in the order they blocked) whose
+/// instance may be entered and whose condition holds (`Store.tick`:
+/// entered from the host around it); `false` if none can go on.
+fn resume_blocked(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
+    let mut i = 0;
+    loop {
+        let b = {
+            let st = sh.get()?;
+            let Some(&b) = st.blocked.get(i) else {
+                return Ok(false);
+            };
+            i += 1;
+            if !st.may_enter(b.inst, None) {
+                continue;
+            }
+            b
+        };
+        // SAFETY: the fiber is suspended inside the `block_until` whose
+        // frame holds `cond`; its entry leaves the list before the fiber
+        // runs again or is freed.
+        if !unsafe { (*b.cond)() } {
+            continue;
+        }
+        {
+            let mut st = sh.get()?;
+            st.blocked.retain(|x| x.fiber != b.fiber);
+            st.since_fiber = 0;
+            st.enter(b.inst, None)?;
+        }
+        let mine = take_view(sh)?;
+        let r = store.fiber_resume(b.fiber);
+        put_view(sh, mine)?;
+        // After a trap the instance stays entered (poisoned), as elsewhere.
+        fiber_outcome(r)?;
+        sh.get()?.leave(b.inst, None);
+        return Ok(true);
+    }
+}
+
+/// `thread.wait_until(cond)` on a fiber: the calls on it leave their
+/// instances, the fiber suspends until the loop resumes it (with `cond`
+/// true), then they enter again.
+fn suspend_until(
+    store: &mut Store,
+    sh: &Shared,
+    fiber: FiberId,
+    cond: &mut dyn FnMut() -> bool,
+) -> Result<(), Trapped> {
+    let view = {
+        let mut st = sh.get()?;
+        let tid = *st
+            .current
+            .first()
+            .ok_or_else(|| Trapped::new("a fiber blocked outside a task"))?;
+        let inst = st.task(tid)?.inst;
+        let current = core::mem::take(&mut st.current);
+        let entered = st.suspend_stack();
+        let cond: *mut (dyn FnMut() -> bool + '_) = cond;
+        // SAFETY: only the lifetime is erased: the loop calls `cond` only
+        // while this frame waits in `fiber_suspend` below (see `Blocked`).
+        let cond = unsafe {
+            core::mem::transmute::<
+                *mut (dyn FnMut() -> bool + '_),
+                *mut (dyn FnMut() -> bool + 'static),
+            >(cond)
+        };
+        st.blocked.push(Blocked {
+            tid,
+            inst,
+            fiber,
+            cond,
+        });
+        (current, entered)
+    };
+    store.fiber_suspend();
+    let mut st = sh.get()?;
+    st.current = view.0;
+    st.resume_stack(view.1)
+}
+
+/// A trap reached the host: the fibers still blocked are never resumed.
+/// Their stacks are freed without running anything on them, and their
+/// tasks end (releasing the exclusive lock they held).
+pub(crate) fn abandon_blocked(store: &mut Store, sh: &Shared) {
+    let blocked = match sh.get() {
+        Ok(mut st) => core::mem::take(&mut st.blocked),
+        Err(_) => return,
+    };
+    for b in blocked {
+        store.fiber_abandon(b.fiber);
+        if let Ok(mut st) = sh.get() {
+            if st.insts[b.inst].exclusive_thread == Some(b.tid as u32) {
+                st.insts[b.inst].exclusive_thread = None;
+            }
+            st.remove_task(b.tid);
+        }
+    }
+}
+
+/// Runs the loop on this stack until `cond` holds (on a fiber: suspends
+/// the fiber until it does). `from_guest`: core code is blocked here (a
+/// synchronous built-in or lower), so the current task must be allowed to
+/// block.
 pub(crate) fn block_until(
     store: &mut Store,
     sh: &Shared,
@@ -254,6 +539,9 @@ pub(crate) fn block_until(
     }
     if from_guest {
         sh.get()?.check_may_block()?;
+    }
+    if let Some(fiber) = store.current_fiber() {
+        return suspend_until(store, sh, fiber, cond);
     }
     let saved = sh.get()?.suspend_stack();
     let mut idle_rounds = 0u32;
@@ -307,12 +595,11 @@ pub(crate) fn block_until(
         }
         // Only tasks that yield again and again can run while this stack
         // waits: they wait for something below it (a caller this stack
-        // would have to return to first).
+        // would have to return to first), or for nothing.
         if idle_rounds > LIVELOCK_ROUNDS {
             return Err(Trapped::new(
                 "wasm trap: deadlock detected: only yielding tasks can run while a \
-                 synchronous call blocks (suspending a blocked synchronous callee is not \
-                 supported yet)",
+                 synchronous call blocks",
             ));
         }
     }

@@ -179,6 +179,16 @@ pub struct State {
     pub entered: Vec<(InstId, Option<InstId>)>,
     /// `entered`'s stand-in while a blocked stack's list is set aside.
     pub entered_spare: Vec<(InstId, Option<InstId>)>,
+    /// Per instance: its core code can reach a point where it blocks (a
+    /// synchronous call that may not resolve at once, a synchronous wait
+    /// or copy), so its tasks run on fibers ([`super::sched`]).
+    pub can_block: Vec<bool>,
+    /// Tasks blocked on their fibers, in the order they blocked.
+    pub(crate) blocked: Vec<super::sched::Blocked>,
+    /// Tasks the loop ran since it last resumed a fiber.
+    pub(crate) since_fiber: usize,
+    /// Where the loop's next scan for a ready task starts (round robin).
+    pub(crate) scan_from: usize,
 }
 
 impl State {
@@ -188,6 +198,7 @@ impl State {
             .push(Instance::new(id as u32, parent.map(|p| p as u32)));
         self.checked_out.push(false);
         self.implemented.push(Vec::new());
+        self.can_block.push(false);
         id
     }
 
