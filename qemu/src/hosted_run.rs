@@ -170,6 +170,9 @@ fn sink(buf: Rc<RefCell<Vec<u8>>>, echo: Echo, err: bool) -> wasi::Sink {
 /// that they load and link).
 pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String> {
     let mut store = ComponentStore::new(&HOSTED);
+    // Linking only: none of the component's code runs on the host (a
+    // start function that loops would hang the check).
+    store.core.skip_start_functions();
     let sink = |_: &[u8]| {};
     let imports = wasi_imports(
         &mut store,
@@ -237,9 +240,9 @@ pub fn run_with_disk(
         dev,
     );
     let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
-    let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps)?;
     // Whether the store (what the handle points at) is still alive: the
-    // watchdog interrupts only under this lock.
+    // watchdog interrupts only under this lock. It runs from before the
+    // instantiation: core start functions run in it.
     let alive = std::sync::Arc::new(std::sync::Mutex::new(true));
     if let Some(t) = timeout {
         let (h, alive) = (store.core.interrupt_handle(), alive.clone());
@@ -250,14 +253,13 @@ pub fn run_with_disk(
             }
         });
     }
-    let r = store.call(&run, &[]);
+    let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps);
+    let r = run.as_ref().map(|run| store.call(run, &[]));
     *alive.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    let r = r.map_err(|e| e.clone())?.map_err(|e| e.to_string());
     let status = match r {
         Ok(r) => u8::from(!matches!(r, Some(Value::Variant(0, _)))),
-        Err(e) => {
-            let e = e.to_string();
-            wasi::exit_status(&e).ok_or_else(|| format!("run: {e}"))?
-        }
+        Err(e) => wasi::exit_status(&e).ok_or_else(|| format!("run: {e}"))?,
     };
     let stdout = out.borrow().clone();
     let stderr = err.borrow().clone();

@@ -361,6 +361,9 @@ pub struct Store {
     trap_message: Option<alloc::string::String>,
     /// Stacks of tasks that can block (see `fiber.rs`).
     pub(crate) fibers: crate::fiber::Fibers,
+    /// Core start functions run at instantiation (off for a link check:
+    /// [`Store::skip_start_functions`]).
+    skip_starts: bool,
 }
 
 impl Store {
@@ -388,6 +391,7 @@ impl Store {
             stack_budget: 512 * 1024,
             trap_message: None,
             fibers: crate::fiber::Fibers::new(platform),
+            skip_starts: false,
         }
     }
 
@@ -395,6 +399,13 @@ impl Store {
     /// timer interrupt, another thread): the next loop iteration traps
     /// with `TrapKind::Interrupted`, and so does every later one until
     /// [`InterruptHandle::reset`].
+    /// Instantiates without running core start functions from now on:
+    /// for checking that a component links (its imports are there and
+    /// of the right types) without running any of its code.
+    pub fn skip_start_functions(&mut self) {
+        self.skip_starts = true;
+    }
+
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle(&self.ctx.interrupt)
     }
@@ -857,7 +868,7 @@ impl Store {
         let id = InstanceId(self.instances.len());
         self.instances.push(data);
         self.init_segments(id)?;
-        if let Some(start) = info.start {
+        if let Some(start) = info.start.filter(|_| !self.skip_starts) {
             let data = &self.instances[id.0];
             let fr = data.funcs[start as usize];
             let ty = info.funcs[start as usize] as usize;

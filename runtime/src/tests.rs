@@ -164,6 +164,50 @@ fn memory_trap_needs_a_reservation_and_a_registered_pc() {
     assert_eq!(crate::trap::memory_trap(code, guard), None);
 }
 
+/// An endless inner loop under an outer one (the shape a fuzzed guest's
+/// allocator spun in): the inner header's check must not be merged with
+/// the outer one's (a plain load of the flag was, and the inner loop then
+/// never looked at it).
+#[test]
+fn an_endless_inner_loop_is_interrupted() {
+    let wat = r#"(module
+        (memory 1)
+        (func (export "spin") (param $p i32)
+          (loop $outer
+            (local.set $p (i32.load (local.get $p)))
+            (loop $inner
+              ;; a list walk that never ends (mem[0] = 0), no stores in it
+              (local.set $p (i32.load (local.get $p)))
+              (br_if $inner (i32.eqz (local.get $p))))
+            (br $outer))))"#;
+    let bytes = wat::parse_str(wat).expect("wat");
+    let module = Module::new(&HOSTED, &bytes).unwrap();
+    let mut store = Store::new(&HOSTED);
+    let inst = store.instantiate(&module, &[]).unwrap();
+    let Some(Extern::Func(spin)) = store.export(inst, "spin") else {
+        panic!("export")
+    };
+    let h = store.interrupt_handle();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = done.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        h.interrupt();
+        // A loop that ignores the flag would hang the test run: fail it.
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        if !seen.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("an_endless_inner_loop_is_interrupted: the inner loop ignored the interrupt");
+            std::process::exit(1);
+        }
+    });
+    assert_eq!(
+        store.call(spin, &[Val::I32(0)]),
+        Err(Error::Trap(Trap(TrapKind::Interrupted)))
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(t);
+}
+
 #[test]
 fn an_endless_loop_is_interrupted_and_the_store_keeps_working() {
     let wat = r#"(module

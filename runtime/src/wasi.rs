@@ -431,9 +431,13 @@ pub fn instantiate_command(
     }
     let c =
         Component::new(platform, app).map_err(|e| alloc::format!("not a valid component: {e}"))?;
-    let exports = store
-        .instantiate(&c, &imports)
-        .map_err(|e| alloc::format!("cannot link: {e}"))?;
+    let exports = store.instantiate(&c, &imports).map_err(|e| match e {
+        // Its start code ran and trapped (or was interrupted).
+        crate::Error::Trap(_) | crate::Error::Trapped(_) => {
+            alloc::format!("instantiation trapped: {e}")
+        }
+        e => alloc::format!("cannot link: {e}"),
+    })?;
     run_export(&exports)
         .ok_or_else(|| "the component exports no wasi:cli/run (not a command)".into())
 }

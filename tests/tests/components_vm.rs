@@ -118,6 +118,59 @@ fn a_runaway_component_is_interrupted_hosted() {
     assert!(e.contains("interrupted"), "{e}");
 }
 
+/// A component whose core start function never returns: it runs at
+/// instantiation, before `run`.
+const START_SPIN: &str = r#"(component
+  (core module $M
+    (func $spin (loop $l (br $l)))
+    (start $spin)
+    (func (export "run") (result i32) (i32.const 0)))
+  (core instance $m (instantiate $M))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn the_pre_boot_check_runs_none_of_the_components_code() {
+    // It links on the host without running the start function: done at
+    // once, not spinning (a channel so a regression fails, not hangs).
+    let bytes = wat::parse_str(START_SPIN).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ringos::run::check(&bytes, &[]));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the check ran the component's start function");
+    assert_eq!(r, Ok(()));
+}
+
+#[test]
+fn an_endless_start_function_is_interrupted_in_the_vm_and_hosted() {
+    let bytes = wat::parse_str(START_SPIN).unwrap();
+    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
+    let run = out.run.unwrap();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?} {:?}",
+        run.outcome,
+        out.component
+    );
+    assert!(
+        out.component
+            .iter()
+            .any(|l| l.contains("instantiation trapped") && l.contains("interrupted")),
+        "{:?}",
+        out.component
+    );
+    let e = hosted(bytes, Some(Duration::from_millis(200))).expect_err("interrupted");
+    assert!(
+        e.contains("instantiation trapped") && e.contains("interrupted"),
+        "{e}"
+    );
+}
+
 #[test]
 fn an_image_written_once_boots_later() {
     let app = guests::component_bytes("hello");

@@ -219,15 +219,22 @@ impl Translator<'_> {
     }
 
     /// At every loop header: trap if the embedder interrupted the store
-    /// (two loads and a never-taken branch per iteration).
+    /// (two loads and a never-taken branch per iteration). The flag is
+    /// read with an atomic load: another thread or an interrupt sets it,
+    /// and a plain load of it could be merged with the one at an outer
+    /// loop's header (redundant-load elimination, then the two identical
+    /// traps deduplicated), leaving an inner loop that never checks. On
+    /// x86 the atomic load is the same `mov`.
     fn check_interrupt(&mut self) {
         let store = self.vmctx_ptr(vmctx::VMCTX_STORE);
-        let flag = self.b.ins().load(
-            types::I32,
-            MemFlagsData::trusted(),
-            store,
-            vmctx::STORE_INTERRUPT,
-        );
+        let at = self
+            .b
+            .ins()
+            .iadd_imm_s(store, i64::from(vmctx::STORE_INTERRUPT));
+        let flag = self
+            .b
+            .ins()
+            .atomic_load(types::I32, MemFlagsData::trusted(), at);
         self.trap_if(flag, TrapKind::Interrupted);
     }
 
