@@ -367,6 +367,47 @@ fn async_waits_are_timers_on_the_loop() {
     assert!(h.ok, "status {}", h.status);
 }
 
+/// `run` starts an hour-long `wait-for` (a loop timer) and cancels it:
+/// the cancel returns CANCELLED_BEFORE_RETURNED at once, and the run ends
+/// without waiting (it would time out if the timer stayed).
+const CANCELLED_TIMER: &str = r#"(component
+  (import "wasi:clocks/monotonic-clock@0.3.2" (instance $c
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (canon lower (func $c "wait-for") async (core func $wait))
+  (canon subtask.cancel (core func $cancel))
+  (canon subtask.drop (core func $drop))
+  (core module $M
+    (import "" "wait" (func $wait (param i64) (result i32)))
+    (import "" "cancel" (func $cancel (param i32) (result i32)))
+    (import "" "drop" (func $drop (param i32)))
+    (func (export "run") (result i32)
+      (local $r i32)
+      (local.set $r (call $wait (i64.const 3600000000000)))
+      (if (i32.ne (i32.and (local.get $r) (i32.const 0xf)) (i32.const 1 (; STARTED ;)))
+        (then (return (i32.const 1))))
+      (if (i32.ne (call $cancel (i32.shr_u (local.get $r) (i32.const 4)))
+                  (i32.const 4 (; CANCELLED_BEFORE_RETURNED ;)))
+        (then (return (i32.const 1))))
+      (call $drop (i32.shr_u (local.get $r) (i32.const 4)))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "wait" (func $wait)) (export "cancel" (func $cancel))
+    (export "drop" (func $drop))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn a_cancelled_wait_for_ends_at_once_in_the_vm_and_hosted() {
+    let bytes = wat::parse_str(CANCELLED_TIMER).unwrap();
+    check(
+        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(60)),
+        "",
+    );
+    let h = hosted(bytes, Some(Duration::from_secs(30))).unwrap();
+    assert!(h.ok, "status {}", h.status);
+}
+
 /// `run` grows its memory 16 MiB at a time until the guest's RAM runs
 /// out, then traps: a clear error, and the kernel stays in charge.
 const OOM: &str = r#"(component

@@ -23,7 +23,7 @@ use wasmparser::ValType as CoreValType;
 
 use super::call::{guest_cx, to_core, with_table, Opts};
 use super::sched;
-use super::state::{InstId, RtBuffer, Shared, State, Trapped};
+use super::state::{Callee, InstId, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
 use crate::{FuncId, Store, Trap, TrapKind};
 
@@ -255,18 +255,24 @@ pub(crate) fn task_return(
     })
 }
 
-/// `canon task.cancel`: only after a cancellation was delivered, which
-/// this runtime never requests yet, so it always traps with the rule.
+/// `canon task.cancel`: only after a cancellation was delivered to the
+/// current task (`TASK_CANCELLED`); it resolves cancelled, and its
+/// caller's subtask says so (`CANCELLED_BEFORE_RETURNED`).
 pub(crate) fn task_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[], &[], move |_, _| {
-        let mut st = sh.get()?;
-        st.inst(inst)?.check_may_leave("task.cancel")?;
-        let (_, t) = st.current_task()?;
-        t.abi.canon_task_cancel()?;
-        Err(Trapped::new(
-            "task.cancel: cancellation is not supported yet",
-        ))
+    builtin(store, &[], &[], move |store, _| {
+        let tid = {
+            let mut st = sh.get()?;
+            st.inst(inst)?.check_may_leave("task.cancel")?;
+            let (tid, t) = st.current_task()?;
+            if t.inst != inst {
+                return Err(Trapped::new("task.cancel called from another instance"));
+            }
+            t.abi.canon_task_cancel()?;
+            tid
+        };
+        sched::resolve_cancelled(store, &sh, tid)?;
+        Ok(None)
     })
 }
 
@@ -317,17 +323,48 @@ pub(crate) fn subtask_drop(store: &mut Store, sh: &Shared, inst: InstId) -> Func
     })
 }
 
-/// `canon subtask.cancel` (synchronous).
+/// `canon subtask.cancel` (synchronous; `async` is off in WASI 0.3.0):
+/// asks the callee to stop (`on_cancel`), then returns the subtask's
+/// state once it resolved, waiting for that if need be.
 pub(crate) fn subtask_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncId {
     let sh = sh.clone();
-    builtin(store, &[I32], &[I32], move |_, args| {
-        let mut st = sh.get()?;
-        let State { insts, shared, .. } = &mut *st;
-        match insts[inst].canon_subtask_cancel(arg(args, 0), false, shared)? {
-            ringos_abi::concurrency::SubtaskCancel::Done(s) => Ok(i32v(s as u32)),
-            ringos_abi::concurrency::SubtaskCancel::CallOnCancel { .. } => Err(Trapped::new(
-                "not supported yet: subtask.cancel of a subtask that has not resolved",
-            )),
+    builtin(store, &[I32], &[I32], move |store, args| {
+        let i = arg(args, 0);
+        let callee = {
+            let mut st = sh.get()?;
+            st.inst(inst)?;
+            let State { insts, shared, .. } = &mut *st;
+            match insts[inst].canon_subtask_cancel(i, false, shared)? {
+                ringos_abi::concurrency::SubtaskCancel::Done(s) => return Ok(i32v(s as u32)),
+                ringos_abi::concurrency::SubtaskCancel::CallOnCancel { callee } => {
+                    Callee::unpack(callee)
+                }
+            }
+        };
+        sched::request_cancellation(store, &sh, callee, inst)?;
+        let done = |sh: &Shared| -> Result<Option<u32>, Trapped> {
+            let mut st = sh.get()?;
+            let State { insts, shared, .. } = &mut *st;
+            Ok(insts[inst]
+                .subtask_cancel_finish(i, shared)?
+                .map(|s| s as u32))
+        };
+        if let Some(s) = done(&sh)? {
+            return Ok(i32v(s));
+        }
+        // `subtask.wait_for_pending_event()`: the callee may take a while.
+        sh.get()?.inst(inst)?.begin_sync_wait(i)?;
+        let r = sched::block_until(store, &sh, true, &mut || {
+            sh.get()
+                .ok()
+                .and_then(|mut st| st.inst(inst).ok()?.has_pending_event(i).ok())
+                .unwrap_or(true)
+        });
+        sh.get()?.inst(inst)?.end_sync_wait(i)?;
+        r?;
+        match done(&sh)? {
+            Some(s) => Ok(i32v(s)),
+            None => Err(Trapped::new("subtask.cancel: the subtask did not resolve")),
         }
     })
 }

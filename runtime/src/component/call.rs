@@ -32,7 +32,9 @@ use wasmparser::ValType as CoreValType;
 
 use super::host::HostCx;
 use super::sched;
-use super::state::{InstId, OnResolve, OnStart, RtTask, Shared, State, Step, TaskId, Trapped};
+use super::state::{
+    Callee, InstId, OnResolve, OnStart, Resolution, RtTask, Shared, State, Step, TaskId, Trapped,
+};
 use super::types::FuncSig;
 use crate::instance::Val;
 use crate::vmctx::MemoryDef;
@@ -414,27 +416,32 @@ pub(crate) fn call(
     caller: Option<InstId>,
     mut on_start: OnStart,
     mut on_resolve: OnResolve,
-) -> Result<(), Trapped> {
+) -> Result<Callee, Trapped> {
     let (core, opts, inst) = match &f.kind {
         FuncKind::Host(h) => {
             let args = on_start(store, sh)?;
             let r = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
-            return on_resolve(store, sh, r);
+            on_resolve(store, sh, Resolution::Returned(r))?;
+            return Ok(Callee::Done);
         }
         FuncKind::HostEnds(h) => {
             let args = on_start(store, sh)?;
             let ends = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
             let t = f.sig.ty.result_type().first();
             let r = t.map(|t| ends.into_value(t)).transpose()?;
-            return on_resolve(store, sh, r);
+            on_resolve(store, sh, Resolution::Returned(r))?;
+            return Ok(Callee::Done);
         }
         FuncKind::HostAsync(h) => {
             let args = on_start(store, sh)?;
             return match h(&mut HostCx { store, sh }, &args).map_err(Trapped)? {
-                HostReply::Ready(r) => on_resolve(store, sh, r),
+                HostReply::Ready(r) => {
+                    on_resolve(store, sh, Resolution::Returned(r))?;
+                    Ok(Callee::Done)
+                }
                 HostReply::Pending(token) => {
                     sh.get()?.host_calls.insert(token, on_resolve);
-                    Ok(())
+                    Ok(Callee::Host(token))
                 }
             };
         }
@@ -486,7 +493,7 @@ pub(crate) fn call(
         sched::start_task(store, sh, tid)?;
     }
     sh.get()?.leave(inst, caller);
-    Ok(())
+    Ok(Callee::Task(tid))
 }
 
 /// Calls `f` from the host with host values and drives the loop until its
@@ -509,12 +516,15 @@ pub(crate) fn call_from_host(
         f,
         None,
         Box::new(move |_, _| Ok(args.clone())),
-        Box::new(move |_, _, r| {
-            *out2.borrow_mut() = Some(r);
-            Ok(())
+        Box::new(move |_, _, r| match r {
+            Resolution::Returned(r) => {
+                *out2.borrow_mut() = Some(r);
+                Ok(())
+            }
+            Resolution::Cancelled => Err(Trapped::new("a call from the host was cancelled")),
         }),
     )
-    .and_then(|()| sched::block_until(store, sh, false, &mut || out.borrow().is_some()));
+    .and_then(|_| sched::block_until(store, sh, false, &mut || out.borrow().is_some()));
     if r.is_err() {
         sched::abandon_blocked(store, sh);
     }
@@ -1117,17 +1127,25 @@ fn lowered_call(
             *opts,
             flat_results.clone(),
         );
-        Box::new(move |store, sh, result| {
-            let vs: Vec<Value> = result.into_iter().collect();
-            let lower = |cx: &mut Cx<'_>| {
-                let mut flat = flat.borrow_mut();
-                lower_flat_values(cx, max_results, &vs, sig.ty.result_type(), Some(&mut *flat))
+        Box::new(move |store, sh, resolution| {
+            let results = match resolution {
+                Resolution::Returned(result) => {
+                    let vs: Vec<Value> = result.into_iter().collect();
+                    let lower = |cx: &mut Cx<'_>| {
+                        let mut flat = flat.borrow_mut();
+                        let rt = sig.ty.result_type();
+                        lower_flat_values(cx, max_results, &vs, rt, Some(&mut *flat))
+                    };
+                    let n = needs_of(sig.ty.result_type());
+                    let results = with_lower_cx(store, sh, inst, &opts, None, n, lower)?;
+                    out.borrow_mut().clone_from(&results);
+                    Some(results)
+                }
+                // `on_resolve(None)`: cancelled before it returned.
+                Resolution::Cancelled => None,
             };
-            let n = needs_of(sig.ty.result_type());
-            let results = with_lower_cx(store, sh, inst, &opts, None, n, lower)?;
-            out.borrow_mut().clone_from(&results);
             with_subtask(sh, &cell, inst, |s, in_table| {
-                s.on_resolve(Some(results))?;
+                s.on_resolve(results)?;
                 if in_table {
                     s.on_progress();
                 }
@@ -1135,7 +1153,12 @@ fn lowered_call(
             })
         })
     };
-    call(store, sh, callee, Some(inst), on_start, on_resolve)?;
+    let served_by = call(store, sh, callee, Some(inst), on_start, on_resolve)?;
+    // What `subtask.cancel` reaches (`Subtask.on_cancel`).
+    with_subtask(sh, &cell, inst, |s, _| {
+        s.callee = served_by.pack();
+        Ok(())
+    })?;
     let resolved = || -> bool {
         let c = cell.borrow();
         match (&c.local, c.index) {

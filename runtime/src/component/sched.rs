@@ -28,6 +28,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use ringos_abi::concurrency::CancelRequest;
 use ringos_abi::events::{unpack_callback_result, CallbackCode, Event};
 use ringos_abi::lift::lift_flat_values;
 use ringos_abi::lower::lower_flat_values;
@@ -36,7 +37,7 @@ use ringos_abi::{CoreVal, CoreValueIter, MAX_FLAT_PARAMS, MAX_FLAT_RESULTS};
 use super::call::{from_core, needs_of, to_core, with_lower_cx, with_table};
 use super::device::{IoSource, IoTurn};
 use super::host::HostCx;
-use super::state::{InstId, Shared, State, Step, TaskId, Trapped};
+use super::state::{Callee, InstId, Resolution, Shared, State, Step, TaskId, Trapped};
 use crate::fiber::{Body, FiberId, Resumed};
 use crate::instance::Val;
 use crate::Store;
@@ -195,7 +196,7 @@ pub(crate) fn resolve(
         t.on_resolve.take()
     };
     if let Some(f) = on_resolve.as_mut() {
-        f(store, sh, result)?;
+        f(store, sh, Resolution::Returned(result))?;
     }
     Ok(())
 }
@@ -227,13 +228,23 @@ fn callback_code(sh: &Shared, tid: TaskId, packed: u32) -> Result<(), Trapped> {
             drop(st);
             finish(sh, tid)
         }
+        // Both suspend cancellably: a cancellation that waited for this
+        // is delivered instead (`deliver_pending_cancel`).
         CallbackCode::Yield => {
-            st.task(tid)?.step = Step::Yield;
+            let t = st.task(tid)?;
+            t.step = match t.abi.deliver_pending_cancel(true) {
+                true => Step::Cancelled(None),
+                false => Step::Yield,
+            };
             Ok(())
         }
         CallbackCode::Wait => {
             st.inst(inst)?.wait_begin(si)?;
-            st.task(tid)?.step = Step::Wait(si);
+            let t = st.task(tid)?;
+            t.step = match t.abi.deliver_pending_cancel(true) {
+                true => Step::Cancelled(Some(si)),
+                false => Step::Wait(si),
+            };
             Ok(())
         }
     }
@@ -276,7 +287,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
             let free = i.exclusive_thread.is_none();
             let ready = match step {
                 Step::ToStart => !i.has_backpressure(needs_excl),
-                Step::Yield => free,
+                Step::Yield | Step::Cancelled(_) => free,
                 Step::Wait(si) => free && i.set_has_pending_event(si).unwrap_or(true),
                 _ => false,
             };
@@ -301,13 +312,15 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
                 Next::Start
             }
             Step::Yield => Next::Callback(Event::NONE),
-            Step::Wait(si) => {
+            Step::Cancelled(None) => Next::Callback(Event::TASK_CANCELLED),
+            Step::Wait(si) | Step::Cancelled(Some(si)) => {
+                let cancelled = step != Step::Wait(si);
                 let st = &mut *st;
                 let i = st
                     .insts
                     .get_mut(inst)
                     .ok_or_else(|| Trapped::new("instance"))?;
-                Next::Callback(i.wait_end(si, false, &mut st.shared)?)
+                Next::Callback(i.wait_end(si, cancelled, &mut st.shared)?)
             }
             _ => unreachable!("only parked tasks are picked"),
         };
@@ -319,29 +332,7 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     match next {
         Next::Start => start_task(store, sh, tid)?,
         Next::Callback(ev) => {
-            let (callback, fiber) = {
-                let mut st = sh.get()?;
-                let fiber = st.can_block[inst];
-                st.inst(inst)?.acquire_exclusive(tid as u32)?;
-                let t = st.task(tid)?;
-                t.step = Step::Running;
-                (t.opts.callback, fiber)
-            };
-            let cb = callback.ok_or_else(|| Trapped::new("task without a callback"))?;
-            let args = [
-                Val::I32(ev.code as i32),
-                Val::I32(ev.p1 as i32),
-                Val::I32(ev.p2 as i32),
-            ];
-            let packed = if fiber {
-                let sh2 = sh.clone();
-                let body: Body = Box::new(move |store| {
-                    run_callback(store, &sh2, tid, cb, &args).map_err(|t| t.0)
-                });
-                on_fiber(store, sh, body)?
-            } else {
-                Some(run_callback(store, sh, tid, cb, &args)?)
-            };
+            let packed = deliver_callback(store, sh, tid, inst, ev)?;
             if ev.code == ringos_abi::events::EventCode::None
                 && packed.is_some_and(|p| p & 0xf == CallbackCode::Yield as u32)
             {
@@ -351,6 +342,147 @@ pub(crate) fn run_one(store: &mut Store, sh: &Shared) -> Result<Ran, Trapped> {
     }
     sh.get()?.leave(inst, None);
     Ok(ran)
+}
+
+/// Calls the callback of parked task `tid` (of `inst`, entered) with `ev`:
+/// takes the exclusive lock, runs it (on a fiber if its instance can
+/// block); the packed code it returned, `None` if it suspended.
+fn deliver_callback(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    inst: InstId,
+    ev: Event,
+) -> Result<Option<u32>, Trapped> {
+    let (callback, fiber) = {
+        let mut st = sh.get()?;
+        let fiber = st.can_block[inst];
+        st.inst(inst)?.acquire_exclusive(tid as u32)?;
+        let t = st.task(tid)?;
+        t.step = Step::Running;
+        (t.opts.callback, fiber)
+    };
+    let cb = callback.ok_or_else(|| Trapped::new("task without a callback"))?;
+    let args = [
+        Val::I32(ev.code as i32),
+        Val::I32(ev.p1 as i32),
+        Val::I32(ev.p2 as i32),
+    ];
+    if fiber {
+        let sh2 = sh.clone();
+        let body: Body =
+            Box::new(move |store| run_callback(store, &sh2, tid, cb, &args).map_err(|t| t.0));
+        on_fiber(store, sh, body)
+    } else {
+        Ok(Some(run_callback(store, sh, tid, cb, &args)?))
+    }
+}
+
+/// `subtask.on_cancel(caller)`: asks whoever serves a subtask's call to
+/// stop (`Task.request_cancellation`). A task that has not started never
+/// will: it resolves cancelled at once. A started callback task parked
+/// cancellably (its callback returned `WAIT` or `YIELD`) whose instance
+/// the caller may enter gets `TASK_CANCELLED` now; any other is told at
+/// its next `WAIT` or `YIELD`. A task may still return normally. An async
+/// host function's pending reply resolves cancelled if it is a loop timer
+/// (`wasi:clocks` waits); others finish as they will.
+pub(crate) fn request_cancellation(
+    store: &mut Store,
+    sh: &Shared,
+    callee: Callee,
+    caller: InstId,
+) -> Result<(), Trapped> {
+    let tid = match callee {
+        Callee::Done => return Ok(()),
+        Callee::Host(token) => {
+            let timer = {
+                let mut st = sh.get()?;
+                let before = st.timers.len();
+                st.timers.retain(|t| t.1 != token);
+                st.timers.len() != before
+            };
+            if !timer {
+                return Ok(());
+            }
+            let f = sh.get()?.host_calls.remove(&token);
+            return match f {
+                Some(mut f) => f(store, sh, Resolution::Cancelled),
+                None => Ok(()),
+            };
+        }
+        Callee::Task(tid) => tid,
+    };
+    let (decision, inst) = {
+        let mut st = sh.get()?;
+        let Some(t) = st.tasks.get(tid).and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        let (inst, step, needs_excl) = (t.inst, t.step, t.abi.needs_exclusive());
+        let may_enter = st.may_enter(inst, Some(caller));
+        // The callback loop's waits are the cancellable suspensions; a
+        // task needing the exclusive lock that another thread holds
+        // cannot be resumed now.
+        let held_by_other = st.insts[inst]
+            .exclusive_thread
+            .is_some_and(|x| x != tid as u32);
+        let candidate =
+            matches!(step, Step::Wait(_) | Step::Yield) && !(needs_excl && held_by_other);
+        let decision = st
+            .task(tid)?
+            .abi
+            .request_cancellation(candidate, may_enter)?;
+        (decision, inst)
+    };
+    match decision {
+        CancelRequest::Pending => Ok(()),
+        CancelRequest::ResumeImplicit => {
+            // It waited to enter (backpressure): it never starts.
+            let mut on_resolve = {
+                let mut st = sh.get()?;
+                st.inst(inst)?.stop_waiting_to_enter()?;
+                let t = st.task(tid)?;
+                t.abi.cancel()?;
+                t.step = Step::Exited;
+                t.on_resolve.take()
+            };
+            if let Some(f) = on_resolve.as_mut() {
+                f(store, sh, Resolution::Cancelled)?;
+            }
+            sh.get()?.remove_task(tid);
+            Ok(())
+        }
+        CancelRequest::ResumeCancellable => {
+            let ev = {
+                let mut st = sh.get()?;
+                st.enter(inst, Some(caller))?;
+                let step = st.task(tid)?.step;
+                match step {
+                    Step::Wait(si) => {
+                        let st = &mut *st;
+                        st.insts[inst].wait_end(si, true, &mut st.shared)?
+                    }
+                    _ => Event::TASK_CANCELLED,
+                }
+            };
+            let r = deliver_callback(store, sh, tid, inst, ev);
+            sh.get()?.leave(inst, Some(caller));
+            r.map(drop)
+        }
+    }
+}
+
+/// `canon task.cancel` after its checks (`Task.cancel`): the task
+/// resolves cancelled; its caller's subtask says so.
+pub(crate) fn resolve_cancelled(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+) -> Result<(), Trapped> {
+    let on_resolve = sh.get()?.task(tid)?.on_resolve.take();
+    if let Some(mut f) = on_resolve {
+        f(store, sh, Resolution::Cancelled)?;
+    }
+    Ok(())
 }
 
 /// Calls a task's callback; returns its packed code once dealt with.
@@ -656,7 +788,7 @@ pub(crate) fn complete_host_call(
 ) -> Result<(), Trapped> {
     let f = sh.get()?.host_calls.remove(&token);
     match f {
-        Some(mut f) => f(store, sh, result),
+        Some(mut f) => f(store, sh, Resolution::Returned(result)),
         None => Err(Trapped::new("no such pending host call")),
     }
 }

@@ -109,8 +109,49 @@ pub struct ResourceDef {
     pub dtor: Option<FuncId>,
 }
 
-/// Delivers a task's result (or `None`: cancelled) to its caller.
-pub type OnResolve = Box<dyn FnMut(&mut Store, &Shared, Option<Value>) -> Result<(), Trapped>>;
+/// How a call ended for its caller: it returned (with its result, if the
+/// function has one), or it was cancelled before it returned
+/// (`on_resolve(None)` in the spec).
+#[derive(Debug)]
+pub enum Resolution {
+    Returned(Option<Value>),
+    Cancelled,
+}
+
+/// Delivers a task's resolution to its caller.
+pub type OnResolve = Box<dyn FnMut(&mut Store, &Shared, Resolution) -> Result<(), Trapped>>;
+
+/// Who serves a call a subtask made, for `subtask.cancel` to reach
+/// (`Subtask.callee` holds it packed, see [`Callee::pack`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Callee {
+    /// It finished within the call (nothing to cancel).
+    Done,
+    /// A lifted function's task.
+    Task(TaskId),
+    /// An async host function's pending reply, by token.
+    Host(u64),
+}
+
+impl Callee {
+    const HOST: u64 = 1 << 63;
+
+    pub fn pack(self) -> u64 {
+        match self {
+            Callee::Done => 0,
+            Callee::Task(t) => t as u64 + 1,
+            Callee::Host(token) => token | Self::HOST,
+        }
+    }
+
+    pub fn unpack(v: u64) -> Callee {
+        match v {
+            0 => Callee::Done,
+            v if v & Self::HOST != 0 => Callee::Host(v & !Self::HOST),
+            v => Callee::Task((v - 1) as TaskId),
+        }
+    }
+}
 /// Produces a task's arguments once it starts.
 pub type OnStart = Box<dyn FnMut(&mut Store, &Shared) -> Result<Vec<Value>, Trapped>>;
 
@@ -125,6 +166,10 @@ pub enum Step {
     Yield,
     /// Its callback waits for an event of waitable set `si` (`WAIT`).
     Wait(u32),
+    /// A cancellation is delivered at its callback's `WAIT` (on set `si`)
+    /// or `YIELD` (`None`): its next callback gets `TASK_CANCELLED`
+    /// instead of an event.
+    Cancelled(Option<u32>),
     /// The callback returned `EXIT`.
     Exited,
 }
