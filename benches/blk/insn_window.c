@@ -10,11 +10,26 @@
  *                               component reads the clock before and after
  *                               each of its reads
  *
- * A mark of a kind opens a window of that kind if none is open, else closes
- * it. At exit it writes, to the file given as `outfile=PATH`:
+ *   xchg rdx, rdx   (48 87 d2)  once a block request is on the ring and the
+ *                               device notified
+ *   xchg rsi, rsi   (48 87 f6)  in the device interrupt's handler (the CPU
+ *                               woke from `hlt` for the completion)
  *
- *   insn-window kind=kernel windows=N insns=N tbs=N
- *   insn-window kind=component windows=N insns=N tbs=N
+ * A mark of a kind opens a window of that kind if none is open, else closes
+ * it. Inside a window, the instructions up to the first notify are the
+ * part before the submission, those after the last interrupt (a
+ * wake) the part after the completion; the rest overlaps the device's work. What the reader
+ * waits for is the first and the last part. At exit it writes, to the file
+ * given as `outfile=PATH`:
+ *
+ *   insn-window kind=kernel windows=N insns=N tbs=N before_submit=N after_wake=N
+ *   insn-window kind=component windows=N insns=N tbs=N before_submit=N after_wake=N
+ *
+ * With `profile=PATH` it also writes, for every translated block that ran
+ * inside a component window, `tb VADDR INSNS BEFORE DURING AFTER`: its
+ * runs before the submission, overlapping the device and after the wake
+ * (a block translated twice is listed twice): where a component-level read's instructions go,
+ * for `RINGOS_INSN_PROFILE=PATH ringos probe blk --component --count`.
  *
  * Built on demand by the CLI (`cc`, nothing else). The plugin API is
  * QEMU's version 1 (QEMU 7.2, Debian 12's); the declarations it uses are
@@ -44,6 +59,7 @@ extern struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin
                                                         size_t idx);
 extern const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
 extern size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+extern uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 extern void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
                                                  void (*cb)(unsigned int, void *),
                                                  enum qemu_plugin_cb_flags flags,
@@ -61,23 +77,83 @@ enum { KERNEL, COMPONENT, KINDS };
 static const char *const kind_name[KINDS] = {"kernel", "component"};
 
 struct window {
-    int open;
+    int open, submitted;
     uint64_t windows, insns, tbs;
+    /* Totals of the parts before the first notify and after the last wake. */
+    uint64_t before_submit, after_wake;
+    /* This window's instructions since its last wake (or since its notify). */
+    uint64_t since_wake;
 };
 static struct window win[KINDS];
-static char *outfile;
+static char *outfile, *profile;
 
-/* One per translated block: its instruction count. The vCPU is one, so
- * plain counters do. */
+/* One per translated block. */
+struct block {
+    struct block *next;
+    uint64_t vaddr, insns;
+    /* Runs inside component windows: before the submission, overlapping
+     * the device, after the wake; and since the last wake (not yet known
+     * to be which). */
+    uint64_t before, during, after, pending;
+};
+static struct block *blocks;
+/* The blocks with `pending` runs. */
+static struct block **touched;
+static size_t n_touched, cap_touched;
+
+/* Settles the pending runs: they overlapped the device, or (`last`) they
+ * came after the wake the read completed with. */
+static void settle(int last)
+{
+    for (size_t i = 0; i < n_touched; i++) {
+        struct block *b = touched[i];
+        if (last) {
+            b->after += b->pending;
+        } else {
+            b->during += b->pending;
+        }
+        b->pending = 0;
+    }
+    n_touched = 0;
+}
+
+static void count_block(struct block *b, int submitted)
+{
+    if (!submitted) {
+        b->before++;
+        return;
+    }
+    if (b->pending++ == 0) {
+        if (n_touched == cap_touched) {
+            cap_touched = cap_touched ? 2 * cap_touched : 256;
+            touched = realloc(touched, cap_touched * sizeof *touched);
+            if (!touched) {
+                abort();
+            }
+        }
+        touched[n_touched++] = b;
+    }
+}
+
+/* The vCPU is one, so plain counters do. */
 static void tb_exec(unsigned int vcpu, void *userdata)
 {
     (void)vcpu;
-    uint64_t n = (uintptr_t)userdata;
+    struct block *b = userdata;
     for (int k = 0; k < KINDS; k++) {
-        if (win[k].open) {
-            win[k].insns += n;
-            win[k].tbs++;
+        struct window *w = &win[k];
+        if (w->open) {
+            w->insns += b->insns;
+            w->tbs++;
+            if (w->submitted) {
+                w->since_wake += b->insns;
+            } else {
+                w->before_submit += b->insns;
+            }
         }
+    }
+    if (profile && win[COMPONENT].open) {
+        count_block(b, win[COMPONENT].submitted);
     }
 }
 
@@ -88,6 +164,35 @@ static void mark(unsigned int vcpu, void *userdata)
     w->open = !w->open;
     if (w->open) {
         w->windows++;
+        w->submitted = 0;
+    } else {
+        w->after_wake += w->since_wake;
+    }
+    w->since_wake = 0;
+    if (w == &win[COMPONENT]) {
+        settle(1);
+    }
+}
+
+enum event { NOTIFY, WAKE };
+
+static void device_event(unsigned int vcpu, void *userdata)
+{
+    (void)vcpu;
+    for (int k = 0; k < KINDS; k++) {
+        struct window *w = &win[k];
+        if (!w->open) {
+            continue;
+        }
+        if ((uintptr_t)userdata == NOTIFY && !w->submitted) {
+            w->submitted = 1;
+            w->since_wake = 0;
+        } else if ((uintptr_t)userdata == WAKE && w->submitted) {
+            w->since_wake = 0;
+            if (w == &win[COMPONENT]) {
+                settle(0);
+            }
+        }
     }
 }
 
@@ -95,7 +200,15 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
-    qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS, (void *)(uintptr_t)n);
+    struct block *blk = calloc(1, sizeof *blk);
+    if (!blk) {
+        abort();
+    }
+    blk->vaddr = qemu_plugin_tb_vaddr(tb);
+    blk->insns = n;
+    blk->next = blocks;
+    blocks = blk;
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS, blk);
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         const unsigned char *b = qemu_plugin_insn_data(insn);
@@ -108,6 +221,12 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         } else if (b[2] == 0xdb) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, mark, QEMU_PLUGIN_CB_NO_REGS,
                                                    (void *)(uintptr_t)COMPONENT);
+        } else if (b[2] == 0xd2) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, device_event, QEMU_PLUGIN_CB_NO_REGS,
+                                                   (void *)(uintptr_t)NOTIFY);
+        } else if (b[2] == 0xf6) {
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, device_event, QEMU_PLUGIN_CB_NO_REGS,
+                                                   (void *)(uintptr_t)WAKE);
         }
     }
 }
@@ -122,11 +241,25 @@ static void at_exit(qemu_plugin_id_t id, void *userdata)
         return;
     }
     for (int k = 0; k < KINDS; k++) {
-        fprintf(f, "insn-window kind=%s windows=%llu insns=%llu tbs=%llu\n", kind_name[k],
-                (unsigned long long)win[k].windows, (unsigned long long)win[k].insns,
-                (unsigned long long)win[k].tbs);
+        fprintf(f,
+                "insn-window kind=%s windows=%llu insns=%llu tbs=%llu before_submit=%llu "
+                "after_wake=%llu\n",
+                kind_name[k], (unsigned long long)win[k].windows,
+                (unsigned long long)win[k].insns, (unsigned long long)win[k].tbs,
+                (unsigned long long)win[k].before_submit, (unsigned long long)win[k].after_wake);
     }
     fclose(f);
+    FILE *p = profile ? fopen(profile, "w") : NULL;
+    for (struct block *b = blocks; p && b; b = b->next) {
+        if (b->before || b->during || b->after) {
+            fprintf(p, "tb %llx %llu %llu %llu %llu\n", (unsigned long long)b->vaddr,
+                    (unsigned long long)b->insns, (unsigned long long)b->before,
+                    (unsigned long long)b->during, (unsigned long long)b->after);
+        }
+    }
+    if (p) {
+        fclose(p);
+    }
 }
 
 __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id,
@@ -137,6 +270,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "outfile=", 8) == 0) {
             outfile = strdup(argv[i] + 8);
+        } else if (strncmp(argv[i], "profile=", 8) == 0) {
+            profile = strdup(argv[i] + 8);
         }
     }
     if (!outfile) {

@@ -3,7 +3,11 @@
 //! timed kernel-only read is bracketed by `xchg rcx, rcx` and each clock
 //! read a component makes (`wasi:clocks/monotonic-clock.now`, which the
 //! probe component takes before and after every read) carries `xchg rbx,
-//! rbx`. Both are no-ops to the CPU; the plugin in
+//! rbx`; `xchg rdx, rdx` follows each block submission (the device
+//! notified) and `xchg rsi, rsi` each device interrupt, so the plugin can
+//! tell the instructions a reader waits for (before the submission, after
+//! the completion's interrupt) from those that overlap the device. All are
+//! no-ops to the CPU; the plugin in
 //! `benches/blk/insn_window.c` counts the instructions and translation
 //! blocks executed between two marks of a kind. Instruction counts do not
 //! move with the load on the host, unlike latencies under TCG.
@@ -32,5 +36,23 @@ pub fn component_clock() {
     if ON.load(Ordering::Relaxed) {
         // SAFETY: as above.
         unsafe { core::arch::asm!("xchg rbx, rbx", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// After a block request went on the ring.
+#[inline]
+pub fn block_submitted() {
+    if ON.load(Ordering::Relaxed) {
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("xchg rdx, rdx", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// In the device interrupt's handler.
+#[inline]
+pub fn device_interrupt() {
+    if ON.load(Ordering::Relaxed) {
+        // SAFETY: as above.
+        unsafe { core::arch::asm!("xchg rsi, rsi", options(nomem, nostack, preserves_flags)) };
     }
 }

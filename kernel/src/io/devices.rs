@@ -17,6 +17,7 @@ pub const IO_VECTOR: u8 = interrupts::FIRST_IRQ_VECTOR + 1;
 static IO_PENDING: AtomicBool = AtomicBool::new(false);
 
 fn on_io_interrupt() {
+    crate::count_marks::device_interrupt();
     IO_PENDING.store(true, Ordering::Release);
 }
 

@@ -121,7 +121,9 @@ impl Reactor {
     pub unsafe fn submit_blk(&mut self, tag: u64, req: &blk::Request) -> Result<(), BlkError> {
         let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
         // SAFETY: forwarded to the caller.
-        unsafe { dev.submit(tag, req) }
+        unsafe { dev.submit(tag, req) }?;
+        crate::count_marks::block_submitted();
+        Ok(())
     }
 
     /// [`submit_blk`](Self::submit_blk) of a request whose data pieces
@@ -138,7 +140,9 @@ impl Reactor {
     ) -> Result<(), BlkError> {
         let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
         // SAFETY: forwarded to the caller.
-        unsafe { dev.submit_with(tag, kind, sector, fill) }
+        unsafe { dev.submit_with(tag, kind, sector, fill) }?;
+        crate::count_marks::block_submitted();
+        Ok(())
     }
 
     /// An `Event::Timer { tag }` at `deadline_ns` (kernel clock).

@@ -75,21 +75,30 @@ pub struct ComponentLatency {
 /// the TCG plugin counted them in one boot: kernel-only reads (from before
 /// the submission to after the completion was reaped) and the component's
 /// (from clock read to clock read: `disk.read`, `stream.read`, the wait).
+/// `waited`: the part a reader waits for, before the device was notified
+/// plus after the completion's interrupt; the rest overlaps the device.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct InsnCounts {
     pub kernel_reads: u64,
     pub kernel_insns_per_read: f64,
+    pub kernel_waited_insns_per_read: f64,
     pub kernel_tbs_per_read: f64,
     pub component_reads: u64,
     pub component_insns_per_read: f64,
+    pub component_waited_insns_per_read: f64,
     pub component_tbs_per_read: f64,
 }
 
+/// One window kind's counts per read: windows, instructions, waited-for
+/// instructions, translation blocks.
+type PerRead = (u64, f64, f64, f64);
+
 impl InsnCounts {
-    /// Parses the plugin's `insn-window kind=K windows=N insns=N tbs=N`
-    /// lines (kinds `kernel` and `component`).
+    /// Parses the plugin's `insn-window kind=K windows=N insns=N tbs=N
+    /// before_submit=N after_wake=N` lines (kinds `kernel` and
+    /// `component`).
     pub fn parse(text: &str) -> Result<InsnCounts, String> {
-        let mut kinds = [None, None];
+        let mut kinds: [Option<PerRead>; 2] = [None, None];
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("insn-window ") else {
                 continue;
@@ -103,19 +112,23 @@ impl InsnCounts {
             };
             let (n, insns, tbs): (u64, u64, u64) =
                 (f.get("windows")?, f.get("insns")?, f.get("tbs")?);
+            let (before, after): (u64, u64) = (f.get("before_submit")?, f.get("after_wake")?);
             if n == 0 {
                 return Err(format!("no {kind} window was marked (is count-marks on?)"));
             }
-            kinds[slot] = Some((n, insns as f64 / n as f64, tbs as f64 / n as f64));
+            let per = |x: u64| x as f64 / n as f64;
+            kinds[slot] = Some((n, per(insns), per(before + after), per(tbs)));
         }
         match kinds {
             [Some(k), Some(c)] => Ok(InsnCounts {
                 kernel_reads: k.0,
                 kernel_insns_per_read: k.1,
-                kernel_tbs_per_read: k.2,
+                kernel_waited_insns_per_read: k.2,
+                kernel_tbs_per_read: k.3,
                 component_reads: c.0,
                 component_insns_per_read: c.1,
-                component_tbs_per_read: c.2,
+                component_waited_insns_per_read: c.2,
+                component_tbs_per_read: c.3,
             }),
             _ => Err("the plugin's counts are missing a window kind".into()),
         }
@@ -524,6 +537,11 @@ fn component_probe(
         let mut arg = plugin.into_os_string();
         arg.push(",outfile=");
         arg.push(out);
+        // Where the instructions go, block by block (the plugin's header).
+        if let Some(profile) = std::env::var_os("RINGOS_INSN_PROFILE") {
+            arg.push(",profile=");
+            arg.push(profile);
+        }
         cfg.plugin = Some(arg);
         cfg.append = format!("{} {}=1", cfg.append, cmdline::COUNT_MARKS);
     }
@@ -603,7 +621,12 @@ impl BlkReport {
             .iter()
             .any(|m| m.component.is_some_and(|c| c.insns.is_some()));
         if counts {
-            header.extend(["kernel insns/read", "component insns/read", "insns ratio"]);
+            header.extend([
+                "kernel insns/read",
+                "component insns/read",
+                "insns ratio",
+                "waited-for insns kernel / component",
+            ]);
         }
         let wit_bindgen = self.machines.iter().any(|m| m.wit_bindgen.is_some());
         if wit_bindgen {
@@ -648,6 +671,12 @@ impl BlkReport {
                 row.push(n.map_or("-".into(), |n| format!("{:.0}", n.kernel_insns_per_read)));
                 row.push(n.map_or("-".into(), |n| format!("{:.0}", n.component_insns_per_read)));
                 row.push(n.map_or("-".into(), |n| format!("{:.2}x", n.ratio())));
+                row.push(n.map_or("-".into(), |n| {
+                    format!(
+                        "{:.0} / {:.0}",
+                        n.kernel_waited_insns_per_read, n.component_waited_insns_per_read
+                    )
+                }));
             }
             if wit_bindgen {
                 let c = m.wit_bindgen;
@@ -934,10 +963,12 @@ EXIT: 0";
     #[test]
     fn instruction_counts_parse_per_read() {
         let n = InsnCounts::parse(
-            "insn-window kind=kernel windows=1000 insns=1250000 tbs=200000\n\
-             insn-window kind=component windows=1100 insns=5500000 tbs=880000\n",
+            "insn-window kind=kernel windows=1000 insns=1250000 tbs=200000 before_submit=300000 after_wake=400000\n\
+             insn-window kind=component windows=1100 insns=5500000 tbs=880000 before_submit=1100000 after_wake=2200000\n",
         )
         .unwrap();
+        assert_eq!(n.kernel_waited_insns_per_read, 700.0);
+        assert_eq!(n.component_waited_insns_per_read, 3000.0);
         assert_eq!((n.kernel_reads, n.component_reads), (1000, 1100));
         assert_eq!(n.kernel_insns_per_read, 1250.0);
         assert_eq!(n.component_insns_per_read, 5000.0);
@@ -945,9 +976,13 @@ EXIT: 0";
         assert_eq!(format!("{:.2}", n.ratio()), "4.00");
         for bad in [
             "",
-            "insn-window kind=kernel windows=1 insns=1 tbs=1",
-            "insn-window kind=kernel windows=0 insns=0 tbs=0\ninsn-window kind=component windows=1 insns=1 tbs=1",
-            "insn-window kind=other windows=1 insns=1 tbs=1",
+            "insn-window kind=kernel windows=1 insns=1 tbs=1 before_submit=0 after_wake=0",
+            "insn-window kind=kernel windows=0 insns=0 tbs=0 before_submit=0 after_wake=0\n\
+             insn-window kind=component windows=1 insns=1 tbs=1 before_submit=0 after_wake=0",
+            "insn-window kind=other windows=1 insns=1 tbs=1 before_submit=0 after_wake=0",
+            // Without the phases (an older plugin).
+            "insn-window kind=kernel windows=1 insns=1 tbs=1\n\
+             insn-window kind=component windows=1 insns=1 tbs=1",
         ] {
             assert!(InsnCounts::parse(bad).is_err(), "{bad:?} parsed");
         }
