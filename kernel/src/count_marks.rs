@@ -21,38 +21,37 @@ pub fn enable() {
     ON.store(true, Ordering::Relaxed);
 }
 
-/// Before and after a timed kernel-only read.
-#[inline]
-pub fn kernel_read() {
-    if ON.load(Ordering::Relaxed) {
-        // SAFETY: exchanges a register with itself; nothing changes.
-        unsafe { core::arch::asm!("xchg rcx, rcx", options(nomem, nostack, preserves_flags)) };
-    }
+/// A mark: a register exchanged with itself (`$insn`), when marks are on.
+macro_rules! mark {
+    ($(#[$doc:meta])* $name:ident, $insn:literal) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name() {
+            if ON.load(Ordering::Relaxed) {
+                // SAFETY: exchanges a register with itself; nothing changes.
+                unsafe { core::arch::asm!($insn, options(nomem, nostack, preserves_flags)) };
+            }
+        }
+    };
 }
 
-/// At a component's clock read.
-#[inline]
-pub fn component_clock() {
-    if ON.load(Ordering::Relaxed) {
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("xchg rbx, rbx", options(nomem, nostack, preserves_flags)) };
-    }
-}
-
-/// After a block request went on the ring.
-#[inline]
-pub fn block_submitted() {
-    if ON.load(Ordering::Relaxed) {
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("xchg rdx, rdx", options(nomem, nostack, preserves_flags)) };
-    }
-}
-
-/// In the device interrupt's handler.
-#[inline]
-pub fn device_interrupt() {
-    if ON.load(Ordering::Relaxed) {
-        // SAFETY: as above.
-        unsafe { core::arch::asm!("xchg rsi, rsi", options(nomem, nostack, preserves_flags)) };
-    }
-}
+mark!(
+    /// Before and after a timed kernel-only read.
+    kernel_read,
+    "xchg rcx, rcx"
+);
+mark!(
+    /// At a component's clock read.
+    component_clock,
+    "xchg rbx, rbx"
+);
+mark!(
+    /// After a block request went on the ring.
+    block_submitted,
+    "xchg rdx, rdx"
+);
+mark!(
+    /// In the device interrupt's handler.
+    device_interrupt,
+    "xchg rsi, rsi"
+);

@@ -21,7 +21,7 @@ use core::cell::RefCell;
 use ringos_abi::{ValType, Value};
 
 use crate::component::device::{DeviceWork, Direction, IoSource, IoTurn, Transfer};
-use crate::component::{Ends, Exports, Func, FuncSig, HostCx, Item};
+use crate::component::{Ends, Exports, Func, FuncSig, HostCx, HostElem, Item};
 use crate::token_map::TokenMap;
 
 pub const BLOCK: u64 = 512;
@@ -99,8 +99,8 @@ struct Stream {
 pub struct Disk {
     dev: Rc<dyn BlockDevice>,
     state: RefCell<DiskState>,
-    /// `result<_, error-code>`, made once.
-    status_t: ValType,
+    /// `result<_, error-code>`, made (and checked) once.
+    status_t: HostElem,
 }
 
 #[derive(Default)]
@@ -130,13 +130,13 @@ impl Disk {
         Rc::new(Disk {
             dev,
             state: RefCell::new(DiskState::default()),
-            status_t: status_type(),
+            status_t: HostElem::new(Some(status_type())).expect("no handles in the status"),
         })
     }
 
     /// A status future already resolved with `r`.
     fn resolved(&self, cx: &mut HostCx<'_>, r: Value) -> Result<u32, String> {
-        let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
+        let (f, token) = cx.new_future(&self.status_t)?;
         cx.write_future(token, r)?;
         Ok(f)
     }
@@ -162,7 +162,7 @@ impl Disk {
             let f = self.resolved(cx, e.value())?;
             return Ok(Ends::new(&[s, f]));
         }
-        let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
+        let (f, status) = cx.new_future(&self.status_t)?;
         if len == 0 {
             cx.close_device_end(token)?;
             cx.write_future(status, Value::ok(None))?;
@@ -190,7 +190,7 @@ impl Disk {
             cx.close_device_end(token)?;
             return self.resolved(cx, e.value()).map(Value::Future);
         }
-        let (f, status) = cx.new_future(Some(self.status_t.clone()))?;
+        let (f, status) = cx.new_future(&self.status_t)?;
         self.state.borrow_mut().streams.insert(
             token,
             Stream {
@@ -208,7 +208,7 @@ impl Disk {
                 .resolved(cx, BlockError::NoDevice.value())
                 .map(Value::Future);
         }
-        let (f, token) = cx.new_future(Some(self.status_t.clone()))?;
+        let (f, token) = cx.new_future(&self.status_t)?;
         // Submitted at the call, as a copy is (a full queue: retried).
         self.submit(cx, token, BlockOp::Flush)?;
         Ok(Value::Future(f))
@@ -395,8 +395,13 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         _ => 0,
     };
     let (d1, d2, d3, d4) = (disk.clone(), disk.clone(), disk.clone(), disk.clone());
-    let read = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Ends, String> {
-        d1.read(cx, u64_at(a, 0), u64_at(a, 1))
+    // Its two u64 parameters' bits.
+    let read = move |cx: &mut HostCx<'_>, a: &[u64]| -> Result<Ends, String> {
+        d1.read(
+            cx,
+            a.first().copied().unwrap_or(0),
+            a.get(1).copied().unwrap_or(0),
+        )
     };
     let write = move |cx: &mut HostCx<'_>, a: &[Value]| -> Result<Option<Value>, String> {
         let Some(Value::Stream(s)) = a.get(1) else {

@@ -13,7 +13,7 @@ use core::cell::RefCell;
 
 use ringos_abi::{ValType, Value};
 
-use crate::component::{Exports, Func, FuncSig, HostCx, HostReply, Item};
+use crate::component::{Exports, Func, FuncSig, HostCx, HostElem, HostReply, Item};
 
 /// Where a component's output goes.
 pub type Sink = Rc<RefCell<dyn FnMut(&[u8])>>;
@@ -46,7 +46,10 @@ fn write_via_stream(sink: Sink) -> Item {
         let Some(Value::Stream(s)) = args.first() else {
             return Err("write-via-stream: expected a stream".into());
         };
-        let (fut, token) = cx.new_future(Some(ValType::result(None, Some(error_code()))))?;
+        let (fut, token) = cx.new_future(&HostElem::new(Some(ValType::result(
+            None,
+            Some(error_code()),
+        )))?)?;
         let sink = sink.clone();
         cx.read_stream(
             *s,
@@ -105,7 +108,10 @@ pub fn cli(cfg: Cli) -> Exports {
     );
     let stdin = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
         let s = cx.closed_stream(Some(ValType::U8))?;
-        let (f, token) = cx.new_future(Some(ValType::result(None, Some(error_code()))))?;
+        let (f, token) = cx.new_future(&HostElem::new(Some(ValType::result(
+            None,
+            Some(error_code()),
+        )))?)?;
         cx.write_future(token, Value::ok(None))?;
         Ok(Some(Value::tuple(vec![Value::Stream(s), Value::Future(f)])))
     };

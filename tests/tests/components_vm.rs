@@ -356,15 +356,18 @@ const TWO_TIMERS: &str = r#"(component
   (instance $i (export "run" (func $run)))
   (export "wasi:cli/run@0.3.2" (instance $i)))"#;
 
+/// `bytes` runs as a VM on microvm and hosted, printing nothing and
+/// exiting 0 in both.
+fn succeeds_in_the_vm_and_hosted(bytes: Vec<u8>, vm: Duration, hosted_timeout: Option<Duration>) {
+    check(&boot_bytes(&bytes, Machine::Microvm, vm), "");
+    let h = hosted(bytes, hosted_timeout).unwrap();
+    assert!(h.ok, "status {}", h.status);
+}
+
 #[test]
 fn async_waits_are_timers_on_the_loop() {
     let bytes = wat::parse_str(TWO_TIMERS).unwrap();
-    check(
-        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120)),
-        "",
-    );
-    let h = hosted(bytes, None).unwrap();
-    assert!(h.ok, "status {}", h.status);
+    succeeds_in_the_vm_and_hosted(bytes, Duration::from_secs(120), None);
 }
 
 /// `run` starts an hour-long `wait-for` (a loop timer) and cancels it:
@@ -400,12 +403,11 @@ const CANCELLED_TIMER: &str = r#"(component
 #[test]
 fn a_cancelled_wait_for_ends_at_once_in_the_vm_and_hosted() {
     let bytes = wat::parse_str(CANCELLED_TIMER).unwrap();
-    check(
-        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(60)),
-        "",
+    succeeds_in_the_vm_and_hosted(
+        bytes,
+        Duration::from_secs(60),
+        Some(Duration::from_secs(30)),
     );
-    let h = hosted(bytes, Some(Duration::from_secs(30))).unwrap();
-    assert!(h.ok, "status {}", h.status);
 }
 
 /// `run` grows its memory 16 MiB at a time until the guest's RAM runs
@@ -495,12 +497,7 @@ fn a_sync_callee_blocks_under_an_async_caller_in_the_vm_and_hosted() {
     // 1000 rounds: each callee blocks on its fiber, the caller goes on
     // (STARTED), waits on its own fiber; the stacks are reused.
     let bytes = fibers_command(0, 1000);
-    check(
-        &boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120)),
-        "",
-    );
-    let h = hosted(bytes, None).unwrap();
-    assert!(h.ok, "status {}", h.status);
+    succeeds_in_the_vm_and_hosted(bytes, Duration::from_secs(120), None);
 }
 
 /// A trap on a fiber in the VM: the component fails with the trap's

@@ -75,23 +75,31 @@ pub struct ComponentLatency {
 /// the TCG plugin counted them in one boot: kernel-only reads (from before
 /// the submission to after the completion was reaped) and the component's
 /// (from clock read to clock read: `disk.read`, `stream.read`, the wait).
-/// `waited`: the part a reader waits for, before the device was notified
-/// plus after the completion's interrupt; the rest overlaps the device.
+/// The part a reader waits for is the instructions before the device was
+/// notified plus those after the completion's interrupt; the rest
+/// overlaps the device.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct InsnCounts {
-    pub kernel_reads: u64,
-    pub kernel_insns_per_read: f64,
-    pub kernel_waited_insns_per_read: f64,
-    pub kernel_tbs_per_read: f64,
-    pub component_reads: u64,
-    pub component_insns_per_read: f64,
-    pub component_waited_insns_per_read: f64,
-    pub component_tbs_per_read: f64,
+    pub kernel: PerRead,
+    pub component: PerRead,
 }
 
-/// One window kind's counts per read: windows, instructions, waited-for
-/// instructions, translation blocks.
-type PerRead = (u64, f64, f64, f64);
+/// One kind of read's counts, per read.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PerRead {
+    pub reads: u64,
+    pub insns: f64,
+    pub before_submit_insns: f64,
+    pub after_interrupt_insns: f64,
+    pub tbs: f64,
+}
+
+impl PerRead {
+    /// The instructions a reader waits for.
+    pub fn waited(&self) -> f64 {
+        self.before_submit_insns + self.after_interrupt_insns
+    }
+}
 
 impl InsnCounts {
     /// Parses the plugin's `insn-window kind=K windows=N insns=N tbs=N
@@ -117,26 +125,23 @@ impl InsnCounts {
                 return Err(format!("no {kind} window was marked (is count-marks on?)"));
             }
             let per = |x: u64| x as f64 / n as f64;
-            kinds[slot] = Some((n, per(insns), per(before + after), per(tbs)));
+            kinds[slot] = Some(PerRead {
+                reads: n,
+                insns: per(insns),
+                before_submit_insns: per(before),
+                after_interrupt_insns: per(after),
+                tbs: per(tbs),
+            });
         }
         match kinds {
-            [Some(k), Some(c)] => Ok(InsnCounts {
-                kernel_reads: k.0,
-                kernel_insns_per_read: k.1,
-                kernel_waited_insns_per_read: k.2,
-                kernel_tbs_per_read: k.3,
-                component_reads: c.0,
-                component_insns_per_read: c.1,
-                component_waited_insns_per_read: c.2,
-                component_tbs_per_read: c.3,
-            }),
+            [Some(kernel), Some(component)] => Ok(InsnCounts { kernel, component }),
             _ => Err("the plugin's counts are missing a window kind".into()),
         }
     }
 
     /// Instructions per component read over per kernel-only read.
     pub fn ratio(&self) -> f64 {
-        self.component_insns_per_read / self.kernel_insns_per_read.max(1.0)
+        self.component.insns / self.kernel.insns.max(1.0)
     }
 }
 
@@ -625,7 +630,7 @@ impl BlkReport {
                 "kernel insns/read",
                 "component insns/read",
                 "insns ratio",
-                "waited-for insns kernel / component",
+                "waited-for insns: kernel / component (before submit + after irq)",
             ]);
         }
         let wit_bindgen = self.machines.iter().any(|m| m.wit_bindgen.is_some());
@@ -668,13 +673,19 @@ impl BlkReport {
             }
             if counts {
                 let n = m.component.and_then(|c| c.insns);
-                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.kernel_insns_per_read)));
-                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.component_insns_per_read)));
+                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.kernel.insns)));
+                row.push(n.map_or("-".into(), |n| format!("{:.0}", n.component.insns)));
                 row.push(n.map_or("-".into(), |n| format!("{:.2}x", n.ratio())));
                 row.push(n.map_or("-".into(), |n| {
+                    let (k, c) = (n.kernel, n.component);
                     format!(
-                        "{:.0} / {:.0}",
-                        n.kernel_waited_insns_per_read, n.component_waited_insns_per_read
+                        "{:.0} ({:.0} + {:.0}) / {:.0} ({:.0} + {:.0})",
+                        k.waited(),
+                        k.before_submit_insns,
+                        k.after_interrupt_insns,
+                        c.waited(),
+                        c.before_submit_insns,
+                        c.after_interrupt_insns
                     )
                 }));
             }
@@ -967,12 +978,14 @@ EXIT: 0";
              insn-window kind=component windows=1100 insns=5500000 tbs=880000 before_submit=1100000 after_wake=2200000\n",
         )
         .unwrap();
-        assert_eq!(n.kernel_waited_insns_per_read, 700.0);
-        assert_eq!(n.component_waited_insns_per_read, 3000.0);
-        assert_eq!((n.kernel_reads, n.component_reads), (1000, 1100));
-        assert_eq!(n.kernel_insns_per_read, 1250.0);
-        assert_eq!(n.component_insns_per_read, 5000.0);
-        assert_eq!(n.component_tbs_per_read, 800.0);
+        assert_eq!(n.kernel.waited(), 700.0);
+        assert_eq!(n.component.waited(), 3000.0);
+        assert_eq!((n.kernel.reads, n.component.reads), (1000, 1100));
+        assert_eq!(n.kernel.insns, 1250.0);
+        assert_eq!(n.component.insns, 5000.0);
+        assert_eq!(n.component.tbs, 800.0);
+        assert_eq!(n.kernel.before_submit_insns, 300.0);
+        assert_eq!(n.component.after_interrupt_insns, 2000.0);
         assert_eq!(format!("{:.2}", n.ratio()), "4.00");
         for bad in [
             "",

@@ -227,11 +227,7 @@ pub(crate) fn task_return(
     builtin(store, &params, &[], move |store, args| {
         let tid = {
             let mut st = sh.get()?;
-            st.inst(inst)?.check_may_leave("task.return")?;
-            let (tid, t) = st.current_task()?;
-            if t.inst != inst {
-                return Err(Trapped::new("task.return called from another instance"));
-            }
+            let (tid, t) = st.current_task_of(inst, "task.return")?;
             // Options matter only where the result goes through memory.
             let lo = if needs_memory(result.as_ref()) {
                 opts.lift_options()
@@ -263,11 +259,7 @@ pub(crate) fn task_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncI
     builtin(store, &[], &[], move |store, _| {
         let tid = {
             let mut st = sh.get()?;
-            st.inst(inst)?.check_may_leave("task.cancel")?;
-            let (tid, t) = st.current_task()?;
-            if t.inst != inst {
-                return Err(Trapped::new("task.cancel called from another instance"));
-            }
+            let (tid, t) = st.current_task_of(inst, "task.cancel")?;
             t.abi.canon_task_cancel()?;
             tid
         };

@@ -133,8 +133,39 @@ impl Ends {
     }
 }
 
-/// A host function whose result is a record or tuple of ends ([`Ends`]).
-pub type HostEndsFn = dyn Fn(&mut HostCx<'_>, &[Value]) -> Result<Ends, String>;
+/// A host function whose result is a record or tuple of ends ([`Ends`])
+/// and whose parameters are bools and integers, given as their core
+/// values' bits (an `i32` in the low half, zero-extended): a lowered call
+/// passes them straight from the caller's arguments.
+pub type HostEndsFn = dyn Fn(&mut HostCx<'_>, &[u64]) -> Result<Ends, String>;
+
+/// The core value bits of a bool or an integer (as [`HostEndsFn`] takes
+/// them); `None` for any other value.
+fn scalar_bits(v: &Value) -> Option<u64> {
+    Some(match *v {
+        Value::Bool(b) => u64::from(b),
+        Value::U8(i) => u64::from(i),
+        Value::U16(i) => u64::from(i),
+        Value::U32(i) => u64::from(i),
+        Value::U64(i) => i,
+        Value::S8(i) => u64::from(i32::from(i) as u32),
+        Value::S16(i) => u64::from(i32::from(i) as u32),
+        Value::S32(i) => u64::from(i as u32),
+        Value::S64(i) => i as u64,
+        _ => return None,
+    })
+}
+
+/// Calls host function `f` on component values: the bits of each
+/// ([`scalar_bits`]).
+fn call_ends(f: &HostEndsFn, cx: &mut HostCx<'_>, vs: &[Value]) -> Result<Ends, String> {
+    let bits = vs
+        .iter()
+        .map(scalar_bits)
+        .collect::<Option<Vec<u64>>>()
+        .ok_or("a host function returning ends takes only bools and integers")?;
+    f(cx, &bits)
+}
 
 pub(crate) enum FuncKind {
     /// `canon lift` of a core function of instance `inst`.
@@ -426,7 +457,7 @@ pub(crate) fn call(
         }
         FuncKind::HostEnds(h) => {
             let args = on_start(store, sh)?;
-            let ends = h(&mut HostCx { store, sh }, &args).map_err(Trapped)?;
+            let ends = call_ends(h, &mut HostCx { store, sh }, &args).map_err(Trapped)?;
             let t = f.sig.ty.result_type().first();
             let r = t.map(|t| ends.into_value(t)).transpose()?;
             on_resolve(store, sh, Resolution::Returned(r))?;
@@ -571,6 +602,21 @@ pub(crate) fn lower(
         ts.iter()
             .all(|t| matches!(t, CoreValType::I32 | CoreValType::I64))
     };
+    // The same for a host function returning ends stored at the
+    // out-pointer (`ringos:blk`'s `read`): no component value at all.
+    if !opts.async_
+        && matches!(callee.kind, FuncKind::HostEnds(_))
+        && matches!(lay.results, ResultShape::SpilledEnds(..))
+        && lay.scalar_params
+        && integers(&params)
+    {
+        let n = sig.ty.param_types().len();
+        let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
+            let r = ends_call(store, &sh, &callee, &lay, &opts, inst, slots, n);
+            super::builtins::set_result(store, &mut [], r.map(|()| None))
+        };
+        return store.host_func_raw(&params, &results, Box::new(f));
+    }
     if !opts.async_
         && callee.kind.sync_host().is_some()
         && lay.scalar_params
@@ -874,6 +920,34 @@ fn store_ends(
     Ok(())
 }
 
+/// A synchronous lowered call of a host function returning ends (see
+/// [`lower`]): `slots` holds the `n` parameters' core bits, then the
+/// out-pointer the ends are stored at.
+#[allow(clippy::too_many_arguments)]
+fn ends_call(
+    store: &mut Store,
+    sh: &Shared,
+    callee: &Func,
+    lay: &HostLayout,
+    opts: &Opts,
+    inst: InstId,
+    slots: &[u64],
+    n: usize,
+) -> Result<(), Trapped> {
+    let (FuncKind::HostEnds(h), ResultShape::SpilledEnds(layout, ends)) =
+        (&callee.kind, &lay.results)
+    else {
+        unreachable!("checked when lowered")
+    };
+    let (Some(args), Some(&ptr)) = (slots.get(..n), slots.get(n)) else {
+        return Err(Trapped::new("a lowered call with too few core arguments"));
+    };
+    sh.get()?.inst(inst)?.check_may_leave("canon lower")?;
+    let e = h(&mut HostCx { store, sh }, args).map_err(Trapped)?;
+    let ptr = u64::from(ptr as u32);
+    store_ends(store, sh, inst, opts, ends, e.as_slice(), *layout, ptr)
+}
+
 /// Whether `t` is a bool or an integer (see [`lift_scalar`]).
 fn is_scalar(t: &ValType) -> bool {
     matches!(t, ValType::Bool) || t.is_integer()
@@ -898,7 +972,7 @@ fn host_call(
     let results = sig.ty.result_type();
     let call = |cx: &mut HostCx<'_>, vs: &[Value]| match h {
         SyncHost::Value(f) => f(cx, vs).map(Reply::Value),
-        SyncHost::Ends(f) => f(cx, vs).map(Reply::Ends),
+        SyncHost::Ends(f) => call_ends(f, cx, vs).map(Reply::Ends),
     };
     let (reply, lenders) = if lay.scalar_params {
         let v = |i: usize| {
@@ -1222,5 +1296,23 @@ mod tests {
             Ok(Ends::new(&[3, 7]))
         );
         assert!(ends_of(&Value::tuple(vec![Value::U32(3)]), 1).is_err());
+    }
+
+    /// A host function returning ends gets the same bits whether the call
+    /// came from a caller's core arguments (an `i32` zero-extended) or
+    /// from component values.
+    #[test]
+    fn scalar_bits_are_the_core_values_bits() {
+        let raw_i32 = |v: i32| Val::I32(v).to_raw();
+        assert_eq!(scalar_bits(&Value::S8(-1)), Some(raw_i32(-1)));
+        assert_eq!(scalar_bits(&Value::S16(-2)), Some(raw_i32(-2)));
+        assert_eq!(scalar_bits(&Value::S32(i32::MIN)), Some(raw_i32(i32::MIN)));
+        assert_eq!(scalar_bits(&Value::U32(u32::MAX)), Some(raw_i32(-1)));
+        assert_eq!(scalar_bits(&Value::Bool(true)), Some(1));
+        assert_eq!(scalar_bits(&Value::U8(200)), Some(200));
+        assert_eq!(scalar_bits(&Value::S64(-1)), Some(Val::I64(-1).to_raw()));
+        assert_eq!(scalar_bits(&Value::U64(u64::MAX)), Some(u64::MAX));
+        assert_eq!(scalar_bits(&Value::String("x".into())), None);
+        assert_eq!(scalar_bits(&Value::Stream(3)), None);
     }
 }

@@ -66,7 +66,7 @@ impl HostCx<'_> {
     /// A future of element type `t` that the host writes with
     /// [`write_future`]; returns the shared index (a `Value::Future` for
     /// the guest) and the host's token.
-    pub fn new_future(&mut self, t: Option<ValType>) -> Result<(u32, u64), String> {
+    pub fn new_future(&mut self, t: &HostElem) -> Result<(u32, u64), String> {
         let mut st = self.sh.get().map_err(|t| t.0)?;
         new_future(&mut st, t).map_err(|t| t.0)
     }
@@ -116,9 +116,20 @@ impl HostCx<'_> {
     }
 }
 
-/// A host end cannot hold elements that carry handles (`own` resources,
-/// stream/future ends, error contexts): the host has no handle table to
-/// move them into or out of.
+/// The element type of a host end (`None`: no elements), checked once
+/// when made rather than per end: a host end cannot hold elements that
+/// carry handles (`own` resources, stream/future ends, error contexts),
+/// as the host has no handle table to move them into or out of.
+#[derive(Clone, Debug)]
+pub struct HostElem(Option<ValType>);
+
+impl HostElem {
+    pub fn new(t: Option<ValType>) -> Result<HostElem, String> {
+        refuse_handles(t.as_ref()).map_err(|t| t.0)?;
+        Ok(HostElem(t))
+    }
+}
+
 fn refuse_handles(t: Option<&ValType>) -> Result<(), Trapped> {
     match t {
         Some(t) if t.contains_handle() => Err(Trapped::new(
@@ -136,9 +147,8 @@ impl State {
 }
 
 /// A future the host writes.
-pub fn new_future(st: &mut State, t: Option<ValType>) -> Result<(u32, u64), Trapped> {
-    refuse_handles(t.as_ref())?;
-    let shared = st.shared.new_future(t)?;
+pub fn new_future(st: &mut State, t: &HostElem) -> Result<(u32, u64), Trapped> {
+    let shared = st.shared.new_future(t.0.clone())?;
     let token = st.new_token();
     st.host_ends.insert(token, HostEnd::FutureWriter { shared });
     Ok((shared, token))

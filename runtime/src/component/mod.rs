@@ -24,7 +24,7 @@ pub mod types;
 mod tests;
 
 pub use call::{Ends, Func, HostAsyncFn, HostComponentFn, HostEndsFn, HostReply, Opts};
-pub use host::HostCx;
+pub use host::{HostCx, HostElem};
 pub use ringos_abi::{ResourceType, ValType, Value};
 pub use state::Trapped;
 pub use state::Waiter;

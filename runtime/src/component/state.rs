@@ -375,6 +375,24 @@ impl State {
         Ok((t, self.task(t)?))
     }
 
+    /// The current task, which built-in `builtin` of instance `inst` may
+    /// act on: `inst` may leave, and the task is one of `inst`'s
+    /// (`task.return`, `task.cancel`).
+    pub fn current_task_of(
+        &mut self,
+        inst: InstId,
+        builtin: &'static str,
+    ) -> Result<(TaskId, &mut RtTask), Trapped> {
+        self.inst(inst)?.check_may_leave(builtin)?;
+        let (tid, t) = self.current_task()?;
+        if t.inst != inst {
+            return Err(Trapped::new(alloc::format!(
+                "{builtin} called from another instance"
+            )));
+        }
+        Ok((tid, t))
+    }
+
     /// The id the next [`State::add_task`] returns.
     pub fn next_task_id(&self) -> TaskId {
         self.free_tasks.last().copied().unwrap_or(self.tasks.len())

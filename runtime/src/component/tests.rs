@@ -42,10 +42,10 @@ fn host_ends_refuse_elements_that_hold_handles() {
         FuncSig::new(&[], vec![], None),
         Box::new(move |cx: &mut HostCx<'_>, _: &[Value]| {
             let own = ValType::Own(ResourceType(0));
-            if cx.new_future(Some(own)).is_ok() || cx.new_future(Some(s8.clone())).is_ok() {
+            if HostElem::new(Some(own)).is_ok() || HostElem::new(Some(s8.clone())).is_ok() {
                 return Err(String::from("a host future of handles was made"));
             }
-            cx.new_future(Some(ValType::U8))?;
+            cx.new_future(&HostElem::new(Some(ValType::U8))?)?;
             Ok(None)
         }),
     );
