@@ -412,26 +412,25 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
     let flush = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
         d3.flush(cx).map(Some)
     };
-    let capacity = move |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
-        Ok(Some(Value::U64(d4.dev.capacity())))
+    let capacity = move |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> {
+        Ok(Some(d4.dev.capacity()))
     };
-    let block_size = |_: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
-        Ok(Some(Value::U32(BLOCK as u32)))
-    };
+    let block_size =
+        |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> { Ok(Some(BLOCK)) };
     let status = || ValType::future(Some(status_type()));
     let stream = || ValType::stream(Some(ValType::U8));
     let items: Vec<(&str, Item)> = vec![
         ("error-code", Item::Type(None)),
         (
             "block-size",
-            Item::Func(Func::host(
+            Item::Func(Func::host_scalar(
                 FuncSig::new(&[], vec![], Some(ValType::U32)),
                 Box::new(block_size),
             )),
         ),
         (
             "capacity",
-            Item::Func(Func::host(
+            Item::Func(Func::host_scalar(
                 FuncSig::new(&[], vec![], Some(ValType::U64)),
                 Box::new(capacity),
             )),

@@ -282,6 +282,14 @@ fn host(sig: FuncSig, f: impl Fn(&[Value]) -> Result<Option<Value>, String> + 's
     ))
 }
 
+/// A function of no parameters returning a `u64`, on core bits.
+fn u64_getter(f: impl Fn() -> u64 + 'static) -> Item {
+    Item::Func(Func::host_scalar(
+        FuncSig::new(&[], vec![], Some(ValType::U64)),
+        Box::new(move |_: &mut HostCx<'_>, _: &[u64]| Ok(Some(f()))),
+    ))
+}
+
 fn u64_arg(args: &[Value]) -> u64 {
     match args.first() {
         Some(Value::U64(v)) => *v,
@@ -324,18 +332,9 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
         instance(vec![
             ("duration", Item::Type(None)),
             ("mark", Item::Type(None)),
-            (
-                "now",
-                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
-                    Ok(Some(Value::U64(s1.monotonic_ns())))
-                }),
-            ),
-            (
-                "get-resolution",
-                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
-                    Ok(Some(Value::U64(s2.resolution_ns())))
-                }),
-            ),
+            // On core bits: `now` is on every timed path.
+            ("now", u64_getter(move || s1.monotonic_ns())),
+            ("get-resolution", u64_getter(move || s2.resolution_ns())),
             ("wait-until", wait(async_sig("when"), sys.clone(), true)),
             ("wait-for", wait(async_sig("how-long"), sys.clone(), false)),
         ]),
@@ -353,12 +352,7 @@ pub fn clocks_and_random(sys: Rc<dyn System>) -> Exports {
                     Ok(Some(Value::Record(vec![Value::S64(s), Value::U32(ns)])))
                 }),
             ),
-            (
-                "get-resolution",
-                host(FuncSig::new(&[], vec![], Some(ValType::U64)), move |_| {
-                    Ok(Some(Value::U64(s4.resolution_ns())))
-                }),
-            ),
+            ("get-resolution", u64_getter(move || s4.resolution_ns())),
         ]),
     );
     for secure in [true, false] {

@@ -139,6 +139,45 @@ impl Ends {
 /// passes them straight from the caller's arguments.
 pub type HostEndsFn = dyn Fn(&mut HostCx<'_>, &[u64]) -> Result<Ends, String>;
 
+/// A host function on bools and integers only (at most one result), on
+/// their core values' bits as [`HostEndsFn`] takes them: a lowered call
+/// goes straight from the caller's arguments to its result slot
+/// (`wasi:clocks` `now`, `ringos:blk` `capacity`).
+pub type HostScalarFn = dyn Fn(&mut HostCx<'_>, &[u64]) -> Result<Option<u64>, String>;
+
+/// The component value of type `t` (a bool or an integer) whose core
+/// value has `bits`.
+fn value_of_bits(t: &ValType, bits: u64) -> Option<Value> {
+    let core = match t {
+        ValType::U64 | ValType::S64 => Val::I64(bits as i64),
+        _ => Val::I32(bits as u32 as i32),
+    };
+    lift_scalar(t, core)
+}
+
+/// Calls `f` on component values; its result as the value of `sig`'s
+/// result type.
+fn call_scalar(
+    f: &HostScalarFn,
+    sig: &FuncSig,
+    cx: &mut HostCx<'_>,
+    vs: &[Value],
+) -> Result<Option<Value>, String> {
+    let bits = vs
+        .iter()
+        .map(scalar_bits)
+        .collect::<Option<Vec<u64>>>()
+        .ok_or("a host function on integers takes only bools and integers")?;
+    let r = f(cx, &bits)?;
+    match (sig.ty.result_type().first(), r) {
+        (None, None) => Ok(None),
+        (Some(t), Some(b)) => value_of_bits(t, b)
+            .map(Some)
+            .ok_or_else(|| "a host function on integers has a result of another type".into()),
+        _ => Err("a host function returned a value of the wrong type".into()),
+    }
+}
+
 /// The core value bits of a bool or an integer (as [`HostEndsFn`] takes
 /// them); `None` for any other value.
 fn scalar_bits(v: &Value) -> Option<u64> {
@@ -175,6 +214,7 @@ pub(crate) enum FuncKind {
         inst: InstId,
     },
     Host(Box<HostComponentFn>),
+    HostScalar(Box<HostScalarFn>),
     HostEnds(Box<HostEndsFn>),
     HostAsync(Box<HostAsyncFn>),
 }
@@ -183,6 +223,7 @@ pub(crate) enum FuncKind {
 #[derive(Clone, Copy)]
 enum SyncHost<'a> {
     Value(&'a HostComponentFn),
+    Scalar(&'a HostScalarFn),
     Ends(&'a HostEndsFn),
 }
 
@@ -190,6 +231,7 @@ impl FuncKind {
     fn sync_host(&self) -> Option<SyncHost<'_>> {
         match self {
             FuncKind::Host(h) => Some(SyncHost::Value(h)),
+            FuncKind::HostScalar(h) => Some(SyncHost::Scalar(h)),
             FuncKind::HostEnds(h) => Some(SyncHost::Ends(h)),
             _ => None,
         }
@@ -201,6 +243,15 @@ impl Func {
         Rc::new(Func {
             sig,
             kind: FuncKind::Host(f),
+        })
+    }
+
+    /// A host function whose parameters and result (at most one) are
+    /// bools and integers, on their core bits ([`HostScalarFn`]).
+    pub fn host_scalar(sig: FuncSig, f: Box<HostScalarFn>) -> Rc<Func> {
+        Rc::new(Func {
+            sig,
+            kind: FuncKind::HostScalar(f),
         })
     }
 
@@ -455,6 +506,12 @@ pub(crate) fn call(
             on_resolve(store, sh, Resolution::Returned(r))?;
             return Ok(Callee::Done);
         }
+        FuncKind::HostScalar(h) => {
+            let args = on_start(store, sh)?;
+            let r = call_scalar(h, &f.sig, &mut HostCx { store, sh }, &args).map_err(Trapped)?;
+            on_resolve(store, sh, Resolution::Returned(r))?;
+            return Ok(Callee::Done);
+        }
         FuncKind::HostEnds(h) => {
             let args = on_start(store, sh)?;
             let ends = call_ends(h, &mut HostCx { store, sh }, &args).map_err(Trapped)?;
@@ -614,6 +671,44 @@ pub(crate) fn lower(
         let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
             let r = ends_call(store, &sh, &callee, &lay, &opts, inst, slots, n);
             super::builtins::set_result(store, &mut [], r.map(|()| None))
+        };
+        return store.host_func_raw(&params, &results, Box::new(f));
+    }
+    // And for one on integers only: core bits in, core bits out.
+    if !opts.async_
+        && matches!(callee.kind, FuncKind::HostScalar(_))
+        && matches!(lay.results, ResultShape::None | ResultShape::Scalar)
+        && lay.scalar_params
+        && integers(&params)
+        && integers(&results)
+    {
+        let n = sig.ty.param_types().len();
+        let has_result = !results.is_empty();
+        let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
+            let FuncKind::HostScalar(h) = &callee.kind else {
+                unreachable!("checked when lowered")
+            };
+            let r = sh
+                .get()
+                .and_then(|mut st| Ok(st.inst(inst)?.check_may_leave("canon lower")?))
+                .and_then(|()| {
+                    let args = slots
+                        .get(..n)
+                        .ok_or_else(|| Trapped::new("too few arguments"))?;
+                    h(&mut HostCx { store, sh: &sh }, args).map_err(Trapped)
+                });
+            match (r, has_result) {
+                (Ok(Some(bits)), true) => {
+                    slots[0] = bits;
+                    Ok(())
+                }
+                (Ok(None), false) => Ok(()),
+                (Ok(_), _) => {
+                    let e = Trapped::new("a host function returned a value of the wrong type");
+                    super::builtins::set_result(store, &mut [], Err(e))
+                }
+                (Err(e), _) => super::builtins::set_result(store, &mut [], Err(e)),
+            }
         };
         return store.host_func_raw(&params, &results, Box::new(f));
     }
@@ -972,6 +1067,7 @@ fn host_call(
     let results = sig.ty.result_type();
     let call = |cx: &mut HostCx<'_>, vs: &[Value]| match h {
         SyncHost::Value(f) => f(cx, vs).map(Reply::Value),
+        SyncHost::Scalar(f) => call_scalar(f, sig, cx, vs).map(Reply::Value),
         SyncHost::Ends(f) => call_ends(f, cx, vs).map(Reply::Ends),
     };
     let (reply, lenders) = if lay.scalar_params {

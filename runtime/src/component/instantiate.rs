@@ -669,7 +669,7 @@ impl Walk<'_> {
 /// or an async host function.
 fn sync_call_may_block(f: &Func) -> bool {
     match &f.kind {
-        FuncKind::Host(_) | FuncKind::HostEnds(_) => false,
+        FuncKind::Host(_) | FuncKind::HostScalar(_) | FuncKind::HostEnds(_) => false,
         FuncKind::HostAsync(_) => true,
         FuncKind::Lifted { opts, .. } => f.sig.ty.async_ || opts.async_,
     }

@@ -23,7 +23,9 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-pub use call::{Ends, Func, HostAsyncFn, HostComponentFn, HostEndsFn, HostReply, Opts};
+pub use call::{
+    Ends, Func, HostAsyncFn, HostComponentFn, HostEndsFn, HostReply, HostScalarFn, Opts,
+};
 pub use host::{HostCx, HostElem};
 pub use ringos_abi::{ResourceType, ValType, Value};
 pub use state::Trapped;

@@ -107,3 +107,67 @@ fn host_ends_refuse_elements_that_hold_handles() {
         r => panic!("expected a trap, got {:?}", r.map(|_| ())),
     }
 }
+
+/// A host function on integers gets its arguments' core bits and gives
+/// its result's, whether a component calls it (from the caller's core
+/// arguments) or the host does (from component values); a result the
+/// host function does not give traps with the rule.
+#[test]
+fn host_functions_on_integers_take_and_give_core_bits() {
+    let sub = Func::host_scalar(
+        FuncSig::new(
+            &["a", "b"],
+            vec![ValType::U32, ValType::S8],
+            Some(ValType::S64),
+        ),
+        Box::new(|_: &mut HostCx<'_>, a: &[u64]| {
+            // `a` arrives zero-extended from 32 bits; `b` is an s8 as an
+            // i32 (sign-extended within those 32 bits).
+            let (a, b) = (a[0], a[1] as u32 as i32);
+            Ok(Some((a as i64 - i64::from(b)) as u64))
+        }),
+    );
+    let none = Func::host_scalar(
+        FuncSig::new(&[], vec![], Some(ValType::U32)),
+        Box::new(|_: &mut HostCx<'_>, _: &[u64]| Ok(None)),
+    );
+    let imports: Exports = [
+        (String::from("sub"), Item::Func(sub.clone())),
+        (String::from("none"), Item::Func(none)),
+    ]
+    .into_iter()
+    .collect();
+    let (mut store, exports) = instantiate(
+        r#"(component
+          (import "sub" (func $sub (param "a" u32) (param "b" s8) (result s64)))
+          (import "none" (func $none (result u32)))
+          (core module $Core
+            (import "" "sub" (func $sub (param i32 i32) (result i64)))
+            (import "" "none" (func $none (result i32)))
+            (func (export "run") (param i32 i32) (result i64)
+              (call $sub (local.get 0) (local.get 1)))
+            (func (export "none") (result i32) (call $none)))
+          (canon lower (func $sub) (core func $sub'))
+          (canon lower (func $none) (core func $none'))
+          (core instance $core (instantiate $Core (with "" (instance
+            (export "sub" (func $sub')) (export "none" (func $none'))))))
+          (func (export "run") (param "a" u32) (param "b" s8) (result s64)
+            (canon lift (core func $core "run")))
+          (func (export "none") (result u32) (canon lift (core func $core "none"))))"#,
+        imports,
+    );
+    let r = store
+        .call(
+            &func(&exports, "run"),
+            &[Value::U32(u32::MAX), Value::S8(-2)],
+        )
+        .unwrap();
+    assert_eq!(r, Some(Value::S64(i64::from(u32::MAX) + 2)));
+    // The host calling it directly: the same bits from component values.
+    let r = store.call(&sub, &[Value::U32(7), Value::S8(-3)]).unwrap();
+    assert_eq!(r, Some(Value::S64(10)));
+    match store.call(&func(&exports, "none"), &[]) {
+        Err(Error::Trapped(m)) => assert!(m.contains("wrong type"), "{m}"),
+        r => panic!("expected a trap, got {r:?}"),
+    }
+}
