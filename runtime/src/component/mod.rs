@@ -254,7 +254,7 @@ impl ComponentStore {
     /// Adds a source of I/O completions the loop polls (a device).
     pub fn add_io(&mut self, io: Rc<dyn device::IoSource>) {
         if let Ok(mut st) = self.sh.get() {
-            st.io.push(io);
+            Rc::make_mut(&mut st.io).push(io);
         }
     }
 

@@ -761,22 +761,19 @@ fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
     Ok(turn)
 }
 
-/// Runs `f` on each I/O source until one fails. The sources are taken out
-/// of the state while they run (they use it) and put back after.
+/// Runs `f` on each I/O source until one fails, from a snapshot of the
+/// list (the sources use the state while they run; one added meanwhile
+/// runs from the next turn).
 fn for_each_io(
     store: &mut Store,
     sh: &Shared,
     mut f: impl FnMut(&dyn IoSource, &mut HostCx<'_>) -> Result<(), String>,
 ) -> Result<(), Trapped> {
-    let sources = core::mem::take(&mut sh.get()?.io);
-    let result = sources
+    let sources = sh.get()?.io.clone();
+    sources
         .iter()
         .try_for_each(|s| f(&**s, &mut HostCx { store, sh }))
-        .map_err(Trapped::new);
-    let mut st = sh.get()?;
-    let added = core::mem::replace(&mut st.io, sources);
-    st.io.extend(added);
-    result
+        .map_err(Trapped::new)
 }
 
 /// Completes a pending host call: its result goes to the caller.

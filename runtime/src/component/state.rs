@@ -216,8 +216,10 @@ pub struct State {
     pub host_ends: crate::token_map::TokenMap<super::host::HostEnd>,
     /// Device-backed stream ends, by token.
     pub(crate) device_ends: crate::token_map::TokenMap<super::device::DeviceEnd>,
-    /// The embedder's I/O, polled when no task can run.
-    pub io: Vec<Rc<dyn super::device::IoSource>>,
+    /// The embedder's I/O, polled when no task can run. Shared so the loop
+    /// can run the sources (which use the state) from a snapshot, a count
+    /// rather than a vector moved out and back on every turn.
+    pub io: Rc<Vec<Rc<dyn super::device::IoSource>>>,
     pub next_token: u64,
     /// The `enter_from` of every call whose frame is on the stack
     /// (callee, caller), outermost first.
