@@ -23,7 +23,7 @@ use wasmparser::ValType as CoreValType;
 
 use super::call::{guest_cx, to_core, with_table, Opts};
 use super::sched;
-use super::state::{Callee, InstId, RtBuffer, Shared, State, Trapped};
+use super::state::{Callee, InstId, Resolution, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
 use crate::{FuncId, Store, Trap, TrapKind};
 
@@ -263,7 +263,7 @@ pub(crate) fn task_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> FuncI
             t.abi.canon_task_cancel()?;
             tid
         };
-        sched::resolve_cancelled(store, &sh, tid)?;
+        sched::hand_over(store, &sh, tid, Resolution::Cancelled)?;
         Ok(None)
     })
 }
@@ -344,16 +344,8 @@ pub(crate) fn subtask_cancel(store: &mut Store, sh: &Shared, inst: InstId) -> Fu
         if let Some(s) = done(&sh)? {
             return Ok(i32v(s));
         }
-        // `subtask.wait_for_pending_event()`: the callee may take a while.
-        sh.get()?.inst(inst)?.begin_sync_wait(i)?;
-        let r = sched::block_until(store, &sh, true, &mut || {
-            sh.get()
-                .ok()
-                .and_then(|mut st| st.inst(inst).ok()?.has_pending_event(i).ok())
-                .unwrap_or(true)
-        });
-        sh.get()?.inst(inst)?.end_sync_wait(i)?;
-        r?;
+        // The callee may take a while.
+        wait_for_pending_event(store, &sh, inst, i)?;
         match done(&sh)? {
             Some(s) => Ok(i32v(s)),
             None => Err(Trapped::new("subtask.cancel: the subtask did not resolve")),
@@ -655,17 +647,30 @@ fn finish_copy(
     if async_ {
         return Ok(i32v(BLOCKED));
     }
+    wait_for_pending_event(store, sh, inst, i)?;
+    let mut st = sh.get()?;
+    let State { insts, shared, .. } = &mut *st;
+    Ok(i32v(insts[inst].get_pending_event(i, shared)?.p2))
+}
+
+/// `wait_for_pending_event()` of `inst`'s waitable `i` for a synchronous
+/// built-in: the loop runs until `i` has an event (the waitable is marked
+/// as having a sync waiter meanwhile).
+fn wait_for_pending_event(
+    store: &mut Store,
+    sh: &Shared,
+    inst: InstId,
+    i: u32,
+) -> Result<(), Trapped> {
     sh.get()?.inst(inst)?.begin_sync_wait(i)?;
-    sched::block_until(store, sh, true, &mut || {
+    let r = sched::block_until(store, sh, true, &mut || {
         sh.get()
             .ok()
             .and_then(|mut st| st.inst(inst).ok()?.has_pending_event(i).ok())
             .unwrap_or(true)
-    })?;
-    let mut st = sh.get()?;
-    let State { insts, shared, .. } = &mut *st;
-    insts[inst].end_sync_wait(i)?;
-    Ok(i32v(insts[inst].get_pending_event(i, shared)?.p2))
+    });
+    sh.get()?.inst(inst)?.end_sync_wait(i)?;
+    r
 }
 
 /// `canon stream.new` / `future.new`: `() -> i64` (both ends).

@@ -163,12 +163,7 @@ fn call_scalar(
     cx: &mut HostCx<'_>,
     vs: &[Value],
 ) -> Result<Option<Value>, String> {
-    let bits = vs
-        .iter()
-        .map(scalar_bits)
-        .collect::<Option<Vec<u64>>>()
-        .ok_or("a host function on integers takes only bools and integers")?;
-    let r = f(cx, &bits)?;
+    let r = f(cx, &bits_of(vs)?)?;
     match (sig.ty.result_type().first(), r) {
         (None, None) => Ok(None),
         (Some(t), Some(b)) => value_of_bits(t, b)
@@ -195,15 +190,18 @@ fn scalar_bits(v: &Value) -> Option<u64> {
     })
 }
 
-/// Calls host function `f` on component values: the bits of each
-/// ([`scalar_bits`]).
-fn call_ends(f: &HostEndsFn, cx: &mut HostCx<'_>, vs: &[Value]) -> Result<Ends, String> {
-    let bits = vs
-        .iter()
+/// The bits of each of `vs` ([`scalar_bits`]), for a host function on
+/// core bits called with component values.
+fn bits_of(vs: &[Value]) -> Result<Vec<u64>, String> {
+    vs.iter()
         .map(scalar_bits)
         .collect::<Option<Vec<u64>>>()
-        .ok_or("a host function returning ends takes only bools and integers")?;
-    f(cx, &bits)
+        .ok_or_else(|| "a host function on core bits takes only bools and integers".into())
+}
+
+/// Calls host function `f` on component values.
+fn call_ends(f: &HostEndsFn, cx: &mut HostCx<'_>, vs: &[Value]) -> Result<Ends, String> {
+    f(cx, &bits_of(vs)?)
 }
 
 pub(crate) enum FuncKind {
@@ -670,7 +668,7 @@ pub(crate) fn lower(
         let n = sig.ty.param_types().len();
         let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
             let r = ends_call(store, &sh, &callee, &lay, &opts, inst, slots, n);
-            super::builtins::set_result(store, &mut [], r.map(|()| None))
+            set_raw_result(store, slots, 0, r.map(|()| None))
         };
         return store.host_func_raw(&params, &results, Box::new(f));
     }
@@ -683,7 +681,7 @@ pub(crate) fn lower(
         && integers(&results)
     {
         let n = sig.ty.param_types().len();
-        let has_result = !results.is_empty();
+        let result = results.first().copied();
         let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
             let FuncKind::HostScalar(h) = &callee.kind else {
                 unreachable!("checked when lowered")
@@ -696,19 +694,15 @@ pub(crate) fn lower(
                         .get(..n)
                         .ok_or_else(|| Trapped::new("too few arguments"))?;
                     h(&mut HostCx { store, sh: &sh }, args).map_err(Trapped)
+                })
+                .and_then(|bits| match (bits, result) {
+                    (Some(b), Some(t)) => Ok(Some(Val::from_raw(t, b))),
+                    (None, None) => Ok(None),
+                    _ => Err(Trapped::new(
+                        "a host function returned a value of the wrong type",
+                    )),
                 });
-            match (r, has_result) {
-                (Ok(Some(bits)), true) => {
-                    slots[0] = bits;
-                    Ok(())
-                }
-                (Ok(None), false) => Ok(()),
-                (Ok(_), _) => {
-                    let e = Trapped::new("a host function returned a value of the wrong type");
-                    super::builtins::set_result(store, &mut [], Err(e))
-                }
-                (Err(e), _) => super::builtins::set_result(store, &mut [], Err(e)),
-            }
+            set_raw_result(store, slots, usize::from(result.is_some()), r)
         };
         return store.host_func_raw(&params, &results, Box::new(f));
     }
@@ -732,13 +726,7 @@ pub(crate) fn lower(
                 .get()
                 .and_then(|mut st| Ok(st.inst(inst)?.check_may_leave("canon lower")?))
                 .and_then(|()| host_call(store, &sh, h, &sig, &lay, &opts, inst, args));
-            let mut out = [Val::I32(0)];
-            let n = usize::from(!results_empty(&lay));
-            super::builtins::set_result(store, &mut out[..n], r)?;
-            if n == 1 {
-                slots[0] = out[0].to_raw();
-            }
-            Ok(())
+            set_raw_result(store, slots, usize::from(!results_empty(&lay)), r)
         };
         return store.host_func_raw(&params, &results, Box::new(f));
     }
@@ -747,6 +735,25 @@ pub(crate) fn lower(
         super::builtins::set_result(store, out, r)
     };
     store.host_func(&params, &results, Box::new(f))
+}
+
+/// Puts a raw lowered call's one result, if any, in the stub's first
+/// slot (`n_results`: how many its core type has, at most one); a
+/// failure, or a result where none is expected, becomes a trap with its
+/// message.
+fn set_raw_result(
+    store: &mut Store,
+    slots: &mut [u64],
+    n_results: usize,
+    r: Result<Option<Val>, Trapped>,
+) -> Result<(), Trap> {
+    let mut out = [Val::I32(0)];
+    let n = n_results.min(1);
+    super::builtins::set_result(store, &mut out[..n], r)?;
+    if let (1, Some(s)) = (n, slots.first_mut()) {
+        *s = out[0].to_raw();
+    }
+    Ok(())
 }
 
 /// The caller's subtask while it is not (yet) in the caller's table.

@@ -12,7 +12,7 @@ use ringos_abi::events::CopyResult;
 use ringos_abi::{ValType, Value};
 
 use super::builtins::{deliver, Copier};
-use super::state::{RtBuffer, Shared, State, Trapped};
+use super::state::{Resolution, RtBuffer, Shared, State, Trapped};
 use crate::Store;
 
 /// Elements a host read asks for at a time.
@@ -105,7 +105,8 @@ impl HostCx<'_> {
 
     /// Completes the pending host call `token` with `result`.
     pub fn complete(&mut self, token: u64, result: Option<Value>) -> Result<(), String> {
-        super::sched::complete_host_call(self.store, self.sh, token, result).map_err(|t| t.0)
+        super::sched::complete_host_call(self.store, self.sh, token, Resolution::Returned(result))
+            .map_err(|t| t.0)
     }
 
     /// Writes the future of `token` (see [`HostCx::new_future`]).

@@ -189,16 +189,22 @@ pub(crate) fn resolve(
     tid: TaskId,
     result: Option<ringos_abi::Value>,
 ) -> Result<(), Trapped> {
-    let mut on_resolve = {
-        let mut st = sh.get()?;
-        let t = st.task(tid)?;
-        t.abi.return_()?;
-        t.on_resolve.take()
-    };
-    if let Some(f) = on_resolve.as_mut() {
-        f(store, sh, Resolution::Returned(result))?;
+    sh.get()?.task(tid)?.abi.return_()?;
+    hand_over(store, sh, tid, Resolution::Returned(result))
+}
+
+/// Task `tid`'s resolution goes to its caller (`on_resolve`, once).
+pub(crate) fn hand_over(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    r: Resolution,
+) -> Result<(), Trapped> {
+    let on_resolve = sh.get()?.task(tid)?.on_resolve.take();
+    match on_resolve {
+        Some(mut f) => f(store, sh, r),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The task's last thread ends: it must have resolved.
@@ -404,11 +410,7 @@ pub(crate) fn request_cancellation(
             if !timer {
                 return Ok(());
             }
-            let f = sh.get()?.host_calls.remove(&token);
-            return match f {
-                Some(mut f) => f(store, sh, Resolution::Cancelled),
-                None => Ok(()),
-            };
+            return complete_host_call(store, sh, token, Resolution::Cancelled);
         }
         Callee::Task(tid) => tid,
     };
@@ -437,17 +439,14 @@ pub(crate) fn request_cancellation(
         CancelRequest::Pending => Ok(()),
         CancelRequest::ResumeImplicit => {
             // It waited to enter (backpressure): it never starts.
-            let mut on_resolve = {
+            {
                 let mut st = sh.get()?;
                 st.inst(inst)?.stop_waiting_to_enter()?;
                 let t = st.task(tid)?;
                 t.abi.cancel()?;
                 t.step = Step::Exited;
-                t.on_resolve.take()
-            };
-            if let Some(f) = on_resolve.as_mut() {
-                f(store, sh, Resolution::Cancelled)?;
             }
+            hand_over(store, sh, tid, Resolution::Cancelled)?;
             sh.get()?.remove_task(tid);
             Ok(())
         }
@@ -469,20 +468,6 @@ pub(crate) fn request_cancellation(
             r.map(drop)
         }
     }
-}
-
-/// `canon task.cancel` after its checks (`Task.cancel`): the task
-/// resolves cancelled; its caller's subtask says so.
-pub(crate) fn resolve_cancelled(
-    store: &mut Store,
-    sh: &Shared,
-    tid: TaskId,
-) -> Result<(), Trapped> {
-    let on_resolve = sh.get()?.task(tid)?.on_resolve.take();
-    if let Some(mut f) = on_resolve {
-        f(store, sh, Resolution::Cancelled)?;
-    }
-    Ok(())
 }
 
 /// Calls a task's callback; returns its packed code once dealt with.
@@ -781,11 +766,11 @@ pub(crate) fn complete_host_call(
     store: &mut Store,
     sh: &Shared,
     token: u64,
-    result: Option<ringos_abi::Value>,
+    r: Resolution,
 ) -> Result<(), Trapped> {
     let f = sh.get()?.host_calls.remove(&token);
     match f {
-        Some(mut f) => f(store, sh, Resolution::Returned(result)),
+        Some(mut f) => f(store, sh, r),
         None => Err(Trapped::new("no such pending host call")),
     }
 }
@@ -812,7 +797,7 @@ fn fire_timers(store: &mut Store, sh: &Shared) -> Result<bool, Trapped> {
     };
     let fired = !due.is_empty();
     for token in due {
-        complete_host_call(store, sh, token, None)?;
+        complete_host_call(store, sh, token, Resolution::Returned(None))?;
     }
     Ok(fired)
 }
