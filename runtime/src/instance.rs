@@ -410,6 +410,15 @@ impl Store {
         InterruptHandle(&self.ctx.interrupt)
     }
 
+    /// Whether the embedder interrupted this store (Wasm traps at its next
+    /// loop; a loop waiting for I/O or a timer asks this after each wait).
+    pub fn interrupted(&self) -> bool {
+        self.ctx
+            .interrupt
+            .load(core::sync::atomic::Ordering::Relaxed)
+            != 0
+    }
+
     /// Whether a `memory.grow` failed for lack of memory since the last
     /// call of this (then cleared).
     pub fn take_grow_refused(&mut self) -> bool {

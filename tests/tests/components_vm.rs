@@ -110,6 +110,65 @@ fn a_runaway_component_is_interrupted_before_the_timeout() {
     );
 }
 
+/// `run` waits 50 ms (a loop timer on the one-shot LAPIC timer the
+/// watchdog uses too), then loops forever.
+const SLEEP_THEN_SPIN: &str = r#"(component
+  (import "wasi:clocks/monotonic-clock@0.3.2" (instance $c
+    (export "wait-for" (func async (param "how-long" u64)))))
+  (canon lower (func $c "wait-for") (core func $wait))
+  (core module $M
+    (import "" "wait" (func $wait (param i64)))
+    (func (export "run") (result i32)
+      (call $wait (i64.const 50000000))
+      (loop $l (br $l))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance (export "wait" (func $wait))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+#[test]
+fn the_timeout_still_interrupts_after_a_wait_used_the_timer() {
+    // The wait's deadline took the one-shot timer from the watchdog; the
+    // watchdog must get it back, or the loop runs until QEMU is killed.
+    let bytes = wat::parse_str(SLEEP_THEN_SPIN).unwrap();
+    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
+    let run = out.run.unwrap();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?} {:?}",
+        run.outcome,
+        out.component
+    );
+    assert!(
+        out.component.iter().any(|l| l.contains("interrupted")),
+        "{:?}",
+        out.component
+    );
+}
+
+#[test]
+fn a_wait_longer_than_the_timeout_is_interrupted() {
+    // An hour-long wait-for: the guest's watchdog ends it at the timeout
+    // (2 s before QEMU would be killed) with the trap's reason.
+    let bytes = wat::parse_str(SLEEP_THEN_SPIN.replace("50000000", "3600000000000")).unwrap();
+    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
+    let run = out.run.unwrap();
+    assert_eq!(
+        run.outcome.exit_code(),
+        1,
+        "{:?} {:?}",
+        run.outcome,
+        out.component
+    );
+    assert!(
+        out.component.iter().any(|l| l.contains("interrupted")),
+        "{:?}",
+        out.component
+    );
+}
+
 #[test]
 fn a_runaway_component_is_interrupted_hosted() {
     let bytes = wat::parse_str(SPIN).unwrap();

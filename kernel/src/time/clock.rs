@@ -25,6 +25,8 @@ pub struct Clock {
 
 static CLOCK: Once<Clock> = Once::new();
 static TIMER_FIRES: AtomicU64 = AtomicU64::new(0);
+/// The deadline the one-shot timer was last armed for (0: stopped).
+static ARMED: AtomicU64 = AtomicU64::new(0);
 
 /// Nanoseconds since the kernel's entry; 0 before [`init`].
 pub fn now_ns() -> u64 {
@@ -168,7 +170,18 @@ pub fn arm(deadline_ns: u64) {
     let Some(c) = CLOCK.get() else { return };
     let delta = deadline_ns.saturating_sub(now_ns());
     let ticks = c.lapic.ns_to_ticks(delta).clamp(1, u32::MAX as u64) as u32;
-    lapic::timer_oneshot(TIMER_VECTOR, ticks);
+    // Together, so a timer interrupt arming in between cannot leave
+    // `ARMED` naming another deadline than the LAPIC's.
+    crate::interrupts::without(|| {
+        ARMED.store(deadline_ns, Ordering::Relaxed);
+        lapic::timer_oneshot(TIMER_VECTOR, ticks);
+    });
+}
+
+/// The deadline of the last [`arm`] (0 after a [`sleep_ns`] stopped the
+/// timer): whether reprogramming the LAPIC would change anything.
+pub fn armed() -> u64 {
+    ARMED.load(Ordering::Relaxed)
 }
 
 /// Sleeps (halted, not spinning) until `ns` have passed.
@@ -180,5 +193,6 @@ pub fn sleep_ns(ns: u64) {
             cpu::wait_for_interrupt();
         }
         lapic::timer_stop();
+        ARMED.store(0, Ordering::Relaxed);
     });
 }

@@ -86,8 +86,14 @@ impl ringos_runtime::component::Waiter for KernelSystem {
         crate::time::now_ns()
     }
     /// Halts until the deadline or a device interrupt (the loop has
-    /// nothing else to do); the watchdog's timer is armed again after.
+    /// nothing else to do), or the watchdog's deadline if sooner: the
+    /// loop then sees the store interrupted. The watchdog's timer is armed
+    /// again after if the wait took it.
     fn wait(&self, deadline_ns: Option<u64>) {
+        let deadline_ns = match (deadline_ns, super::watchdog::deadline()) {
+            (Some(d), Some(w)) => Some(d.min(w)),
+            (d, w) => d.or(w),
+        };
         self.disk.wait(deadline_ns);
         super::watchdog::rearm();
     }

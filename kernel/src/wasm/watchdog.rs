@@ -25,13 +25,20 @@ pub fn start(h: InterruptHandle, after_ns: u64) {
     time::arm(deadline);
 }
 
-/// Arms the timer for the watchdog's deadline again (after something else
-/// used the one-shot timer, e.g. a sleep).
+/// Arms the timer for the watchdog's deadline again if something else
+/// used the one-shot timer meanwhile (a sleep, a loop deadline). Not
+/// otherwise: the loop asks after every wait, and a reprogrammed LAPIC is
+/// a device exit (a QEMU timer update) on each device read's path.
 pub fn rearm() {
     let deadline = DEADLINE.load(Ordering::SeqCst);
-    if deadline != 0 {
+    if deadline != 0 && time::armed() != deadline {
         time::arm(deadline);
     }
+}
+
+/// The watchdog's deadline (kernel clock), while it runs.
+pub fn deadline() -> Option<u64> {
+    Some(DEADLINE.load(Ordering::SeqCst)).filter(|&d| d != 0)
 }
 
 /// Ends the watchdog (the run finished in time).

@@ -684,6 +684,14 @@ pub(crate) fn block_until(
                 match waiter {
                     Some(w) if io.in_flight || deadline.is_some() => {
                         w.wait(deadline);
+                        // A deadline of the embedder's (a timeout) ends a
+                        // wait as it ends a loop in Wasm.
+                        if store.interrupted() {
+                            return Err(Trapped(alloc::format!(
+                                "wasm trap: {}",
+                                crate::trap::Trap(crate::trap::TrapKind::Interrupted)
+                            )));
+                        }
                         // Woken by a device or the clock: take what came
                         // in before looking for a task to run.
                         poll_io(store, sh)?;
