@@ -92,8 +92,13 @@ const SPIN: &str = r#"(component
 
 #[test]
 fn a_runaway_component_is_interrupted_before_the_timeout() {
-    let bytes = wat::parse_str(SPIN).unwrap();
-    // The guest interrupts the component 2 s before QEMU would be killed.
+    interrupted_in_the_vm(SPIN);
+}
+
+/// Boots `wat` with an 8 s VM timeout: the guest must interrupt it (2 s
+/// before QEMU would be killed), exit 1, and say so.
+fn interrupted_in_the_vm(wat: &str) {
+    let bytes = wat::parse_str(wat).unwrap();
     let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
     let run = out.run.unwrap();
     assert_eq!(
@@ -131,42 +136,14 @@ const SLEEP_THEN_SPIN: &str = r#"(component
 fn the_timeout_still_interrupts_after_a_wait_used_the_timer() {
     // The wait's deadline took the one-shot timer from the watchdog; the
     // watchdog must get it back, or the loop runs until QEMU is killed.
-    let bytes = wat::parse_str(SLEEP_THEN_SPIN).unwrap();
-    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
-    let run = out.run.unwrap();
-    assert_eq!(
-        run.outcome.exit_code(),
-        1,
-        "{:?} {:?}",
-        run.outcome,
-        out.component
-    );
-    assert!(
-        out.component.iter().any(|l| l.contains("interrupted")),
-        "{:?}",
-        out.component
-    );
+    interrupted_in_the_vm(SLEEP_THEN_SPIN);
 }
 
 #[test]
 fn a_wait_longer_than_the_timeout_is_interrupted() {
     // An hour-long wait-for: the guest's watchdog ends it at the timeout
     // (2 s before QEMU would be killed) with the trap's reason.
-    let bytes = wat::parse_str(SLEEP_THEN_SPIN.replace("50000000", "3600000000000")).unwrap();
-    let out = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(8));
-    let run = out.run.unwrap();
-    assert_eq!(
-        run.outcome.exit_code(),
-        1,
-        "{:?} {:?}",
-        run.outcome,
-        out.component
-    );
-    assert!(
-        out.component.iter().any(|l| l.contains("interrupted")),
-        "{:?}",
-        out.component
-    );
+    interrupted_in_the_vm(&SLEEP_THEN_SPIN.replace("50000000", "3600000000000"));
 }
 
 #[test]
