@@ -63,6 +63,9 @@ pub fn main(boot: &'static BootInfo) -> ! {
     if cmdline::get(line, cmdline::COUNT_MARKS) == Some("1") {
         crate::count_marks::enable();
     }
+    if cmdline::get(line, cmdline::PHASES) == Some("1") {
+        crate::count_marks::enable_phases();
+    }
     let devs = io::devices::discover(line);
     let mut reactor = Reactor::new(devs, IoMode::from_cmdline(cmdline::get(line, cmdline::IO)));
     log::info!(

@@ -92,6 +92,11 @@ pub mod cmdline {
     /// `benches/blk/insn_window.c`). Off, the marks cost a load and a
     /// branch.
     pub const COUNT_MARKS: &str = "count-marks";
+    /// `phases=1`: the same marks also take the TSC, and after the run the
+    /// kernel prints the median of each phase of a timed read, kernel-only
+    /// and in the component (`probe-blk: phases path=... ` lines;
+    /// `ringos probe blk --component --phases`).
+    pub const PHASES: &str = "phases";
 
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {

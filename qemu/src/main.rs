@@ -390,6 +390,12 @@ struct ProbeBlkArgs {
     /// counts do not move with the host's load
     #[arg(long, requires = "component")]
     count: bool,
+    /// With --component: also split each read into phases (TSC marks in the kernel,
+    /// medians): before the submission, the submission (QEMU handles the notify), the
+    /// device until its interrupt, and from the interrupt until the reader has its
+    /// data; kernel-only and inside benches/blk/probe.wat, side by side
+    #[arg(long, requires = "component")]
+    phases: bool,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -646,6 +652,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
     let report = probe::blk::probe_blk(&ProbeBlk {
         component: a.component,
         count: a.count,
+        phases: a.phases,
         wit_bindgen,
         image,
         disk,

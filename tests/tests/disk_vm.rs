@@ -390,3 +390,49 @@ fn a_read_whose_results_cannot_be_stored_traps_clearly() {
     let out = hosted(app, &[], &[], Some(&disk.path), None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `ringos probe blk --component --phases`: a real boot with a real disk
+/// file; the kernel marks the phases of both paths' reads and the probe
+/// reports them, each read counted, adding up to no more than the slowest
+/// read (the phases are medians of parts of reads).
+#[test]
+fn the_probe_splits_reads_into_phases() {
+    use ringos::probe::blk::{probe_blk, ProbeBlk};
+    let disk = disk("phases");
+    let p = ProbeBlk {
+        image: ringos::kernel_image::build(false).expect("kernel image"),
+        disk: disk.path.clone(),
+        machines: vec![Machine::Microvm],
+        ops: 200,
+        qd: 4,
+        write: false,
+        io: None,
+        accel: ringos::Accel::Tcg,
+        mem_mib: 256,
+        timeout: Duration::from_secs(120),
+        component: true,
+        count: false,
+        phases: true,
+        wit_bindgen: None,
+    };
+    let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
+    let c = report.machines[0].component.expect("the component's reads");
+    let phases = c.phases.expect("phases");
+    // 200 timed kernel-only reads; the component's 200 after 20 warm-up ones.
+    assert_eq!(phases.kernel.reads, 200, "{phases:?}");
+    assert_eq!(phases.component.reads, 220, "{phases:?}");
+    for s in [phases.kernel, phases.component] {
+        assert!(s.submit_ns > 0 && s.after_irq_ns > 0, "{phases:?}");
+        let sum = s.before_submit_ns + s.submit_ns + s.device_ns + s.after_irq_ns;
+        assert!(
+            sum <= c.max_ns.max(c.same_boot_kernel.unwrap().max_ns),
+            "{phases:?} {c:?}"
+        );
+    }
+    // The component's own work happens before the submission.
+    assert!(
+        phases.component.before_submit_ns > phases.kernel.before_submit_ns,
+        "{phases:?}"
+    );
+    assert!(report.table().contains("component - kernel"));
+}

@@ -120,6 +120,7 @@ impl Reactor {
     /// untouched until the completion with this tag is returned.
     pub unsafe fn submit_blk(&mut self, tag: u64, req: &blk::Request) -> Result<(), BlkError> {
         let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
+        crate::count_marks::block_submitting();
         // SAFETY: forwarded to the caller.
         unsafe { dev.submit(tag, req) }?;
         crate::count_marks::block_submitted();
@@ -139,6 +140,7 @@ impl Reactor {
         fill: impl FnOnce(&mut blk::Segments) -> Result<(), BlkError>,
     ) -> Result<(), BlkError> {
         let dev = self.blk.as_mut().ok_or(BlkError::Unsupported)?;
+        crate::count_marks::block_submitting();
         // SAFETY: forwarded to the caller.
         unsafe { dev.submit_with(tag, kind, sector, fill) }?;
         crate::count_marks::block_submitted();

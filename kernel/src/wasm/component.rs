@@ -136,6 +136,7 @@ pub fn run(mut reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64, baselin
     let disk = Rc::new(VirtioDisk::new(reactor));
     let status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
     baseline.after(&mut disk.reactor());
+    crate::count_marks::report_phases();
     let s = disk.stats();
     log::info!(
         "ringos:blk: {} requests, {} bytes moved by DMA to/from linear memory, {} bytes copied by the kernel",

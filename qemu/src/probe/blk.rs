@@ -42,6 +42,9 @@ pub struct ProbeBlk {
     /// With `component`: count guest instructions per read too (a TCG
     /// plugin, [`insn_plugin`]).
     pub count: bool,
+    /// With `component`: time the phases of each read too (TSC marks in
+    /// the kernel, [`Phases`]).
+    pub phases: bool,
     pub wit_bindgen: Option<Vec<u8>>,
 }
 
@@ -69,6 +72,72 @@ pub struct ComponentLatency {
     pub same_boot_kernel: Option<Baseline>,
     /// With `--count`: guest instructions per read in this boot.
     pub insns: Option<InsnCounts>,
+    /// With `--phases`: where a read's time goes, in this boot.
+    pub phases: Option<Phases>,
+}
+
+/// Where a timed read's time goes (medians of TSC marks in the kernel),
+/// kernel-only and in the component, in one boot.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Phases {
+    pub kernel: PhaseSplit,
+    pub component: PhaseSplit,
+}
+
+/// One path's phase medians.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PhaseSplit {
+    /// Reads whose every point was marked in order.
+    pub reads: u64,
+    /// From the start (the component's clock read) to the submission.
+    pub before_submit_ns: u64,
+    /// The submission: the descriptors and the notify QEMU handles.
+    pub submit_ns: u64,
+    /// From the notify to the device's interrupt.
+    pub device_ns: u64,
+    /// From the interrupt to the reader having its data.
+    pub after_irq_ns: u64,
+}
+
+/// The kernel's phase lines, after [`probe::BLK_LINE`].
+const PHASES_KEY: &str = "phases ";
+
+impl Phases {
+    /// Parses the kernel's `phases path=kernel|component reads=N
+    /// before_submit_ns=.. submit_ns=.. device_ns=.. after_irq_ns=..`
+    /// lines (after the `probe-blk: ` prefix).
+    pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Phases, String> {
+        let mut paths: [Option<PhaseSplit>; 2] = [None, None];
+        for line in lines {
+            let Some(rest) = line.strip_prefix(PHASES_KEY) else {
+                continue;
+            };
+            let f = Fields::new(rest);
+            let path: String = f.get("path")?;
+            let slot = match path.as_str() {
+                "kernel" => 0,
+                "component" => 1,
+                p => return Err(format!("unknown phase path {p:?}")),
+            };
+            let split = PhaseSplit {
+                reads: f.get("reads")?,
+                before_submit_ns: f.get("before_submit_ns")?,
+                submit_ns: f.get("submit_ns")?,
+                device_ns: f.get("device_ns")?,
+                after_irq_ns: f.get("after_irq_ns")?,
+            };
+            if split.reads == 0 {
+                return Err(format!(
+                    "no {path} read had all its phases marked (poll mode has no interrupt)"
+                ));
+            }
+            paths[slot] = Some(split);
+        }
+        match paths {
+            [Some(kernel), Some(component)] => Ok(Phases { kernel, component }),
+            _ => Err("the kernel printed no phases for one of the paths".into()),
+        }
+    }
 }
 
 /// Guest instructions and translation blocks executed per timed read, as
@@ -220,6 +289,7 @@ impl ComponentLatency {
             max_ns: f.get("max_ns")?,
             same_boot_kernel: None,
             insns: None,
+            phases: None,
         })
     }
 
@@ -550,6 +620,11 @@ fn component_probe(
         cfg.plugin = Some(arg);
         cfg.append = format!("{} {}=1", cfg.append, cmdline::COUNT_MARKS);
     }
+    // Phases, too, for the probe that reads the clock only around reads.
+    let phases = p.phases && args.is_empty();
+    if phases {
+        cfg.append = format!("{} {}=1", cfg.append, cmdline::PHASES);
+    }
     eprintln!("probe blk: {machine}: the same reads inside a component ({what})");
     let run = vm::run(&cfg, Console::Capture);
     let _ = fs::remove_file(&image);
@@ -584,6 +659,13 @@ fn component_probe(
         None => return Err(fail("the kernel printed no same-boot baseline".into())),
     };
     latency.insns = insns.transpose().map_err(fail)?;
+    if phases {
+        let lines = run
+            .lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix(probe::BLK_LINE));
+        latency.phases = Some(Phases::parse(lines).map_err(fail)?);
+    }
     Ok(latency)
 }
 
@@ -595,6 +677,57 @@ fn bad_disk(path: &Path, e: io::Error) -> Error {
 }
 
 impl BlkReport {
+    /// With `--phases`: each machine's phase medians, kernel-only and in
+    /// the component, and what the component adds to each.
+    fn phase_table(&self) -> String {
+        let with: Vec<_> = self
+            .machines
+            .iter()
+            .filter_map(|m| Some((m.machine, m.component?.phases?)))
+            .collect();
+        if with.is_empty() {
+            return String::new();
+        }
+        let mut t = Table::new(
+            &[
+                "machine",
+                "path",
+                "reads",
+                "before submit µs",
+                "submit (notify) µs",
+                "device µs",
+                "after irq µs",
+            ],
+            2,
+        );
+        for (machine, p) in with {
+            let us_of = |s: &PhaseSplit| {
+                [s.before_submit_ns, s.submit_ns, s.device_ns, s.after_irq_ns].map(|n| us(n as f64))
+            };
+            for (path, s) in [("kernel-only", &p.kernel), ("component", &p.component)] {
+                let mut row = vec![machine.to_string(), path.into(), s.reads.to_string()];
+                row.extend(us_of(s));
+                t.row(row);
+            }
+            let d = |a: u64, b: u64| format!("{:+.2}", (a as f64 - b as f64) / 1e3);
+            let (k, c) = (&p.kernel, &p.component);
+            t.row(vec![
+                machine.to_string(),
+                "component - kernel".into(),
+                String::new(),
+                d(c.before_submit_ns, k.before_submit_ns),
+                d(c.submit_ns, k.submit_ns),
+                d(c.device_ns, k.device_ns),
+                d(c.after_irq_ns, k.after_irq_ns),
+            ]);
+        }
+        format!(
+            "\nwhere a read's time goes (medians of TSC marks; the component's reads run \
+             from clock read to clock read):\n{}",
+            t.render()
+        )
+    }
+
     /// The human-readable table for stdout.
     pub fn table(&self) -> String {
         let qd = self
@@ -705,7 +838,7 @@ impl BlkReport {
         };
         format!(
             "probe blk: {} ops, QD1 4 KiB random-read latency and QD{qd} IOPS{capped}{}, \
-             {} MiB disk\n{}",
+             {} MiB disk\n{}{}",
             self.ops,
             if self.write {
                 ", after write + verify"
@@ -713,7 +846,8 @@ impl BlkReport {
                 ""
             },
             self.disk_bytes >> 20,
-            t.render()
+            t.render(),
+            self.phase_table()
         )
     }
 }
@@ -893,6 +1027,7 @@ EXIT: 0";
             timeout: Duration::from_secs(60),
             component: false,
             count: false,
+            phases: false,
             wit_bindgen: None,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
@@ -998,6 +1133,72 @@ EXIT: 0";
              insn-window kind=component windows=1 insns=1 tbs=1",
         ] {
             assert!(InsnCounts::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    /// A report of one microvm boot whose component probe had `phases`.
+    fn report_with_phases(phases: Phases) -> BlkReport {
+        let mut component = ComponentLatency::parse(
+            "probe: reads=1100 p50_ns=70000 p99_ns=99000 min_ns=50000 max_ns=400000",
+        )
+        .unwrap();
+        component.phases = Some(phases);
+        BlkReport {
+            accel: Accel::Tcg,
+            mem_mib: 256,
+            ops: 1000,
+            qd: 16,
+            write: false,
+            disk: "/d.img".into(),
+            disk_bytes: 64 << 20,
+            cmdline: String::new(),
+            qemu_version: None,
+            unix_time: 0,
+            machines: vec![BlkMachine {
+                machine: Machine::Microvm,
+                host_wall_ns: 1,
+                result: BlkResult::default(),
+                component: Some(component),
+                wit_bindgen: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn phases_parse_per_path() {
+        let lines = [
+            "baseline-qd1-read-4k ops=2 ok=1 p50_ns=1 p99_ns=1 max_ns=1",
+            "phases path=kernel reads=1000 before_submit_ns=40 submit_ns=4500 device_ns=58000 after_irq_ns=1800",
+            "phases path=component reads=1100 before_submit_ns=2500 submit_ns=5500 device_ns=63000 after_irq_ns=4300",
+        ];
+        let p = Phases::parse(lines.into_iter()).unwrap();
+        assert_eq!((p.kernel.reads, p.component.reads), (1000, 1100));
+        assert_eq!(p.kernel.before_submit_ns, 40);
+        assert_eq!(p.component.device_ns, 63000);
+        assert_eq!(p.component.after_irq_ns, 4300);
+        let table = BlkReport {
+            machines: vec![],
+            ..report_with_phases(p)
+        }
+        .phase_table();
+        assert!(table.is_empty(), "no machine, no table: {table}");
+        let table = report_with_phases(p).phase_table();
+        for s in [
+            "kernel-only",
+            "component - kernel",
+            "+2.46",
+            "+2.50",
+            "58.00",
+        ] {
+            assert!(table.contains(s), "missing {s:?} in\n{table}");
+        }
+        for bad in [
+            &lines[..2],
+            &["phases path=kernel reads=0 before_submit_ns=0 submit_ns=0 device_ns=0 after_irq_ns=0", lines[2]][..],
+            &["phases path=other reads=1 before_submit_ns=0 submit_ns=0 device_ns=0 after_irq_ns=0", lines[2]][..],
+            &["phases path=kernel reads=1", lines[2]][..],
+        ] {
+            assert!(Phases::parse(bad.iter().copied()).is_err(), "{bad:?} parsed");
         }
     }
 
