@@ -107,18 +107,7 @@ impl Phases {
     /// before_submit_ns=.. submit_ns=.. device_ns=.. after_irq_ns=..`
     /// lines (after the `probe-blk: ` prefix).
     pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Phases, String> {
-        let mut paths: [Option<PhaseSplit>; 2] = [None, None];
-        for line in lines {
-            let Some(rest) = line.strip_prefix(PHASES_KEY) else {
-                continue;
-            };
-            let f = Fields::new(rest);
-            let path: String = f.get("path")?;
-            let slot = match path.as_str() {
-                "kernel" => 0,
-                "component" => 1,
-                p => return Err(format!("unknown phase path {p:?}")),
-            };
+        let [kernel, component] = per_path(lines, PHASES_KEY, "path", |path, f| {
             let split = PhaseSplit {
                 reads: f.get("reads")?,
                 before_submit_ns: f.get("before_submit_ns")?,
@@ -131,12 +120,41 @@ impl Phases {
                     "no {path} read had all its phases marked (poll mode has no interrupt)"
                 ));
             }
-            paths[slot] = Some(split);
-        }
-        match paths {
-            [Some(kernel), Some(component)] => Ok(Phases { kernel, component }),
-            _ => Err("the kernel printed no phases for one of the paths".into()),
-        }
+            Ok(split)
+        })
+        .map_err(|e| {
+            e.unwrap_or_else(|| "the kernel printed no phases for one of the paths".into())
+        })?;
+        Ok(Phases { kernel, component })
+    }
+}
+
+/// Parses the lines starting with `prefix` whose `key` names a path
+/// (`kernel`, then `component`) with `f`: one of each, or an error
+/// (`None`: a path had no line).
+fn per_path<'a, T>(
+    lines: impl Iterator<Item = &'a str>,
+    prefix: &str,
+    key: &str,
+    f: impl Fn(&str, &Fields) -> Result<T, String>,
+) -> Result<[T; 2], Option<String>> {
+    let mut paths: [Option<T>; 2] = [None, None];
+    for line in lines {
+        let Some(rest) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let fields = Fields::new(rest);
+        let path: String = fields.get(key).map_err(Some)?;
+        let slot = match path.as_str() {
+            "kernel" => 0,
+            "component" => 1,
+            p => return Err(Some(format!("unknown {key} {p:?}"))),
+        };
+        paths[slot] = Some(f(&path, &fields).map_err(Some)?);
+    }
+    match paths {
+        [Some(k), Some(c)] => Ok([k, c]),
+        _ => Err(None),
     }
 }
 
@@ -175,18 +193,7 @@ impl InsnCounts {
     /// before_submit=N after_wake=N` lines (kinds `kernel` and
     /// `component`).
     pub fn parse(text: &str) -> Result<InsnCounts, String> {
-        let mut kinds: [Option<PerRead>; 2] = [None, None];
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("insn-window ") else {
-                continue;
-            };
-            let f = Fields::new(rest);
-            let kind: String = f.get("kind")?;
-            let slot = match kind.as_str() {
-                "kernel" => 0,
-                "component" => 1,
-                k => return Err(format!("unknown window kind {k:?}")),
-            };
+        let [kernel, component] = per_path(text.lines(), "insn-window ", "kind", |kind, f| {
             let (n, insns, tbs): (u64, u64, u64) =
                 (f.get("windows")?, f.get("insns")?, f.get("tbs")?);
             let (before, after): (u64, u64) = (f.get("before_submit")?, f.get("after_wake")?);
@@ -194,18 +201,16 @@ impl InsnCounts {
                 return Err(format!("no {kind} window was marked (is count-marks on?)"));
             }
             let per = |x: u64| x as f64 / n as f64;
-            kinds[slot] = Some(PerRead {
+            Ok(PerRead {
                 reads: n,
                 insns: per(insns),
                 before_submit_insns: per(before),
                 after_interrupt_insns: per(after),
                 tbs: per(tbs),
-            });
-        }
-        match kinds {
-            [Some(kernel), Some(component)] => Ok(InsnCounts { kernel, component }),
-            _ => Err("the plugin's counts are missing a window kind".into()),
-        }
+            })
+        })
+        .map_err(|e| e.unwrap_or_else(|| "the plugin's counts are missing a window kind".into()))?;
+        Ok(InsnCounts { kernel, component })
     }
 
     /// Instructions per component read over per kernel-only read.
