@@ -25,7 +25,7 @@ pub struct Clock {
 
 static CLOCK: Once<Clock> = Once::new();
 static TIMER_FIRES: AtomicU64 = AtomicU64::new(0);
-/// The deadline the one-shot timer was last armed for (0: stopped).
+/// The deadline the one-shot timer is armed for (0: none pending).
 static ARMED: AtomicU64 = AtomicU64::new(0);
 
 /// Nanoseconds since the kernel's entry; 0 before [`init`].
@@ -156,6 +156,8 @@ fn pvclock_tsc() -> Option<Scale> {
 
 fn on_timer() {
     TIMER_FIRES.fetch_add(1, Ordering::Relaxed);
+    // The one-shot timer is spent (the watchdog may arm it again).
+    ARMED.store(0, Ordering::Relaxed);
     crate::wasm::watchdog::on_timer();
 }
 
@@ -165,23 +167,23 @@ pub fn timer_fires() -> u64 {
 }
 
 /// Arms the one-shot LAPIC timer to fire at `deadline_ns` (or as soon as it
-/// can when that is past).
+/// can when that is past). Nothing to do when it is armed for just that
+/// already: the loop asks before every halt, and reprogramming the LAPIC
+/// is a device exit (a QEMU timer update) on each device read's path.
 pub fn arm(deadline_ns: u64) {
     let Some(c) = CLOCK.get() else { return };
-    let delta = deadline_ns.saturating_sub(now_ns());
-    let ticks = c.lapic.ns_to_ticks(delta).clamp(1, u32::MAX as u64) as u32;
-    // Together, so a timer interrupt arming in between cannot leave
-    // `ARMED` naming another deadline than the LAPIC's.
+    // 0 stands for "none pending"; a deadline at 0 is as past as 1.
+    let deadline_ns = deadline_ns.max(1);
+    // Masked, so a timer interrupt arming in between cannot leave `ARMED`
+    // naming another deadline than the LAPIC's.
     crate::interrupts::without(|| {
-        ARMED.store(deadline_ns, Ordering::Relaxed);
+        if ARMED.swap(deadline_ns, Ordering::Relaxed) == deadline_ns {
+            return;
+        }
+        let delta = deadline_ns.saturating_sub(now_ns());
+        let ticks = c.lapic.ns_to_ticks(delta).clamp(1, u32::MAX as u64) as u32;
         lapic::timer_oneshot(TIMER_VECTOR, ticks);
     });
-}
-
-/// The deadline of the last [`arm`] (0 after a [`sleep_ns`] stopped the
-/// timer): whether reprogramming the LAPIC would change anything.
-pub fn armed() -> u64 {
-    ARMED.load(Ordering::Relaxed)
 }
 
 /// Sleeps (halted, not spinning) until `ns` have passed.

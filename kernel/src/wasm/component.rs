@@ -90,10 +90,10 @@ impl ringos_runtime::component::Waiter for KernelSystem {
     /// loop then sees the store interrupted. The watchdog's timer is armed
     /// again after if the wait took it.
     fn wait(&self, deadline_ns: Option<u64>) {
-        let deadline_ns = match (deadline_ns, super::watchdog::deadline()) {
-            (Some(d), Some(w)) => Some(d.min(w)),
-            (d, w) => d.or(w),
-        };
+        let deadline_ns = deadline_ns
+            .into_iter()
+            .chain(super::watchdog::deadline())
+            .min();
         self.disk.wait(deadline_ns);
         super::watchdog::rearm();
     }

@@ -25,13 +25,12 @@ pub fn start(h: InterruptHandle, after_ns: u64) {
     time::arm(deadline);
 }
 
-/// Arms the timer for the watchdog's deadline again if something else
-/// used the one-shot timer meanwhile (a sleep, a loop deadline). Not
-/// otherwise: the loop asks after every wait, and a reprogrammed LAPIC is
-/// a device exit (a QEMU timer update) on each device read's path.
+/// Arms the timer for the watchdog's deadline again (after something else
+/// used the one-shot timer, e.g. a sleep; `time::arm` does nothing when
+/// it is still armed for it).
 pub fn rearm() {
     let deadline = DEADLINE.load(Ordering::SeqCst);
-    if deadline != 0 && time::armed() != deadline {
+    if deadline != 0 {
         time::arm(deadline);
     }
 }
