@@ -151,12 +151,7 @@ fn phase_edge(path: usize) {
         POINTS[START].store(end, Ordering::Relaxed);
         return;
     }
-    let mut t = [0u64; 5];
-    for (k, p) in POINTS.iter().enumerate() {
-        t[k] = p.load(Ordering::Relaxed);
-    }
-    t[4] = end;
-    let [start, submitting, submitted, irq, end] = t;
+    let [start, submitting, submitted, irq] = POINTS.each_ref().map(|p| p.load(Ordering::Relaxed));
     // The interrupt of this window's request, or a stale one (poll mode).
     let ordered = start <= submitting && submitting <= submitted && submitted <= end;
     if !ordered || irq < submitting || irq > end || kept.len() >= KEPT {

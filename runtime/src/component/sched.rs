@@ -687,10 +687,8 @@ pub(crate) fn block_until(
                         // A deadline of the embedder's (a timeout) ends a
                         // wait as it ends a loop in Wasm.
                         if store.interrupted() {
-                            return Err(Trapped(alloc::format!(
-                                "wasm trap: {}",
-                                crate::trap::Trap(crate::trap::TrapKind::Interrupted)
-                            )));
+                            let trap = crate::trap::Trap(crate::trap::TrapKind::Interrupted);
+                            return Err(Trapped::from_core(store, trap.into()));
                         }
                         // Woken by a device or the clock: take what came
                         // in before looking for a task to run.
