@@ -396,6 +396,12 @@ struct ProbeBlkArgs {
     /// data; kernel-only and inside benches/blk/probe.wat, side by side
     #[arg(long, requires = "component")]
     phases: bool,
+    /// Run QEMU, all its threads, on this one host CPU. Its vCPU, main loop and disk
+    /// workers then hand each read to each other on one CPU; on a virtualized host a
+    /// wake-up across CPUs can cost tens of µs and then dominates the device's time
+    /// (and its noise)
+    #[arg(long, value_name = "CPU")]
+    pin: Option<usize>,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -573,6 +579,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
         disk: a.devices.disk.disk.clone(),
         net: a.devices.net()?,
         plugin: None,
+        pin_cpu: None,
     };
     if app {
         // An app image: its output on ours, kernel lines with -v (as `run`).
@@ -617,6 +624,11 @@ fn probe_boot(a: ProbeBootArgs) -> Result<i32, Error> {
 }
 
 fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
+    // Before anything is built: a CPU QEMU cannot run on is a usage error.
+    if let Some(cpu) = a.pin {
+        ringos::qemu::check_host_cpu(cpu)
+            .map_err(|e| Error::CannotStart(format!("probe blk: --pin {cpu}: {e}")))?;
+    }
     let image = kernel_image::build(false)?;
     let root = kernel_image::root();
     let temp;
@@ -654,6 +666,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
         count: a.count,
         phases: a.phases,
         wit_bindgen,
+        pin_cpu: a.pin,
         image,
         disk,
         machines: a.machine.list(),

@@ -95,6 +95,9 @@ pub struct VmConfig {
     pub net: Option<Net>,
     /// A TCG plugin and its arguments (`-plugin PATH,ARG,...`).
     pub plugin: Option<OsString>,
+    /// Runs QEMU, all its threads, on this one host CPU (see
+    /// [`check_host_cpu`]).
+    pub pin_cpu: Option<usize>,
 }
 
 /// What the guest's NIC is plugged into.
@@ -204,8 +207,43 @@ impl VmConfig {
             disk: None,
             net: None,
             plugin: None,
+            pin_cpu: None,
         }
     }
+}
+
+/// Whether this process may run on host CPU `cpu` (so QEMU, its child,
+/// may be pinned to it): a clear error naming the CPUs it may use if not.
+pub fn check_host_cpu(cpu: usize) -> std::result::Result<(), String> {
+    let allowed = allowed_cpus()?;
+    if allowed.contains(&cpu) {
+        return Ok(());
+    }
+    let list: Vec<String> = allowed.iter().map(usize::to_string).collect();
+    Err(format!(
+        "host CPU {cpu} is not available to this process (it may use CPUs {})",
+        list.join(",")
+    ))
+}
+
+/// The host CPUs this process may run on.
+fn allowed_cpus() -> std::result::Result<Vec<usize>, String> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity
+    // writes at most its size into it.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(format!(
+                "cannot read this process's CPU affinity: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        set
+    };
+    // SAFETY: CPU_ISSET reads the set in bounds (i < CPU_SETSIZE).
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect())
 }
 
 /// QEMU's arguments for `cfg`, without the binary; checks nothing on disk.

@@ -95,14 +95,34 @@ pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // The CPU set to pin QEMU to, made before the fork.
+    let pin = match cfg.pin_cpu {
+        Some(cpu) => {
+            crate::qemu::check_host_cpu(cpu).map_err(Error::CannotStart)?;
+            // SAFETY: a zeroed cpu_set_t is an empty set; `cpu` was checked
+            // to be below CPU_SETSIZE (it is one of the allowed CPUs).
+            Some(unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                set
+            })
+        }
+        None => None,
+    };
     // QEMU dies with us: a killed `ringos` (or a test that panicked) must
-    // not leave a VM running on its own.
-    // SAFETY: only prctl, which is async-signal-safe, runs in the child
-    // between fork and exec.
+    // not leave a VM running on its own. Pinned, every thread QEMU starts
+    // inherits the CPU set.
+    // SAFETY: only prctl and sched_setaffinity, both async-signal-safe
+    // system calls, run in the child between fork and exec.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(set) = &pin {
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -138,6 +158,11 @@ pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
 }
 
 impl RunningVm {
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// When QEMU was spawned.
     pub fn start(&self) -> Instant {
         self.start

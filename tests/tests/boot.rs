@@ -2,7 +2,7 @@
 //! the banner, the memory found, the timer and the fault reports.
 
 use ringos_proto::{exit, marker, selftest};
-use ringos_tests::{boot, console, line, line_time, Outcome, MACHINES};
+use ringos_tests::{boot, console, line, line_time, vm, Outcome, MACHINES};
 use std::time::Duration;
 
 #[test]
@@ -68,6 +68,76 @@ fn sleep_100ms_on_the_lapic_timer() {
             host >= Duration::from_millis(90) && host < Duration::from_secs(2),
             "{m}: host measured {host:?}\n{out}"
         );
+    }
+}
+
+/// The CPUs this process may run on, from `/proc/self/status`.
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim()
+        .to_string();
+    list.split(',')
+        .flat_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()
+        })
+        .collect()
+}
+
+/// `pin_cpu` (`ringos probe blk --pin`): every thread of the running QEMU
+/// (vCPU, main loop, workers), read from the host's /proc while the guest
+/// sleeps, may run on that one CPU only; a CPU this process may not use is
+/// refused before QEMU starts, naming the ones it may.
+#[test]
+fn a_pinned_vm_runs_every_qemu_thread_on_its_cpu() {
+    let cpu = *allowed_cpus().last().unwrap();
+    let mut cfg = vm(MACHINES[0], "test=sleep");
+    cfg.pin_cpu = Some(cpu);
+    let mut running = ringos::vm::spawn(&cfg, ringos::Console::Capture).expect("running QEMU");
+    assert!(
+        running
+            .wait_for_line(marker::SLEEP_START, Duration::from_secs(30))
+            .is_some(),
+        "the guest did not start its sleep"
+    );
+    let tasks = format!("/proc/{}/task", running.pid());
+    let mut threads = 0;
+    for t in std::fs::read_dir(&tasks).unwrap() {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert_eq!(allowed, cpu.to_string(), "a QEMU thread's CPUs");
+        threads += 1;
+    }
+    assert!(threads >= 2, "QEMU runs {threads} thread(s)");
+    let run = running.finish().expect("waiting for QEMU");
+    assert_eq!(
+        run.outcome,
+        Outcome::Guest(exit::SUCCESS),
+        "{}",
+        console(&run)
+    );
+
+    let far = 1 << 20;
+    let why = ringos::qemu::check_host_cpu(far).unwrap_err();
+    assert!(
+        why.contains(&format!("host CPU {far} is not available")),
+        "{why}"
+    );
+    assert!(why.contains(&cpu.to_string()), "{why}");
+    cfg.pin_cpu = Some(far);
+    match ringos::vm::spawn(&cfg, ringos::Console::Capture) {
+        Err(ringos::Error::CannotStart(m)) => assert!(m.contains("not available"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("QEMU started pinned to CPU {far}"),
     }
 }
 

@@ -414,6 +414,7 @@ fn the_probe_splits_reads_into_phases() {
         count: false,
         phases: true,
         wit_bindgen: None,
+        pin_cpu: None,
     };
     let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
     let c = report.machines[0].component.expect("the component's reads");

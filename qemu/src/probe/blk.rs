@@ -46,6 +46,8 @@ pub struct ProbeBlk {
     /// the kernel, [`Phases`]).
     pub phases: bool,
     pub wit_bindgen: Option<Vec<u8>>,
+    /// Run QEMU on this one host CPU (`--pin`).
+    pub pin_cpu: Option<usize>,
 }
 
 /// What the component's probe prints on stdout.
@@ -513,6 +515,8 @@ pub struct BlkReport {
     pub disk_bytes: u64,
     pub cmdline: String,
     pub qemu_version: Option<String>,
+    /// The host CPU QEMU ran on (`--pin`), if pinned.
+    pub pin_cpu: Option<usize>,
     pub unix_time: u64,
     pub machines: Vec<BlkMachine>,
 }
@@ -529,6 +533,7 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
         let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
         cfg.disk = Some(p.disk.clone());
         cfg.append = append.clone();
+        cfg.pin_cpu = p.pin_cpu;
         eprintln!("probe blk: {machine}: {append}");
         let run = vm::run(&cfg, Console::Capture)?;
         let fail = |why: String, code: i32| {
@@ -576,6 +581,7 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
         disk_bytes,
         cmdline: append,
         qemu_version: qemu::version(),
+        pin_cpu: p.pin_cpu,
         unix_time: unix_time(),
         machines,
     })
@@ -604,6 +610,7 @@ fn component_probe(
     crate::run::write_image(app, &[], args, &[], false, &image)?;
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout);
     cfg.disk = Some(p.disk.clone());
+    cfg.pin_cpu = p.pin_cpu;
     // The kernel-only reads of this same boot, around the component's.
     cfg.append = format!("{}={}", cmdline::BLK_BASELINE, p.ops);
     if let Some(io) = p.io {
@@ -841,9 +848,13 @@ impl BlkReport {
         } else {
             format!(" (--qd {} capped by the kernel)", self.qd)
         };
+        let pinned = match self.pin_cpu {
+            Some(cpu) => format!(", QEMU on host CPU {cpu}"),
+            None => String::new(),
+        };
         format!(
             "probe blk: {} ops, QD1 4 KiB random-read latency and QD{qd} IOPS{capped}{}, \
-             {} MiB disk\n{}{}",
+             {} MiB disk{pinned}\n{}{}",
             self.ops,
             if self.write {
                 ", after write + verify"
@@ -1034,6 +1045,7 @@ EXIT: 0";
             count: false,
             phases: false,
             wit_bindgen: None,
+            pin_cpu: None,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
         p.write = true;
@@ -1054,6 +1066,7 @@ EXIT: 0";
             disk_bytes: 64 << 20,
             cmdline: "probe=blk ops=2000 qd=16 write=1".into(),
             qemu_version: None,
+            pin_cpu: Some(1),
             unix_time: 0,
             machines: vec![BlkMachine {
                 machine: Machine::Q35,
@@ -1077,7 +1090,9 @@ EXIT: 0";
             assert!(row.contains(cell), "{cell} missing in\n{t}");
         }
         assert!(t.contains("QD16 IOPS") && t.contains("mismatches"), "{t}");
+        assert!(t.contains("MiB disk, QEMU on host CPU 1\n"), "{t}");
         let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["pin_cpu"], 1);
         assert_eq!(v["machines"][0]["machine"], "q35");
         assert_eq!(v["machines"][0]["result"]["qd1_read_4k"]["p99_ns"], 90000);
         assert_eq!(v["machines"][0]["result"]["verify"]["mismatches"], 0);
@@ -1158,6 +1173,7 @@ EXIT: 0";
             disk_bytes: 64 << 20,
             cmdline: String::new(),
             qemu_version: None,
+            pin_cpu: None,
             unix_time: 0,
             machines: vec![BlkMachine {
                 machine: Machine::Microvm,
