@@ -201,6 +201,12 @@ struct VmArgs {
     /// Kill QEMU after this many seconds (exit status 124)
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     timeout: Duration,
+    /// Run QEMU, all its threads, on this one host CPU. Its vCPU, main loop and I/O
+    /// workers then hand each request to each other on one CPU; on a virtualized host a
+    /// wake-up across CPUs can cost tens of µs, which then dominates I/O latency (and its
+    /// noise)
+    #[arg(long, value_name = "CPU", value_parser = host_cpu)]
+    pin: Option<usize>,
 }
 
 /// How the guest's I/O reactor waits (`io=` on the kernel command line).
@@ -396,12 +402,6 @@ struct ProbeBlkArgs {
     /// data; kernel-only and inside benches/blk/probe.wat, side by side
     #[arg(long, requires = "component")]
     phases: bool,
-    /// Run QEMU, all its threads, on this one host CPU. Its vCPU, main loop and disk
-    /// workers then hand each read to each other on one CPU; on a virtualized host a
-    /// wake-up across CPUs can cost tens of µs and then dominates the device's time
-    /// (and its noise)
-    #[arg(long, value_name = "CPU")]
-    pin: Option<usize>,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -452,6 +452,15 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         Ok(Ok(d)) if !d.is_zero() => Ok(d),
         _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
+}
+
+/// A `--pin` value: a host CPU this process may run on.
+fn host_cpu(s: &str) -> Result<usize, String> {
+    let cpu = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a CPU number"))?;
+    ringos::qemu::check_host_cpu(cpu)?;
+    Ok(cpu)
 }
 
 /// A `--disk` value: something that exists and is not a directory.
@@ -579,7 +588,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
         disk: a.devices.disk.disk.clone(),
         net: a.devices.net()?,
         plugin: None,
-        pin_cpu: None,
+        pin_cpu: a.vm.pin,
     };
     if app {
         // An app image: its output on ours, kernel lines with -v (as `run`).
@@ -596,6 +605,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
             disk: cfg.disk.clone(),
             net: cfg.net.clone(),
             accel: cfg.accel,
+            pin_cpu: cfg.pin_cpu,
         };
         return ringos::run::boot_image(&cfg.image, &rc);
     }
@@ -615,6 +625,7 @@ fn probe_boot(a: ProbeBootArgs) -> Result<i32, Error> {
         accel: a.vm.accel,
         mem_mib: a.vm.mem,
         timeout: a.vm.timeout,
+        pin_cpu: a.vm.pin,
     })?;
     print!("{}", report.table());
     let path = probe::json_path(&kernel_image::root());
@@ -624,11 +635,6 @@ fn probe_boot(a: ProbeBootArgs) -> Result<i32, Error> {
 }
 
 fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
-    // Before anything is built: a CPU QEMU cannot run on is a usage error.
-    if let Some(cpu) = a.pin {
-        ringos::qemu::check_host_cpu(cpu)
-            .map_err(|e| Error::CannotStart(format!("probe blk: --pin {cpu}: {e}")))?;
-    }
     let image = kernel_image::build(false)?;
     let root = kernel_image::root();
     let temp;
@@ -666,7 +672,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
         count: a.count,
         phases: a.phases,
         wit_bindgen,
-        pin_cpu: a.pin,
+        pin_cpu: a.vm.pin,
         image,
         disk,
         machines: a.machine.list(),
@@ -698,6 +704,7 @@ fn probe_net(a: ProbeNetArgs) -> Result<i32, Error> {
         accel: a.vm.accel,
         mem_mib: a.vm.mem,
         timeout: a.vm.timeout,
+        pin_cpu: a.vm.pin,
     })?;
     print!("{}", report.table());
     println!("host wall time: {:.2} s", start.elapsed().as_secs_f64());
@@ -727,6 +734,7 @@ fn main() -> ExitCode {
                 timeout: a.vm.timeout,
                 verbose: a.verbose,
                 hosted: a.hosted,
+                pin_cpu: a.vm.pin,
             })
         }),
         Command::Probe(Probe::Boot(a)) => probe_boot(a),

@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub disk: Option<PathBuf>,
     pub net: Option<crate::Net>,
     pub accel: crate::Accel,
+    /// Run QEMU on this one host CPU (`--pin`; not with `hosted`).
+    pub pin_cpu: Option<usize>,
 }
 
 /// A component file's binary: `.wasm` as it is, or the text format
@@ -143,6 +145,7 @@ pub fn boot_component(
     vm.disk = cfg.disk.clone();
     vm.net = cfg.net.clone();
     vm.accel = cfg.accel;
+    vm.pin_cpu = cfg.pin_cpu;
     // The guest interrupts the component shortly before QEMU would be
     // killed, so a runaway component ends with a clear trap.
     let t = cfg.timeout.as_millis() as u64;
@@ -178,6 +181,13 @@ pub fn boot_component(
 /// `ringos run`; the exit status (the component's: 0 when `run` returned
 /// ok).
 pub fn run(cfg: &RunConfig) -> Result<i32> {
+    if cfg.hosted && cfg.pin_cpu.is_some() {
+        return Err(Error::CannotStart(
+            "--pin places QEMU's threads; --hosted runs the component in this process, \
+             with no QEMU (use taskset for that)"
+                .into(),
+        ));
+    }
     let app = read(&cfg.app)?;
     let with: Vec<Vec<u8>> = cfg.with.iter().map(|p| read(p)).collect::<Result<_>>()?;
     if cfg.hosted {

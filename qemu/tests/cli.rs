@@ -256,6 +256,53 @@ fn bad_machine_is_rejected_by_clap() {
     }
 }
 
+/// `--pin CPU`: QEMU runs on that host CPU only (the fake QEMU prints its
+/// own allowed list); a CPU this process may not use, or not a number, is
+/// refused before anything runs, and `run --hosted` has no QEMU to pin.
+#[test]
+fn pin_runs_qemu_on_one_host_cpu() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // The last CPU of the list (`0-1`, `0,2-3`, ...).
+    let cpu = allowed.rsplit([',', '-']).next().unwrap().to_string();
+    let out = run(
+        fake().env("FAKE_QEMU", "show-cpus"),
+        &["boot", "--pin", &cpu],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("cpus: {cpu}\n")),
+        "{}",
+        text(&out.stdout)
+    );
+    for (args, why) in [
+        (
+            &["boot", "--pin", "100000"][..],
+            "host CPU 100000 is not available",
+        ),
+        (&["probe", "blk", "--pin", "x"], "`x` is not a CPU number"),
+        (&["run", "app.wasm", "--pin", "100000"], "not available"),
+    ] {
+        let out = run(&mut fake(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = text(&out.stderr);
+        assert!(e.contains(why) && e.contains("--pin"), "{args:?}: {e}");
+    }
+    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/blk/probe.wat");
+    let out = run(&mut ringos(), &["run", "--hosted", "--pin", &cpu, app]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("--hosted runs the component in this process"),
+        "{e}"
+    );
+}
+
 #[test]
 fn guest_success_streams_the_console() {
     let out = run(&mut fake(), &["boot"]);

@@ -130,6 +130,7 @@ pub fn component_config(image: &Path, machine: Machine, timeout: Duration) -> Ru
         disk: None,
         net: None,
         accel: ringos::Accel::Tcg,
+        pin_cpu: None,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct ProbeBoot {
     pub mem_mib: u32,
     /// Per boot.
     pub timeout: Duration,
+    /// Run QEMU on this one host CPU (`--pin`).
+    pub pin_cpu: Option<usize>,
 }
 
 /// One boot's timings.
@@ -78,7 +80,8 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
     }
     let mut machines = Vec::new();
     for &machine in &p.machines {
-        let cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
+        let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
+        cfg.pin_cpu = p.pin_cpu;
         let mut samples = Vec::new();
         for i in 1..=p.runs {
             eprintln!("probe boot: {machine} run {i}/{}", p.runs);

@@ -43,6 +43,8 @@ pub struct ProbeNet {
     pub mem_mib: u32,
     /// The whole VM, echo loop included.
     pub timeout: Duration,
+    /// Run QEMU on this one host CPU (`--pin`).
+    pub pin_cpu: Option<usize>,
 }
 
 impl ProbeNet {
@@ -294,6 +296,7 @@ pub fn probe_net(p: &ProbeNet) -> Result<NetReport> {
 fn probe_machine(p: &ProbeNet, machine: Machine, append: &str) -> Result<NetMachine> {
     let host_port = free_udp_port()?;
     let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
+    cfg.pin_cpu = p.pin_cpu;
     cfg.append = append.to_string();
     cfg.net = Some(Net::User {
         ports: vec![PortForward {
@@ -550,6 +553,7 @@ mod tests {
             accel: Accel::Tcg,
             mem_mib: 256,
             timeout: Duration::from_secs(60),
+            pin_cpu: None,
         };
         assert_eq!(p.cmdline(), "service=udp-echo port=7");
         p.io = Some(IoMode::Poll);
