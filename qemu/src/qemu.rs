@@ -227,7 +227,7 @@ pub fn check_host_cpu(cpu: usize) -> std::result::Result<(), String> {
 }
 
 /// The host CPUs this process may run on.
-fn allowed_cpus() -> std::result::Result<Vec<usize>, String> {
+pub fn allowed_cpus() -> std::result::Result<Vec<usize>, String> {
     // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity
     // writes at most its size into it.
     let set = unsafe {

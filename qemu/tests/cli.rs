@@ -261,15 +261,11 @@ fn bad_machine_is_rejected_by_clap() {
 /// refused before anything runs, and `run --hosted` has no QEMU to pin.
 #[test]
 fn pin_runs_qemu_on_one_host_cpu() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let allowed = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    let cpu = ringos::qemu::allowed_cpus()
         .unwrap()
-        .trim()
+        .last()
+        .unwrap()
         .to_string();
-    // The last CPU of the list (`0-1`, `0,2-3`, ...).
-    let cpu = allowed.rsplit([',', '-']).next().unwrap().to_string();
     let out = run(
         fake().env("FAKE_QEMU", "show-cpus"),
         &["boot", "--pin", &cpu],

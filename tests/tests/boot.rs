@@ -71,30 +71,13 @@ fn sleep_100ms_on_the_lapic_timer() {
     }
 }
 
-/// The CPUs this process may run on, from `/proc/self/status`.
-fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("Cpus_allowed_list")
-        .trim()
-        .to_string();
-    list.split(',')
-        .flat_map(|r| {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()
-        })
-        .collect()
-}
-
 /// `pin_cpu` (`ringos probe blk --pin`): every thread of the running QEMU
 /// (vCPU, main loop, workers), read from the host's /proc while the guest
 /// sleeps, may run on that one CPU only; a CPU this process may not use is
 /// refused before QEMU starts, naming the ones it may.
 #[test]
 fn a_pinned_vm_runs_every_qemu_thread_on_its_cpu() {
-    let cpu = *allowed_cpus().last().unwrap();
+    let cpu = *ringos::qemu::allowed_cpus().unwrap().last().unwrap();
     let mut cfg = vm(MACHINES[0], "test=sleep");
     cfg.pin_cpu = Some(cpu);
     let mut running = ringos::vm::spawn(&cfg, ringos::Console::Capture).expect("running QEMU");
