@@ -11,7 +11,6 @@
 //! `benches/blk/insn_window.c` counts the instructions and translation
 //! blocks executed between two marks of a kind. Instruction counts do not
 //! move with the load on the host, unlike latencies under TCG.
-
 //!
 //! With `phases=1` the same places take the TSC instead (no plugin), and
 //! [`report_phases`] prints the median of each phase of a timed read:

@@ -71,7 +71,7 @@ fn sleep_100ms_on_the_lapic_timer() {
     }
 }
 
-/// `pin_cpu` (`ringos probe blk --pin`): every thread of the running QEMU
+/// `pin_cpu` (`--pin`): every thread of the running QEMU
 /// (vCPU, main loop, workers), read from the host's /proc while the guest
 /// sleeps, may run on that one CPU only; a CPU this process may not use is
 /// refused before QEMU starts, naming the ones it may.

@@ -530,10 +530,9 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
     let append = p.cmdline();
     let mut machines = Vec::new();
     for &machine in &p.machines {
-        let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
+        let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
         cfg.disk = Some(p.disk.clone());
         cfg.append = append.clone();
-        cfg.pin_cpu = p.pin_cpu;
         eprintln!("probe blk: {machine}: {append}");
         let run = vm::run(&cfg, Console::Capture)?;
         let fail = |why: String, code: i32| {
@@ -608,9 +607,8 @@ fn component_probe(
         .join("bench")
         .join(format!("probe-blk-component-{}.elf", std::process::id()));
     crate::run::write_image(app, &[], args, &[], false, &image)?;
-    let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout);
+    let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
     cfg.disk = Some(p.disk.clone());
-    cfg.pin_cpu = p.pin_cpu;
     // The kernel-only reads of this same boot, around the component's.
     cfg.append = format!("{}={}", cmdline::BLK_BASELINE, p.ops);
     if let Some(io) = p.io {

@@ -80,8 +80,7 @@ pub fn probe_boot(p: &ProbeBoot) -> Result<BootReport> {
     }
     let mut machines = Vec::new();
     for &machine in &p.machines {
-        let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
-        cfg.pin_cpu = p.pin_cpu;
+        let cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
         let mut samples = Vec::new();
         for i in 1..=p.runs {
             eprintln!("probe boot: {machine} run {i}/{}", p.runs);

@@ -26,24 +26,27 @@ pub use boot::{
     boot_once, json_path, probe_boot, BootReport, BootSample, BootSummary, MachineBoots, ProbeBoot,
 };
 
-/// `<root>/target/bench`: where probes write their JSON (and scratch files).
-/// The VM a probe boots on `machine`: the image, accelerator, memory and
-/// timeout it was given; devices and command line are the probe's own.
+/// The VM a probe boots on `machine`: the image, accelerator, memory,
+/// timeout and host CPU (`--pin`) it was given; devices and command line
+/// are the probe's own.
 pub fn vm_config(
     image: &Path,
     machine: Machine,
     accel: Accel,
     mem_mib: u32,
     timeout: Duration,
+    pin_cpu: Option<usize>,
 ) -> VmConfig {
     let mut cfg = VmConfig::new(image);
     cfg.machine = machine;
     cfg.accel = accel;
     cfg.mem_mib = mem_mib;
     cfg.timeout = timeout;
+    cfg.pin_cpu = pin_cpu;
     cfg
 }
 
+/// `<root>/target/bench`: where probes write their JSON (and scratch files).
 pub fn bench_dir(root: &Path) -> PathBuf {
     root.join("target").join("bench")
 }

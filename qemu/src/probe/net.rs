@@ -295,8 +295,7 @@ pub fn probe_net(p: &ProbeNet) -> Result<NetReport> {
 
 fn probe_machine(p: &ProbeNet, machine: Machine, append: &str) -> Result<NetMachine> {
     let host_port = free_udp_port()?;
-    let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout);
-    cfg.pin_cpu = p.pin_cpu;
+    let mut cfg = vm_config(&p.image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
     cfg.append = append.to_string();
     cfg.net = Some(Net::User {
         ports: vec![PortForward {
