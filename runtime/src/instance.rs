@@ -593,6 +593,16 @@ impl Store {
 
     /// Calls a function; traps come back as `Err(Error::Trap)`.
     pub fn call(&mut self, f: FuncId, args: &[Val]) -> Result<Vec<Val>, Error> {
+        let ty = &self.funcs[f.index()].ty;
+        let mut out: Vec<Val> = ty.results.iter().map(|t| Val::from_raw(*t, 0)).collect();
+        self.call_into(f, args, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Store::call`] with the results written to `out` (one per result
+    /// of the function's type): no allocation for the results, which is
+    /// what a loop calling a component's callback per event wants.
+    pub fn call_into(&mut self, f: FuncId, args: &[Val], out: &mut [Val]) -> Result<(), Error> {
         let entry = &self.funcs[f.index()];
         if args.len() != entry.ty.params.len()
             || !args
@@ -602,6 +612,23 @@ impl Store {
         {
             return Err(Error::Usage("argument types do not match".into()));
         }
+        if out.len() != entry.ty.results.len() {
+            return Err(Error::Usage("room for the wrong number of results".into()));
+        }
+        // Calls with few values (callbacks, most exports) need no
+        // allocation for their slots.
+        let n = entry.ty.params.len().max(entry.ty.results.len());
+        let mut few = [0u64; 8];
+        let mut many = Vec::new();
+        let slots: &mut [u64] = if n <= few.len() {
+            &mut few[..n]
+        } else {
+            many.resize(n, 0);
+            &mut many
+        };
+        for (s, a) in slots.iter_mut().zip(args) {
+            *s = a.to_raw();
+        }
         match entry.kind {
             FuncKind::Host(h) => {
                 let ctx: *const HostFuncCtx = &*self.host_funcs[h];
@@ -610,57 +637,28 @@ impl Store {
                 let (f, ty) = unsafe { (&(*ctx).f, &(*ctx).ty) };
                 match f {
                     HostImpl::Vals(f) => {
-                        let mut out: Vec<Val> =
-                            ty.results.iter().map(|t| Val::from_raw(*t, 0)).collect();
-                        f(self, args, &mut out).map_err(Error::Trap)?;
-                        Ok(out)
-                    }
-                    HostImpl::Raw(f) => {
-                        let n = ty.params.len().max(ty.results.len());
-                        let mut slots = alloc::vec![0u64; n];
-                        for (s, a) in slots.iter_mut().zip(args) {
-                            *s = a.to_raw();
+                        for (o, t) in out.iter_mut().zip(&ty.results) {
+                            *o = Val::from_raw(*t, 0);
                         }
-                        f(self, &mut slots).map_err(Error::Trap)?;
-                        Ok(ty
-                            .results
-                            .iter()
-                            .zip(&slots)
-                            .map(|(t, s)| Val::from_raw(*t, *s))
-                            .collect())
+                        return f(self, args, out).map_err(Error::Trap);
                     }
+                    HostImpl::Raw(f) => f(self, slots).map_err(Error::Trap)?,
                 }
             }
             FuncKind::Wasm {
                 funcref,
                 trampoline,
             } => {
-                let n = entry.ty.params.len().max(entry.ty.results.len());
-                // Calls with few values (callbacks, most exports) need no
-                // allocation for their slots.
-                let mut few = [0u64; 8];
-                let mut many = Vec::new();
-                let slots: &mut [u64] = if n <= few.len() {
-                    &mut few[..n]
-                } else {
-                    many.resize(n, 0);
-                    &mut many
-                };
-                for (s, a) in slots.iter_mut().zip(args) {
-                    *s = a.to_raw();
-                }
                 // SAFETY: `funcref` points into a live instance of this store.
                 let fr = unsafe { *funcref };
                 self.enter(trampoline, fr.vmctx, fr.code, slots)?;
-                Ok(self.funcs[f.index()]
-                    .ty
-                    .results
-                    .iter()
-                    .zip(slots.iter())
-                    .map(|(t, s)| Val::from_raw(*t, *s))
-                    .collect())
             }
         }
+        let results = &self.funcs[f.index()].ty.results;
+        for ((o, t), s) in out.iter_mut().zip(results).zip(slots.iter()) {
+            *o = Val::from_raw(*t, *s);
+        }
+        Ok(())
     }
 
     fn enter(

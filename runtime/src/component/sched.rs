@@ -176,8 +176,18 @@ fn run_core(
     f: crate::FuncId,
     args: &[Val],
 ) -> Result<Vec<Val>, Trapped> {
+    as_task(store, sh, tid, |store| store.call(f, args))
+}
+
+/// Runs `call` (a core call) as task `tid`'s: the current task meanwhile.
+fn as_task<R>(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    call: impl FnOnce(&mut Store) -> Result<R, crate::Error>,
+) -> Result<R, Trapped> {
     sh.get()?.current.push(tid);
-    let r = store.call(f, args);
+    let r = call(store);
     sh.get()?.current.pop();
     r.map_err(|e| Trapped::from_core(store, e))
 }
@@ -478,9 +488,11 @@ fn run_callback(
     cb: crate::FuncId,
     args: &[Val],
 ) -> Result<u32, Trapped> {
-    let r = run_core(store, sh, tid, cb, args)?;
-    let packed = match r.first() {
-        Some(Val::I32(p)) => *p as u32,
+    // One result, written in place: no allocation per event.
+    let mut code = [Val::I32(0)];
+    as_task(store, sh, tid, |store| store.call_into(cb, args, &mut code))?;
+    let packed = match code {
+        [Val::I32(p)] => p as u32,
         _ => return Err(Trapped::new("callback returned no code")),
     };
     callback_code(sh, tid, packed)?;
