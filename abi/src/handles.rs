@@ -50,15 +50,10 @@ impl<T> Table<T> {
 
     /// `add(e)`: reuse the most recently freed index, else append (trapping
     /// past `MAX_LENGTH`).
-    #[inline]
     pub fn add(&mut self, e: T) -> Result<u32, Trap> {
         if let Some(i) = self.free.pop() {
-            // A freed slot is empty: filled in place, with no drop of the
-            // old value to run (an entry is a few hundred bytes of enum,
-            // and this is on every stream and future a call returns).
-            let slot = &mut self.array[i as usize];
-            debug_assert!(slot.is_none());
-            slot.get_or_insert(e);
+            debug_assert!(self.array[i as usize].is_none());
+            self.array[i as usize] = Some(e);
             Ok(i)
         } else {
             let i = self.array.len();
