@@ -103,8 +103,14 @@ pub fn load(cx: &mut Cx<'_>, ptr: u64, t: &ValType) -> Result<Value, Trap> {
         D::Flags(n) => Value::Flags(unpack_flags_from_int(cx.load_int(ptr, flags_size(n))?, n)),
         D::Own(rt) => Value::Own(cx.handles.lift_own(cx.load_int(ptr, 4)? as u32, rt)?),
         D::Borrow(rt) => Value::Borrow(cx.handles.lift_borrow(cx.load_int(ptr, 4)? as u32, rt)?),
-        D::Stream(e) => Value::Stream(cx.handles.lift_stream(cx.load_int(ptr, 4)? as u32, e)?),
-        D::Future(e) => Value::Future(cx.handles.lift_future(cx.load_int(ptr, 4)? as u32, e)?),
+        D::Stream(e) => Value::Stream(
+            cx.handles
+                .lift_stream(cx.load_int(ptr, 4)? as u32, e.map(|t| &**t))?,
+        ),
+        D::Future(e) => Value::Future(
+            cx.handles
+                .lift_future(cx.load_int(ptr, 4)? as u32, e.map(|t| &**t))?,
+        ),
     })
 }
 
@@ -237,8 +243,8 @@ pub fn lift_flat(cx: &mut Cx<'_>, vi: &mut dyn FlatSource, t: &ValType) -> Resul
         D::Flags(n) => Value::Flags(unpack_flags_from_int(u64::from(vi.next_i32()?), n)),
         D::Own(rt) => Value::Own(cx.handles.lift_own(vi.next_i32()?, rt)?),
         D::Borrow(rt) => Value::Borrow(cx.handles.lift_borrow(vi.next_i32()?, rt)?),
-        D::Stream(e) => Value::Stream(cx.handles.lift_stream(vi.next_i32()?, e)?),
-        D::Future(e) => Value::Future(cx.handles.lift_future(vi.next_i32()?, e)?),
+        D::Stream(e) => Value::Stream(cx.handles.lift_stream(vi.next_i32()?, e.map(|t| &**t))?),
+        D::Future(e) => Value::Future(cx.handles.lift_future(vi.next_i32()?, e.map(|t| &**t))?),
     })
 }
 

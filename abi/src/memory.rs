@@ -3,6 +3,8 @@
 //! ([`Handles`]), bundled with the canonical options in a [`Cx`]
 //! (`LiftLowerContext`).
 
+use alloc::rc::Rc;
+
 use crate::error::Trap;
 use crate::types::{AddrType, ResourceType, ValType};
 use crate::values::StringEncoding;
@@ -68,13 +70,13 @@ pub trait Handles {
         Err(Trap::Unsupported("stream values"))
     }
     /// `lower_stream`: add a readable end for the stream `v`.
-    fn lower_stream(&mut self, _v: u32, _elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_stream(&mut self, _v: u32, _elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         Err(Trap::Unsupported("stream values"))
     }
     fn lift_future(&mut self, _index: u32, _elem: Option<&ValType>) -> Result<u32, Trap> {
         Err(Trap::Unsupported("future values"))
     }
-    fn lower_future(&mut self, _v: u32, _elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_future(&mut self, _v: u32, _elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         Err(Trap::Unsupported("future values"))
     }
     /// `lift_error_context`.

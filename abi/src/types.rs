@@ -237,8 +237,8 @@ pub enum Despecialized<'a> {
     Flags(usize),
     Own(ResourceType),
     Borrow(ResourceType),
-    Stream(Option<&'a ValType>),
-    Future(Option<&'a ValType>),
+    Stream(Option<&'a Rc<ValType>>),
+    Future(Option<&'a Rc<ValType>>),
 }
 
 impl ValType {
@@ -325,8 +325,8 @@ impl ValType {
             ValType::Flags(l) => D::Flags(l.len()),
             ValType::Own(rt) => D::Own(*rt),
             ValType::Borrow(rt) => D::Borrow(*rt),
-            ValType::Stream(t) => D::Stream(t.as_deref()),
-            ValType::Future(t) => D::Future(t.as_deref()),
+            ValType::Stream(t) => D::Stream(t.as_ref()),
+            ValType::Future(t) => D::Future(t.as_ref()),
         }
     }
 

@@ -9,6 +9,8 @@
 //! the blocking to the runtime's loop, which asks
 //! [`Instance::has_pending_event`] / [`Instance::set_has_pending_event`].
 
+use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use crate::error::Trap;
@@ -109,8 +111,9 @@ pub struct CopyEnd {
     pub kind: EndKind,
     /// `shared`: index into [`SharedStore::streams`] or `futures`.
     pub shared: u32,
-    /// `shared.t`, kept here for the built-ins' type checks.
-    pub t: Option<ValType>,
+    /// `shared.t`, kept here for the built-ins' type checks (shared:
+    /// lowering an end is then a count, not a copy of the type).
+    pub t: Option<Rc<ValType>>,
     /// `state`.
     pub state: CopyState,
     /// The `Waitable` part.
@@ -118,7 +121,7 @@ pub struct CopyEnd {
 }
 
 impl CopyEnd {
-    pub fn new(kind: EndKind, shared: u32, t: Option<ValType>) -> Self {
+    pub fn new(kind: EndKind, shared: u32, t: Option<Rc<ValType>>) -> Self {
         CopyEnd {
             kind,
             shared,
@@ -139,7 +142,9 @@ impl CopyEnd {
 pub enum Handle {
     Resource(ResourceHandle),
     CopyEnd(CopyEnd),
-    Subtask(Subtask),
+    /// Boxed: a subtask is the largest entry, and every add and take of
+    /// a table entry moves a whole `Handle`.
+    Subtask(Box<Subtask>),
     WaitableSet(WaitableSet),
     /// `ErrorContext`: a runtime-chosen id of the error context (its debug
     /// message lives with the runtime).
@@ -622,7 +627,7 @@ impl Instance {
     /// `handles.add(subtask)`; returns the index (pack the return with
     /// [`crate::events::pack_subtask_return`]).
     pub fn add_subtask(&mut self, s: Subtask) -> Result<u32, Trap> {
-        self.handles.add(Handle::Subtask(s))
+        self.handles.add(Handle::Subtask(Box::new(s)))
     }
 
     /// The subtask at `i`.
@@ -715,7 +720,7 @@ impl Instance {
 
     fn typed_end(&self, i: u32, kind: EndKind, t: Option<&ValType>) -> Result<&CopyEnd, Trap> {
         let e = self.end(i, kind)?;
-        if e.t.as_ref() != t {
+        if e.t.as_deref() != t {
             return Err(wrong(i, "stream/future end of the built-in's element type"));
         }
         Ok(e)
@@ -734,10 +739,10 @@ impl Instance {
     pub fn canon_stream_new<B: Buffer>(
         &mut self,
         store: &mut SharedStore<B>,
-        t: Option<&ValType>,
+        t: Option<&Rc<ValType>>,
     ) -> Result<u64, Trap> {
         self.check_may_leave("stream.new")?;
-        let shared = store.new_stream(t.cloned())?;
+        let shared = store.new_stream(t.map(|t| (**t).clone()))?;
         self.add_ends(shared, t, EndKind::ReadableStream, EndKind::WritableStream)
     }
 
@@ -745,17 +750,17 @@ impl Instance {
     pub fn canon_future_new<B: Buffer>(
         &mut self,
         store: &mut SharedStore<B>,
-        t: Option<&ValType>,
+        t: Option<&Rc<ValType>>,
     ) -> Result<u64, Trap> {
         self.check_may_leave("future.new")?;
-        let shared = store.new_future(t.cloned())?;
+        let shared = store.new_future(t.map(|t| (**t).clone()))?;
         self.add_ends(shared, t, EndKind::ReadableFuture, EndKind::WritableFuture)
     }
 
     fn add_ends(
         &mut self,
         shared: u32,
-        t: Option<&ValType>,
+        t: Option<&Rc<ValType>>,
         r: EndKind,
         w: EndKind,
     ) -> Result<u64, Trap> {
@@ -1072,7 +1077,7 @@ impl Instance {
         &mut self,
         kind: EndKind,
         shared: u32,
-        t: Option<&ValType>,
+        t: Option<&Rc<ValType>>,
     ) -> Result<u32, Trap> {
         self.handles
             .add(Handle::CopyEnd(CopyEnd::new(kind, shared, t.cloned())))
@@ -1269,7 +1274,7 @@ impl Handles for InstanceHandles<'_> {
         self.inst
             .lift_async_value(EndKind::ReadableStream, index, elem)
     }
-    fn lower_stream(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_stream(&mut self, v: u32, elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         self.inst
             .lower_async_value(EndKind::ReadableStream, v, elem)
     }
@@ -1277,7 +1282,7 @@ impl Handles for InstanceHandles<'_> {
         self.inst
             .lift_async_value(EndKind::ReadableFuture, index, elem)
     }
-    fn lower_future(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_future(&mut self, v: u32, elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         self.inst
             .lower_async_value(EndKind::ReadableFuture, v, elem)
     }
@@ -1319,7 +1324,7 @@ impl Handles for ElemHandles<'_> {
         self.inst
             .lift_async_value(EndKind::ReadableStream, index, elem)
     }
-    fn lower_stream(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_stream(&mut self, v: u32, elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         self.inst
             .lower_async_value(EndKind::ReadableStream, v, elem)
     }
@@ -1327,7 +1332,7 @@ impl Handles for ElemHandles<'_> {
         self.inst
             .lift_async_value(EndKind::ReadableFuture, index, elem)
     }
-    fn lower_future(&mut self, v: u32, elem: Option<&ValType>) -> Result<u32, Trap> {
+    fn lower_future(&mut self, v: u32, elem: Option<&Rc<ValType>>) -> Result<u32, Trap> {
         self.inst
             .lower_async_value(EndKind::ReadableFuture, v, elem)
     }

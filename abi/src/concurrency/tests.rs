@@ -30,6 +30,11 @@ fn vals(n: u32) -> HostBuffer {
 
 const U8: Option<&ValType> = Some(&ValType::U8);
 
+/// An element type as the ends hold it.
+fn rc(t: Option<&ValType>) -> Option<alloc::rc::Rc<ValType>> {
+    t.cloned().map(alloc::rc::Rc::new)
+}
+
 struct Env {
     inst: Instance,
     store: SharedStore<HostBuffer>,
@@ -45,7 +50,10 @@ impl Env {
         }
     }
     fn stream(&mut self) -> (u32, u32) {
-        let p = self.inst.canon_stream_new(&mut self.store, U8).unwrap();
+        let p = self
+            .inst
+            .canon_stream_new(&mut self.store, rc(U8).as_ref())
+            .unwrap();
         (p as u32, (p >> 32) as u32)
     }
     fn copy(&mut self, kind: EndKind, i: u32, buf: HostBuffer) -> Result<Option<u32>, Trap> {
@@ -284,7 +292,10 @@ fn drop_rules() {
 #[test]
 fn futures() {
     let mut e = Env::new();
-    let p = e.inst.canon_future_new(&mut e.store, U8).unwrap();
+    let p = e
+        .inst
+        .canon_future_new(&mut e.store, rc(U8).as_ref())
+        .unwrap();
     let (r, w) = (p as u32, (p >> 32) as u32);
     // futures must write before the writable end drops
     let t = e
@@ -331,7 +342,10 @@ fn futures() {
     assert_eq!(e.store.futures.live(), 0);
 
     // reader drops first: the write ends DROPPED, then the writer may drop
-    let p = e.inst.canon_future_new(&mut e.store, U8).unwrap();
+    let p = e
+        .inst
+        .canon_future_new(&mut e.store, rc(U8).as_ref())
+        .unwrap();
     let (r, w) = (p as u32, (p >> 32) as u32);
     e.inst
         .drop_end(&mut e.store, EndKind::ReadableFuture, U8, r)
@@ -346,7 +360,10 @@ fn futures() {
 
     // same-instance copies only of numbers
     let ch = Some(&ValType::Char);
-    let p = e.inst.canon_future_new(&mut e.store, ch).unwrap();
+    let p = e
+        .inst
+        .canon_future_new(&mut e.store, rc(ch).as_ref())
+        .unwrap();
     let (r, w) = (p as u32, (p >> 32) as u32);
     let c = e
         .inst
@@ -383,7 +400,7 @@ fn cross_instance_and_host_notices() {
     let mut b = Instance::new(1, None);
     let mut store: SharedStore<HostBuffer> = SharedStore::new();
     let mut rec = Rec::default();
-    let p = a.canon_stream_new(&mut store, None).unwrap();
+    let p = a.canon_stream_new(&mut store, rc(None).as_ref()).unwrap();
     let (r, w) = (p as u32, (p >> 32) as u32);
     let shared = a
         .lift_async_value(EndKind::ReadableStream, r, None)
@@ -797,7 +814,9 @@ fn handles_share_one_table() {
     let mut inst = Instance::new(0, None);
     let mut store: SharedStore<HostBuffer> = SharedStore::new();
     let res = inst.canon_resource_new(R, 1).unwrap();
-    let p = inst.canon_stream_new(&mut store, None).unwrap();
+    let p = inst
+        .canon_stream_new(&mut store, rc(None).as_ref())
+        .unwrap();
     let ws = inst.canon_waitable_set_new().unwrap();
     let ec = inst.canon_error_context_new(5).unwrap();
     assert_eq!((res, p as u32, (p >> 32) as u32, ws, ec), (1, 2, 3, 4, 5));
@@ -962,7 +981,7 @@ fn stream_elements_move_readable_ends() {
     let t = ValType::stream(Some(ValType::U8));
     let mut store: SharedStore<HostBuffer> = SharedStore::new();
     let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
-    let p = w.canon_stream_new(&mut store, U8).unwrap();
+    let p = w.canon_stream_new(&mut store, rc(U8).as_ref()).unwrap();
     let (rs, ws) = (p as u32, (p >> 32) as u32);
     let shared = w.copy_end(rs).unwrap().shared;
     let (mut w_mem, mut r_mem) = (mem_of(&[rs]), mem_of(&[]));
@@ -970,7 +989,7 @@ fn stream_elements_move_readable_ends() {
     assert_eq!(w.handles.get(rs), Err(Trap::UnknownHandle(rs)));
     let e = r.copy_end(word(&r_mem, 0)).unwrap();
     assert_eq!(
-        (e.kind, e.shared, e.t.as_ref(), e.state),
+        (e.kind, e.shared, e.t.as_deref(), e.state),
         (EndKind::ReadableStream, shared, U8, CopyState::Idle)
     );
     // a writable end never moves
@@ -980,7 +999,7 @@ fn stream_elements_move_readable_ends() {
         Err(Trap::WrongHandleType { .. })
     ));
     // nor a readable end in a waitable set, or with a copy in progress
-    let p = w.canon_stream_new(&mut store, U8).unwrap();
+    let p = w.canon_stream_new(&mut store, rc(U8).as_ref()).unwrap();
     let rs = p as u32;
     let set = w.canon_waitable_set_new().unwrap();
     w.canon_waitable_join(rs, set).unwrap();
@@ -1012,7 +1031,7 @@ fn stream_elements_move_readable_ends() {
         })
     );
     // an element stream of another element type
-    let p = w.canon_stream_new(&mut store, None).unwrap();
+    let p = w.canon_stream_new(&mut store, rc(None).as_ref()).unwrap();
     let mut w_mem = mem_of(&[p as u32]);
     assert!(matches!(
         move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)),
@@ -1026,12 +1045,14 @@ fn future_of_own_moves_its_handle() {
     let mut store: SharedStore<HostBuffer> = SharedStore::new();
     let (mut w, mut r) = (Instance::new(0, None), Instance::new(1, None));
     let inner = Some(ValType::Own(R));
-    let p = w.canon_future_new(&mut store, inner.as_ref()).unwrap();
+    let p = w
+        .canon_future_new(&mut store, rc(inner.as_ref()).as_ref())
+        .unwrap();
     let (mut w_mem, mut r_mem) = (mem_of(&[p as u32]), mem_of(&[]));
     move_elems(&mut w, &mut w_mem, &mut r, &mut r_mem, &t, (1, 1, 1)).unwrap();
     let e = r.copy_end(word(&r_mem, 0)).unwrap();
     assert_eq!(
-        (e.kind, e.t.as_ref()),
+        (e.kind, e.t.as_deref()),
         (EndKind::ReadableFuture, inner.as_ref())
     );
     assert_eq!(w.handles.live(), 1, "the writable end stays");
@@ -1059,7 +1080,9 @@ fn copy_moving_handles_hands_the_caller_to_the_copier() {
     let t = Some(ValType::Own(R));
     let mut store: SharedStore<HostBuffer> = SharedStore::new();
     let (mut a, mut b) = (Instance::new(0, None), Instance::new(1, None));
-    let p = a.canon_stream_new(&mut store, t.as_ref()).unwrap();
+    let p = a
+        .canon_stream_new(&mut store, rc(t.as_ref()).as_ref())
+        .unwrap();
     let rs = p as u32;
     // `b` holds the writable end (as if it had been made there)
     let shared = a.copy_end(rs).unwrap().shared;
@@ -1068,7 +1091,7 @@ fn copy_moving_handles_hands_the_caller_to_the_copier() {
         .add(Handle::CopyEnd(CopyEnd::new(
             EndKind::WritableStream,
             shared,
-            t.clone(),
+            rc(t.as_ref()),
         )))
         .unwrap();
     let mut calls = Calls::default();
@@ -1139,7 +1162,9 @@ fn copy_moving_handles_hands_the_caller_to_the_copier() {
     assert_eq!(c.payload, Some(pack_copy_result(CopyResult::Completed, 1)));
     assert_eq!(calls.0, vec![(0, 2), (1, 1)]);
     // within one instance, a copy of handles traps before the copier runs
-    let p = a.canon_stream_new(&mut store, t.as_ref()).unwrap();
+    let p = a
+        .canon_stream_new(&mut store, rc(t.as_ref()).as_ref())
+        .unwrap();
     let (rs, ws) = (p as u32, (p >> 32) as u32);
     let mut step = |a: &mut Instance, store: &mut SharedStore<HostBuffer>, kind, i, buf| {
         a.copy_moving_handles(store, kind, t.as_ref(), i, true, || Ok(buf), &mut calls)

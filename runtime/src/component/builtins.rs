@@ -4,6 +4,7 @@
 //! `ringos_abi::concurrency`; this module moves values and blocks.
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -682,6 +683,8 @@ pub(crate) fn end_new(
     stream: bool,
 ) -> FuncId {
     let sh = sh.clone();
+    // Shared by every end made here (an end holds its type).
+    let t = t.map(Rc::new);
     builtin(store, &[], &[CoreValType::I64], move |_, _| {
         let mut st = sh.get()?;
         let State { insts, shared, .. } = &mut *st;

@@ -916,7 +916,7 @@ enum ResultShape {
     /// [`ResultShape::Spilled`] for a record or tuple of stream and future
     /// ends only (as `ringos:blk`'s `read`): each field's offset and end,
     /// lowered straight into the instance's table ([`store_ends`]).
-    SpilledEnds((u32, u64), Vec<(u64, EndKind, Option<ValType>)>),
+    SpilledEnds((u32, u64), Vec<(u64, EndKind, Option<Rc<ValType>>)>),
 }
 
 /// Whether the lowered call has no core result.
@@ -959,12 +959,8 @@ impl HostLayout {
                     f.types()
                         .zip(offsets)
                         .map(|(t, &off)| match t {
-                            ValType::Stream(e) => {
-                                Some((off, EndKind::ReadableStream, e.as_deref().cloned()))
-                            }
-                            ValType::Future(e) => {
-                                Some((off, EndKind::ReadableFuture, e.as_deref().cloned()))
-                            }
+                            ValType::Stream(e) => Some((off, EndKind::ReadableStream, e.clone())),
+                            ValType::Future(e) => Some((off, EndKind::ReadableFuture, e.clone())),
                             _ => None,
                         })
                         .collect()
@@ -994,7 +990,7 @@ fn store_ends(
     sh: &Shared,
     inst: InstId,
     opts: &Opts,
-    ends: &[(u64, EndKind, Option<ValType>)],
+    ends: &[(u64, EndKind, Option<Rc<ValType>>)],
     shared: &[u32],
     layout: (u32, u64),
     ptr: u64,
