@@ -724,6 +724,7 @@ pub(crate) fn copy(
     if let Some(t) = t.as_ref().filter(|t| t.contains_handle()) {
         return copy_moving_handles(store, &sh, inst, kind, t.clone(), opts, params, layout);
     }
+    let opts = Rc::new(opts);
     builtin(store, params, &[I32], move |store, args| {
         let (i, ptr) = (arg(args, 0), arg(args, 1));
         let n = if kind.is_stream() { arg(args, 2) } else { 1 };
@@ -742,8 +743,13 @@ pub(crate) fn copy(
             let s = unsafe { &mut *store_ptr };
             let make = || {
                 let mem_len = || memory_of(s, &opts).map(|m| m.len() as u64);
-                GuestBuffer::with_layout_in(mem_len, layout, u64::from(ptr), u64::from(n))
-                    .map(|buf| RtBuffer::Guest { buf, inst, opts })
+                GuestBuffer::with_layout_in(mem_len, layout, u64::from(ptr), u64::from(n)).map(
+                    |buf| RtBuffer::Guest {
+                        buf,
+                        inst,
+                        opts: opts.clone(),
+                    },
+                )
             };
             insts[inst].copy(shared, kind, t, i, opts.async_, make, &mut copier)?
         };
@@ -766,6 +772,7 @@ fn copy_moving_handles(
     layout: Option<(u32, u64)>,
 ) -> FuncId {
     let sh = sh.clone();
+    let opts = Rc::new(opts);
     builtin(store, params, &[I32], move |store, args| {
         let (i, ptr) = (arg(args, 0), arg(args, 1));
         let n = if kind.is_stream() { arg(args, 2) } else { 1 };
@@ -805,7 +812,11 @@ fn copy_moving_handles(
                     GuestBuffer::with_layout(cx, layout, u64::from(ptr), u64::from(n))
                 })
                 .map_err(|e| abi::Trap::Guest(e.0))
-                .map(|buf| RtBuffer::Guest { buf, inst, opts })
+                .map(|buf| RtBuffer::Guest {
+                    buf,
+                    inst,
+                    opts: opts.clone(),
+                })
             };
             me.copy_moving_handles(shared, kind, Some(&t), i, opts.async_, make, &mut copier)?
         };

@@ -68,13 +68,14 @@ impl From<ringos_abi::Trap> for Trapped {
 }
 
 /// One side's buffer of a stream/future copy: guest memory of an
-/// instance (with the options of the built-in that made it), or values
-/// the host reads or writes.
+/// instance (with the options of the built-in that made it, shared: a
+/// copy moves its buffer through the shared state by value, several
+/// times), or values the host reads or writes.
 pub enum RtBuffer {
     Guest {
         buf: GuestBuffer,
         inst: InstId,
-        opts: Opts,
+        opts: Rc<Opts>,
     },
     Host(HostBuffer),
 }
