@@ -742,7 +742,7 @@ impl Instance {
         t: Option<&Rc<ValType>>,
     ) -> Result<u64, Trap> {
         self.check_may_leave("stream.new")?;
-        let shared = store.new_stream(t.map(|t| (**t).clone()))?;
+        let shared = store.new_stream(t.cloned())?;
         self.add_ends(shared, t, EndKind::ReadableStream, EndKind::WritableStream)
     }
 
@@ -753,7 +753,7 @@ impl Instance {
         t: Option<&Rc<ValType>>,
     ) -> Result<u64, Trap> {
         self.check_may_leave("future.new")?;
-        let shared = store.new_future(t.map(|t| (**t).clone()))?;
+        let shared = store.new_future(t.cloned())?;
         self.add_ends(shared, t, EndKind::ReadableFuture, EndKind::WritableFuture)
     }
 

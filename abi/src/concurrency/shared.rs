@@ -9,6 +9,7 @@
 //! [`super::Instance::apply_notice`], or a host end the runtime backs with
 //! a device).
 
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use crate::buffers::GuestBuffer;
@@ -271,8 +272,9 @@ struct PendingCopy<B> {
 /// `SharedStreamImpl`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedStream<B> {
-    /// `t`: the element type (`None`: payload-less).
-    pub t: Option<ValType>,
+    /// `t`: the element type (`None`: payload-less), shared with the
+    /// ends.
+    pub t: Option<Rc<ValType>>,
     /// `dropped`: one end was dropped.
     pub dropped: bool,
     pending: Option<PendingCopy<B>>,
@@ -283,7 +285,7 @@ pub struct SharedStream<B> {
 }
 
 impl<B: Buffer> SharedStream<B> {
-    pub fn new(t: Option<ValType>) -> Self {
+    pub fn new(t: Option<Rc<ValType>>) -> Self {
         SharedStream {
             t,
             dropped: false,
@@ -367,7 +369,7 @@ impl<B: Buffer> SharedStream<B> {
         let pending_inst = self.pending.as_ref().and_then(|p| p.side.inst());
         if side.inst().is_some()
             && side.inst() == pending_inst
-            && !none_or_number_type(self.t.as_ref())
+            && !none_or_number_type(self.t.as_deref())
         {
             return Err(Trap::IntraComponentCopy { stream: true });
         }
@@ -446,13 +448,13 @@ fn done<B>(result: CopyResult, buffer: B, notice: Option<Notice<B>>) -> CopyStep
 /// `SharedFutureImpl`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedFuture<B> {
-    pub t: Option<ValType>,
+    pub t: Option<Rc<ValType>>,
     pub dropped: bool,
     pending: Option<PendingCopy<B>>,
 }
 
 impl<B: Buffer> SharedFuture<B> {
-    pub fn new(t: Option<ValType>) -> Self {
+    pub fn new(t: Option<Rc<ValType>>) -> Self {
         SharedFuture {
             t,
             dropped: false,
@@ -492,7 +494,7 @@ impl<B: Buffer> SharedFuture<B> {
         let pending_inst = self.pending.as_ref().and_then(|p| p.side.inst());
         if side.inst().is_some()
             && side.inst() == pending_inst
-            && !none_or_number_type(self.t.as_ref())
+            && !none_or_number_type(self.t.as_deref())
         {
             return Err(Trap::IntraComponentCopy { stream: false });
         }
@@ -570,11 +572,11 @@ impl<B: Buffer> SharedStore<B> {
         Self::default()
     }
     /// A new `SharedStreamImpl(t)`; returns its index.
-    pub fn new_stream(&mut self, t: Option<ValType>) -> Result<u32, Trap> {
+    pub fn new_stream(&mut self, t: Option<Rc<ValType>>) -> Result<u32, Trap> {
         self.streams.add(SharedStream::new(t))
     }
     /// A new `SharedFutureImpl(t)`; returns its index.
-    pub fn new_future(&mut self, t: Option<ValType>) -> Result<u32, Trap> {
+    pub fn new_future(&mut self, t: Option<Rc<ValType>>) -> Result<u32, Trap> {
         self.futures.add(SharedFuture::new(t))
     }
     pub fn stream(&mut self, i: u32) -> Result<&mut SharedStream<B>, Trap> {

@@ -12,6 +12,7 @@
 //! while its copy is pending, so the buffer cannot disappear under the
 //! device.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 
 use ringos_abi::concurrency::{SharedStore, Side};
@@ -88,9 +89,13 @@ impl HostCx<'_> {
     /// shared index (a `Value::Stream` for the guest) and the end's token.
     pub fn device_stream_to_guest(&mut self) -> Result<(u32, u64), String> {
         let mut st = self.sh.get().map_err(|t| t.0)?;
+        let u8_t = st
+            .byte_type
+            .get_or_insert_with(|| Rc::new(ValType::U8))
+            .clone();
         let shared = st
             .shared
-            .new_stream(Some(ValType::U8))
+            .new_stream(Some(u8_t))
             .map_err(|t| Trapped::from(t).0)?;
         Ok((shared, register(&mut st, shared, Direction::ToGuest)))
     }

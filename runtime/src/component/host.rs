@@ -5,6 +5,7 @@
 //! side land here ([`notice`]) and drive the host's reads and writes.
 
 use alloc::boxed::Box;
+use alloc::rc::Rc;
 use alloc::string::String;
 
 use ringos_abi::concurrency::{Copied, HostBuffer, Notice, Side};
@@ -50,7 +51,7 @@ impl HostCx<'_> {
         let store: *mut Store = self.store;
         let mut st = self.sh.get().map_err(|t| t.0)?;
         let t = &st.shared.stream(s).map_err(|t| Trapped::from(t).0)?.t;
-        refuse_handles(t.as_ref()).map_err(|t| t.0)?;
+        refuse_handles(t.as_deref()).map_err(|t| t.0)?;
         let token = st.new_token();
         st.host_ends.insert(
             token,
@@ -75,7 +76,10 @@ impl HostCx<'_> {
     /// see the end at once): an empty stdin.
     pub fn closed_stream(&mut self, t: Option<ValType>) -> Result<u32, String> {
         let mut st = self.sh.get().map_err(|t| t.0)?;
-        let s = st.shared.new_stream(t).map_err(|t| Trapped::from(t).0)?;
+        let s = st
+            .shared
+            .new_stream(t.map(Rc::new))
+            .map_err(|t| Trapped::from(t).0)?;
         let _ = st
             .shared
             .stream(s)
@@ -122,12 +126,12 @@ impl HostCx<'_> {
 /// carry handles (`own` resources, stream/future ends, error contexts),
 /// as the host has no handle table to move them into or out of.
 #[derive(Clone, Debug)]
-pub struct HostElem(Option<ValType>);
+pub struct HostElem(Option<Rc<ValType>>);
 
 impl HostElem {
     pub fn new(t: Option<ValType>) -> Result<HostElem, String> {
         refuse_handles(t.as_ref()).map_err(|t| t.0)?;
-        Ok(HostElem(t))
+        Ok(HostElem(t.map(Rc::new)))
     }
 }
 
@@ -168,12 +172,10 @@ pub fn write_future(
     };
     let shared = *shared;
     let f = st.shared.future(shared)?;
-    let t: *const Option<ValType> = &f.t;
-    // SAFETY: the future's type is neither changed nor moved while it is
-    // written: the state stays borrowed, so nothing can touch the table.
+    let t = f.t.clone();
     let mut copier = Copier {
         store,
-        t: unsafe { (*t).as_ref() },
+        t: t.as_deref(),
     };
     let buf = RtBuffer::Host(HostBuffer::readable(alloc::vec![v]));
     let (copied, n) = f.write(Side::Host(token), buf, &mut copier)?;
@@ -219,11 +221,10 @@ fn issue_read(st: &mut State, store: *mut Store, token: u64) -> Result<(), Trapp
             return Ok(());
         };
         let s = st.shared.stream(shared)?;
-        let t: *const Option<ValType> = &s.t;
-        // SAFETY: as in `write_future`: the state stays borrowed.
+        let t = s.t.clone();
         let mut copier = Copier {
             store,
-            t: unsafe { (*t).as_ref() },
+            t: t.as_deref(),
         };
         let buf = RtBuffer::Host(HostBuffer::writable(CHUNK));
         let (copied, n) = s.read(Side::Host(token), buf, &mut copier)?;

@@ -217,6 +217,8 @@ pub struct State {
     pub host_ends: crate::token_map::TokenMap<super::host::HostEnd>,
     /// Device-backed stream ends, by token.
     pub(crate) device_ends: crate::token_map::TokenMap<super::device::DeviceEnd>,
+    /// `u8`, the element type every device stream shares (made once).
+    pub(crate) byte_type: Option<Rc<ringos_abi::ValType>>,
     /// The embedder's I/O, polled when no task can run. Shared so the loop
     /// can run the sources (which use the state) from a snapshot, a count
     /// rather than a vector moved out and back on every turn.
