@@ -669,6 +669,14 @@ pub(crate) fn block_until(
     if from_guest {
         sh.get()?.check_may_block()?;
     }
+    // A device has often finished by the time the guest waits (the
+    // completion sits in its ring, not yet taken): take what came in, and
+    // the wait may be over before this stack is set aside or its fiber
+    // switched out. Which ready task runs first is the loop's choice; an
+    // event that arrived before the wait is one it may return with.
+    if poll_io(store, sh)?.progress && cond() {
+        return Ok(());
+    }
     if let Some(fiber) = store.current_fiber() {
         return suspend_until(store, sh, fiber, cond);
     }
