@@ -74,7 +74,8 @@ pub enum BlockOp {
 
 /// What the embedder's disk does: queue requests, report completions.
 pub trait BlockDevice {
-    /// Size in bytes (whole blocks; 0: no disk).
+    /// Size in bytes (whole blocks; 0: no disk). Fixed for the device's
+    /// life: [`Disk`] asks once.
     fn capacity(&self) -> u64;
     fn read_only(&self) -> bool;
     /// Queues `op`; its completion comes from [`BlockDevice::poll`] with
@@ -98,6 +99,8 @@ struct Stream {
 /// source for them.
 pub struct Disk {
     dev: Rc<dyn BlockDevice>,
+    /// `dev.capacity()`, asked once (every request checks its range).
+    capacity: u64,
     state: RefCell<DiskState>,
     /// `result<_, error-code>`, made (and checked) once.
     status_t: HostElem,
@@ -128,6 +131,7 @@ fn error_code() -> ValType {
 impl Disk {
     pub fn new(dev: Rc<dyn BlockDevice>) -> Rc<Disk> {
         Rc::new(Disk {
+            capacity: dev.capacity(),
             dev,
             state: RefCell::new(DiskState::default()),
             status_t: HostElem::new(Some(status_type())).expect("no handles in the status"),
@@ -142,7 +146,7 @@ impl Disk {
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), BlockError> {
-        let cap = self.dev.capacity();
+        let cap = self.capacity;
         if cap == 0 {
             return Err(BlockError::NoDevice);
         }
@@ -181,7 +185,7 @@ impl Disk {
 
     fn write(&self, cx: &mut HostCx<'_>, offset: u64, data: u32) -> Result<Value, String> {
         let token = cx.device_stream_from_guest(data)?;
-        let check = if self.dev.read_only() && self.dev.capacity() > 0 {
+        let check = if self.dev.read_only() && self.capacity > 0 {
             Err(BlockError::ReadOnly)
         } else {
             self.check_range(offset, 0)
@@ -203,7 +207,7 @@ impl Disk {
     }
 
     fn flush(&self, cx: &mut HostCx<'_>) -> Result<Value, String> {
-        if self.dev.capacity() == 0 {
+        if self.capacity == 0 {
             return self
                 .resolved(cx, BlockError::NoDevice.value())
                 .map(Value::Future);
@@ -243,7 +247,7 @@ impl Disk {
         }
         if s.offset
             .checked_add(len as u64)
-            .is_none_or(|e| e > self.dev.capacity())
+            .is_none_or(|e| e > self.capacity)
         {
             return Err(BlockError::OutOfRange);
         }
@@ -413,7 +417,7 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
         d3.flush(cx).map(Some)
     };
     let capacity = move |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> {
-        Ok(Some(d4.dev.capacity()))
+        Ok(Some(d4.capacity))
     };
     let block_size =
         |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> { Ok(Some(BLOCK)) };

@@ -921,14 +921,26 @@ impl Instance {
             EndKind::ReadableFuture => store.future(shared)?.read(side, buffer, copier)?,
             EndKind::WritableFuture => store.future(shared)?.write(side, buffer, copier)?,
         };
-        if let Copied::Done { result, buffer } = copied {
-            self.end_mut(i, kind)?
-                .w
-                .set_pending_event(PendingEvent::Copy {
-                    result,
-                    progress: buffer.progress(),
-                    reclaim: false,
-                });
+        match copied {
+            Copied::Done { result, buffer } => {
+                self.end_mut(i, kind)?
+                    .w
+                    .set_pending_event(PendingEvent::Copy {
+                        result,
+                        progress: buffer.progress(),
+                        reclaim: false,
+                    });
+            }
+            // Left waiting with nothing for the other side (a device's
+            // end, or nobody there yet): no event can be here, the end
+            // was idle.
+            Copied::Pending if notice.is_none() => {
+                return Ok(CopyCall {
+                    payload: None,
+                    notice: None,
+                })
+            }
+            Copied::Pending => {}
         }
         let notice = self.route(notice)?;
         let payload = if self.has_pending_event(i)? {

@@ -23,6 +23,7 @@ use ringos_abi::{
 use wasmparser::ValType as CoreValType;
 
 use super::call::{guest_cx, to_core, with_table, Opts};
+use super::device::device_end_of;
 use super::sched;
 use super::state::{Callee, InstId, Resolution, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
@@ -636,14 +637,15 @@ fn finish_copy(
         return Ok(i32v(p));
     }
     // The copy waits: if a device serves the other end, start it now.
-    let shared = {
+    let device = {
         let st = sh.get()?;
-        (!st.device_ends.is_empty())
-            .then(|| st.insts[inst].copy_end(i).map(|e| e.shared))
-            .transpose()?
+        match st.device_ends.is_empty() {
+            true => None,
+            false => device_end_of(&st, st.insts[inst].copy_end(i)?.shared),
+        }
     };
-    if let Some(shared) = shared {
-        sched::device_hook(store, sh, shared)?;
+    if let Some(token) = device {
+        sched::device_hook(store, sh, token)?;
     }
     if async_ {
         return Ok(i32v(BLOCKED));
@@ -881,8 +883,9 @@ pub(crate) fn drop_end(
             st.inst(inst)?;
             // A device end on the other side finishes when this one goes.
             let device = (kind.is_stream() && !st.device_ends.is_empty())
-                .then(|| st.insts[inst].copy_end(i).map(|e| e.shared).ok())
-                .flatten();
+                .then(|| st.insts[inst].copy_end(i).ok())
+                .flatten()
+                .and_then(|e| device_end_of(&st, e.shared));
             let notice = {
                 let State { insts, shared, .. } = &mut *st;
                 insts[inst].drop_end(shared, kind, t.as_ref(), i)?
@@ -890,8 +893,8 @@ pub(crate) fn drop_end(
             deliver(&mut st, store, notice)?;
             device
         };
-        if let Some(shared) = device {
-            sched::device_hook(store, &sh, shared)?;
+        if let Some(token) = device {
+            sched::device_hook(store, &sh, token)?;
         }
         Ok(None)
     })

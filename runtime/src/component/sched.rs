@@ -748,15 +748,11 @@ pub(crate) fn block_until(
     }
 }
 
-/// A copy of `inst`'s end `i` was left waiting, or the end was dropped
-/// (`shared` is its shared state): if a device serves the other end, its
-/// I/O source starts the transfer, or finishes the end, now (see
+/// A guest copy was left waiting on device end `token`, or the guest
+/// dropped its end: the I/O source serving it starts the transfer, or
+/// finishes the end, now (see
 /// [`IoSource::start_end`](super::device::IoSource::start_end)).
-pub(crate) fn device_hook(store: &mut Store, sh: &Shared, shared: u32) -> Result<(), Trapped> {
-    let token = match super::device::device_end_of(&*sh.get()?, shared) {
-        Some(t) => t,
-        None => return Ok(()),
-    };
+pub(crate) fn device_hook(store: &mut Store, sh: &Shared, token: u64) -> Result<(), Trapped> {
     for_each_io(store, sh, |s, cx| s.start_end(cx, token))
 }
 
