@@ -646,8 +646,19 @@ fn finish_copy(
     };
     if let Some(token) = device {
         sched::device_hook(store, sh, token)?;
+        // The device may be done already (under TCG a request often
+        // completes inside its notify): its completion is taken now, and
+        // the copy is over within the call, as `stream_copy` returns an
+        // event already pending instead of `BLOCKED`. A kernel-only read
+        // polls once before it halts, too.
+        sched::poll_io(store, sh)?;
     }
     if async_ {
+        let mut st = sh.get()?;
+        let State { insts, shared, .. } = &mut *st;
+        if device.is_some() && insts[inst].has_pending_event(i)? {
+            return Ok(i32v(insts[inst].get_pending_event(i, shared)?.p2));
+        }
         return Ok(i32v(BLOCKED));
     }
     wait_for_pending_event(store, sh, inst, i)?;

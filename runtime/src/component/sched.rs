@@ -757,7 +757,7 @@ pub(crate) fn device_hook(store: &mut Store, sh: &Shared, token: u64) -> Result<
 }
 
 /// One turn of every I/O source of the embedder.
-fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
+pub(crate) fn poll_io(store: &mut Store, sh: &Shared) -> Result<IoTurn, Trapped> {
     let mut turn = IoTurn::default();
     for_each_io(store, sh, |s, cx| {
         let t = s.poll(cx)?;
