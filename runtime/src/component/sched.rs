@@ -674,7 +674,8 @@ pub(crate) fn block_until(
     // the wait may be over before this stack is set aside or its fiber
     // switched out. Which ready task runs first is the loop's choice; an
     // event that arrived before the wait is one it may return with.
-    if poll_io(store, sh)?.progress && cond() {
+    let early = poll_io(store, sh)?;
+    if early.progress && cond() {
         return Ok(());
     }
     if let Some(fiber) = store.current_fiber() {
@@ -685,6 +686,10 @@ pub(crate) fn block_until(
     // `cond` held not above; it is asked again only after something
     // happened that could change it.
     let mut changed = false;
+    // The turn just taken, while nothing has run since: the first idle
+    // round uses it instead of polling the devices again (the sooner the
+    // loop halts, the sooner a device sharing the host's CPU runs).
+    let mut fresh = (!early.progress).then_some(early);
     loop {
         if changed && cond() {
             return sh.get()?.resume_stack(saved);
@@ -693,7 +698,10 @@ pub(crate) fn block_until(
         match run_one(store, sh)? {
             Ran::Nothing => {
                 idle_rounds = 0;
-                let io = poll_io(store, sh)?;
+                let io = match fresh.take() {
+                    Some(io) => io,
+                    None => poll_io(store, sh)?,
+                };
                 if io.progress || fire_timers(store, sh)? {
                     continue;
                 }
@@ -725,6 +733,7 @@ pub(crate) fn block_until(
             // Time passing (a timer set) or I/O is progress for a yielding
             // task.
             Ran::Yield => {
+                fresh = None;
                 let io = poll_io(store, sh)?;
                 fire_timers(store, sh)?;
                 let timer_set = !sh.get()?.timers.is_empty();
@@ -734,7 +743,10 @@ pub(crate) fn block_until(
                     idle_rounds += 1;
                 }
             }
-            Ran::Progress => idle_rounds = 0,
+            Ran::Progress => {
+                fresh = None;
+                idle_rounds = 0;
+            }
         }
         // Only tasks that yield again and again can run while this stack
         // waits: they wait for something below it (a caller this stack
