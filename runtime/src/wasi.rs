@@ -34,6 +34,13 @@ fn error_code() -> ValType {
     ValType::enum_(["io", "illegal-byte-sequence", "pipe"])
 }
 
+/// `result<_, error-code>`, a status future's element, made (and checked)
+/// once per function rather than per call.
+fn status_elem() -> HostElem {
+    HostElem::new(Some(ValType::result(None, Some(error_code()))))
+        .expect("no handles in the status")
+}
+
 /// `future<result<_, error-code>>`.
 fn done_future() -> ValType {
     ValType::future(Some(ValType::result(None, Some(error_code()))))
@@ -42,14 +49,12 @@ fn done_future() -> ValType {
 /// `write-via-stream: func(data: stream<u8>) -> future<result<_, error-code>>`
 /// writing to `sink`.
 fn write_via_stream(sink: Sink) -> Item {
+    let status = status_elem();
     let f = move |cx: &mut HostCx<'_>, args: &[Value]| -> Result<Option<Value>, String> {
         let Some(Value::Stream(s)) = args.first() else {
             return Err("write-via-stream: expected a stream".into());
         };
-        let (fut, token) = cx.new_future(&HostElem::new(Some(ValType::result(
-            None,
-            Some(error_code()),
-        )))?)?;
+        let (fut, token) = cx.new_future(&status)?;
         let sink = sink.clone();
         cx.read_stream(
             *s,
@@ -106,12 +111,10 @@ pub fn cli(cfg: Cli) -> Exports {
         name("types"),
         instance(vec![("error-code", Item::Type(None))]),
     );
+    let status = status_elem();
     let stdin = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
         let s = cx.closed_stream(Some(ValType::U8))?;
-        let (f, token) = cx.new_future(&HostElem::new(Some(ValType::result(
-            None,
-            Some(error_code()),
-        )))?)?;
+        let (f, token) = cx.new_future(&status)?;
         cx.write_future(token, Value::ok(None))?;
         Ok(Some(Value::tuple(vec![Value::Stream(s), Value::Future(f)])))
     };

@@ -23,7 +23,7 @@ use ringos_abi::{
 use wasmparser::ValType as CoreValType;
 
 use super::call::{guest_cx, to_core, with_table, Opts};
-use super::device::device_end_of;
+use super::device::device_end_serving;
 use super::sched;
 use super::state::{Callee, InstId, Resolution, RtBuffer, Shared, State, Trapped};
 use crate::instance::Val;
@@ -637,13 +637,7 @@ fn finish_copy(
         return Ok(i32v(p));
     }
     // The copy waits: if a device serves the other end, start it now.
-    let device = {
-        let st = sh.get()?;
-        match st.device_ends.is_empty() {
-            true => None,
-            false => device_end_of(&st, st.insts[inst].copy_end(i)?.shared),
-        }
-    };
+    let device = device_end_serving(&*sh.get()?, inst, i);
     if let Some(token) = device {
         sched::device_hook(store, sh, token)?;
         // The device may be done already (under TCG a request often
@@ -893,10 +887,10 @@ pub(crate) fn drop_end(
             let mut st = sh.get()?;
             st.inst(inst)?;
             // A device end on the other side finishes when this one goes.
-            let device = (kind.is_stream() && !st.device_ends.is_empty())
-                .then(|| st.insts[inst].copy_end(i).ok())
-                .flatten()
-                .and_then(|e| device_end_of(&st, e.shared));
+            let device = kind
+                .is_stream()
+                .then(|| device_end_serving(&st, inst, i))
+                .flatten();
             let notice = {
                 let State { insts, shared, .. } = &mut *st;
                 insts[inst].drop_end(shared, kind, t.as_ref(), i)?

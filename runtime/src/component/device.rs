@@ -20,7 +20,7 @@ use ringos_abi::ValType;
 
 use super::builtins::deliver;
 use super::host::HostCx;
-use super::state::{RtBuffer, State, Trapped};
+use super::state::{InstId, RtBuffer, State, Trapped};
 use crate::Store;
 
 /// Which way a device end's bytes go.
@@ -222,8 +222,13 @@ fn work_of(
     })))
 }
 
-/// The device end serving shared stream `shared`, if any.
-pub(crate) fn device_end_of(st: &State, shared: u32) -> Option<u64> {
+/// The device end on the other side of `inst`'s stream end `i`, if a
+/// device serves it.
+pub(crate) fn device_end_serving(st: &State, inst: InstId, i: u32) -> Option<u64> {
+    if st.device_ends.is_empty() {
+        return None;
+    }
+    let shared = st.insts.get(inst)?.copy_end(i).ok()?.shared;
     st.device_ends
         .iter()
         .find(|(_, e)| e.shared == shared)
