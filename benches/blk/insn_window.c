@@ -26,10 +26,12 @@
  *   insn-window kind=component windows=N insns=N tbs=N before_submit=N after_wake=N
  *
  * With `profile=PATH` it also writes, for every translated block that ran
- * inside a component window, `tb VADDR INSNS BEFORE DURING AFTER`: its
- * runs before the submission, overlapping the device and after the wake
- * (a block translated twice is listed twice): where a component-level read's instructions go,
- * for `RINGOS_INSN_PROFILE=PATH ringos probe blk --component --count`.
+ * inside a window, `tb VADDR INSNS BEFORE DURING AFTER KERNEL`: its runs
+ * inside component windows before the submission, overlapping the device
+ * and after the wake, and its runs inside kernel-only windows (a block
+ * translated twice is listed twice): where a component-level read's
+ * instructions go, beside a kernel-only read's, for
+ * `RINGOS_INSN_PROFILE=PATH ringos probe blk --component --count`.
  *
  * Built on demand by the CLI (`cc`, nothing else). The plugin API is
  * QEMU's version 1 (QEMU 7.2, Debian 12's); the declarations it uses are
@@ -95,6 +97,8 @@ struct block {
      * the device, after the wake; and since the last wake (not yet known
      * to be which). */
     uint64_t before, during, after, pending;
+    /* Runs inside kernel-only windows. */
+    uint64_t kernel;
 };
 static struct block *blocks;
 /* The blocks with `pending` runs. */
@@ -154,6 +158,9 @@ static void tb_exec(unsigned int vcpu, void *userdata)
     }
     if (profile && win[COMPONENT].open) {
         count_block(b, win[COMPONENT].submitted);
+    }
+    if (profile && win[KERNEL].open) {
+        b->kernel++;
     }
 }
 
@@ -251,10 +258,11 @@ static void at_exit(qemu_plugin_id_t id, void *userdata)
     fclose(f);
     FILE *p = profile ? fopen(profile, "w") : NULL;
     for (struct block *b = blocks; p && b; b = b->next) {
-        if (b->before || b->during || b->after) {
-            fprintf(p, "tb %llx %llu %llu %llu %llu\n", (unsigned long long)b->vaddr,
+        if (b->before || b->during || b->after || b->kernel) {
+            fprintf(p, "tb %llx %llu %llu %llu %llu %llu\n", (unsigned long long)b->vaddr,
                     (unsigned long long)b->insns, (unsigned long long)b->before,
-                    (unsigned long long)b->during, (unsigned long long)b->after);
+                    (unsigned long long)b->during, (unsigned long long)b->after,
+                    (unsigned long long)b->kernel);
         }
     }
     if (p) {

@@ -12,7 +12,9 @@
 ;; completion) and checked. The first tenth warms up. At the end it sorts the latencies
 ;; and prints
 ;;   probe: reads=N p50_ns=.. p99_ns=.. min_ns=.. max_ns=..
-;; The CLI replaces OPS below with --ops before parsing.
+;; then every latency, 32 to a line, so runs can be pooled:
+;;   probe: lat_ns=a,b,..
+;; The CLI replaces OPS below with the reads per run before parsing.
 (component
   (import "ringos:blk/disk@0.1.0" (instance $disk
     (type $ec' (enum "no-device" "out-of-range" "unaligned" "read-only" "io"))
@@ -196,13 +198,38 @@
       (call $num (call $lat (i32.sub (local.get $n) (i32.const 1))))
       (call $text (i32.const 1104) (i32.const 1)) ;; "\n"
       (call $print)
+      (call $print_latencies (local.get $n))
       (i32.const 0))
+
+    ;; Prints latencies [0, n), 32 to a `probe: lat_ns=` line (a line of
+    ;; 32 u64s stays below the strings at 1024).
+    (func $print_latencies (param $n i32)
+      (local $i i32) (local $end i32)
+      (block $done (loop $line
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (global.set $out (i32.const 64))
+        (call $text (i32.const 1120) (i32.const 14)) ;; "probe: lat_ns="
+        (local.set $end (i32.add (local.get $i) (i32.const 32)))
+        (if (i32.gt_u (local.get $end) (local.get $n)) (then (local.set $end (local.get $n))))
+        (call $num (call $lat (local.get $i)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (block $full (loop $l
+          (br_if $full (i32.ge_u (local.get $i) (local.get $end)))
+          (call $text (i32.const 1136) (i32.const 1)) ;; ","
+          (call $num (call $lat (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $l)))
+        (call $text (i32.const 1104) (i32.const 1)) ;; "\n"
+        (call $print)
+        (br $line))))
     (data (i32.const 1024) "probe: reads=")
     (data (i32.const 1040) " p50_ns=")
     (data (i32.const 1056) " p99_ns=")
     (data (i32.const 1072) " min_ns=")
     (data (i32.const 1088) " max_ns=")
-    (data (i32.const 1104) "\n"))
+    (data (i32.const 1104) "\n")
+    (data (i32.const 1120) "probe: lat_ns=")
+    (data (i32.const 1136) ","))
 
   (core instance $probe (instantiate $Probe (with "" (instance
     (export "mem" (memory $mem "mem"))

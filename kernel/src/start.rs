@@ -87,8 +87,9 @@ pub fn main(boot: &'static BootInfo) -> ! {
             .unwrap_or(0);
         if crate::wasm::component::present() {
             let baseline = num(cmdline::BLK_BASELINE, 0);
+            let rounds = num(cmdline::BLK_ROUNDS, 1);
             exit_vm(crate::wasm::component::run(
-                reactor, timeout, epoch, baseline,
+                reactor, timeout, epoch, baseline, rounds,
             ));
         }
     }

@@ -402,6 +402,12 @@ struct ProbeBlkArgs {
     /// data; kernel-only and inside benches/blk/probe.wat, side by side
     #[arg(long, requires = "component")]
     phases: bool,
+    /// With --component: run each component this many times per boot, OPS / N reads
+    /// each, between slices of the kernel-only reads it is compared with, so both span
+    /// the same seconds and a drift of the host's speed enters both alike (pooled)
+    #[arg(long, value_name = "N", default_value_t = 6, requires = "component",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: u32,
     #[command(flatten)]
     io: IoArgs,
     #[command(flatten)]
@@ -671,6 +677,7 @@ fn probe_blk(a: ProbeBlkArgs) -> Result<i32, Error> {
         component: a.component,
         count: a.count,
         phases: a.phases,
+        rounds: a.rounds,
         wit_bindgen,
         pin_cpu: a.vm.pin,
         image,

@@ -122,6 +122,7 @@ fn probe_blk_and_net_help() {
         "both",
         "blk.json",
         "64 MiB",
+        "--rounds",
     ] {
         assert!(h.contains(s), "missing {s:?} in\n{h}");
     }

@@ -340,7 +340,8 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
 
 /// The probe component of `ringos probe blk --component`
 /// (benches/blk/probe.wat), on a file in this process: it reads, checks
-/// every status, and prints a line the probe parses.
+/// every status, and prints a line the probe parses, then every latency
+/// (what the probe pools over runs: the same reads, the same extremes).
 #[test]
 fn the_probe_component_reads_and_reports() {
     let disk = disk("probe");
@@ -358,6 +359,14 @@ fn the_probe_component_reads_and_reports() {
         l.min_ns <= l.p50_ns && l.p50_ns <= l.p99_ns && l.p99_ns <= l.max_ns,
         "{line}"
     );
+    let pooled = ringos::probe::blk::ComponentLatency::pool(stdout.lines(), 1)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(
+        (pooled.reads, pooled.min_ns, pooled.max_ns),
+        (200, l.min_ns, l.max_ns),
+        "{stdout}"
+    );
+    assert!(pooled.min_ns <= pooled.p50_ns && pooled.p50_ns <= pooled.p99_ns);
 }
 
 /// `run` calls `read` with the result out-pointer `RETPTR`.
@@ -403,10 +412,12 @@ fn a_read_whose_results_cannot_be_stored_traps_clearly() {
     assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// `ringos probe blk --component --phases`: a real boot with a real disk
-/// file; the kernel marks the phases of both paths' reads and the probe
-/// reports them, each read counted, adding up to no more than the slowest
-/// read (the phases are medians of parts of reads).
+/// `ringos probe blk --component --phases --rounds 2`: a real boot with a
+/// real disk file; the component runs twice, each run between slices of
+/// the kernel-only reads, and its reads are pooled; the kernel marks the
+/// phases of both paths' reads and the probe reports them, each read
+/// counted, adding up to no more than the slowest read (the phases are
+/// medians of parts of reads).
 #[test]
 fn the_probe_splits_reads_into_phases() {
     use ringos::probe::blk::{probe_blk, ProbeBlk};
@@ -427,11 +438,19 @@ fn the_probe_splits_reads_into_phases() {
         phases: true,
         wit_bindgen: None,
         pin_cpu: None,
+        rounds: 2,
     };
     let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
     let c = report.machines[0].component.expect("the component's reads");
     let phases = c.phases.expect("phases");
-    // 200 timed kernel-only reads; the component's 200 after 20 warm-up ones.
+    // 200 timed kernel-only reads; the component's two runs of 100, each
+    // after 10 warm-up ones, pooled.
+    assert_eq!(c.reads, 200, "{c:?}");
+    assert_eq!(c.same_boot_kernel.map(|b| b.reads), Some(200), "{c:?}");
+    assert!(
+        c.min_ns <= c.p50_ns && c.p50_ns <= c.p99_ns && c.p99_ns <= c.max_ns,
+        "{c:?}"
+    );
     assert_eq!(phases.kernel.reads, 200, "{phases:?}");
     assert_eq!(phases.component.reads, 220, "{phases:?}");
     for s in [phases.kernel, phases.component] {

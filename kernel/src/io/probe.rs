@@ -234,34 +234,46 @@ fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u6
 }
 
 /// `blk-baseline=N` with a component: the kernel-only QD1 reads of
-/// `probe=blk`, half before the component runs and half after, in the
-/// same boot as the component's own timed reads. `ringos probe blk
-/// --component` compares against these: the same VM, disk and minute, so
-/// the device's drift between boots does not enter the ratio.
+/// `probe=blk`, in the same boot as the component's own timed reads, in
+/// slices around each of its runs (`blk-rounds=R`: R runs, a slice of
+/// N / 2R reads before and after each). `ringos probe blk --component`
+/// compares against these: the same VM, disk and minutes, so neither the
+/// device's drift between boots nor the host's within one enters the ratio
+/// more on one side than the other.
 pub struct BlkBaseline {
     n: usize,
+    /// Slices in all (two per run) and taken so far.
+    slices: usize,
+    taken: usize,
     lat: Vec<u64>,
     ok: bool,
 }
 
 impl BlkBaseline {
-    /// `n` reads in all (0: none).
-    pub fn new(n: usize) -> Self {
+    /// `n` reads in all (0: none) around `rounds` runs of the component.
+    pub fn new(n: usize, rounds: usize) -> Self {
         BlkBaseline {
             n,
+            slices: 2 * rounds.max(1),
+            taken: 0,
             lat: Vec::with_capacity(n),
             ok: true,
         }
     }
 
-    /// The first half, before the component.
-    pub fn before(&mut self, r: &mut Reactor) {
-        self.reads(r, self.n / 2);
+    /// The next slice of the reads (before or after a run).
+    pub fn slice(&mut self, r: &mut Reactor) {
+        if self.taken == self.slices {
+            return;
+        }
+        let upto = |k: usize| self.n * k / self.slices;
+        let n = upto(self.taken + 1) - upto(self.taken);
+        self.taken += 1;
+        self.reads(r, n);
     }
 
-    /// The second half, after it; then prints the pooled result.
-    pub fn after(&mut self, r: &mut Reactor) {
-        self.reads(r, self.n - self.n / 2);
+    /// Prints the pooled result (after the last slice).
+    pub fn report(&mut self) {
         if self.lat.is_empty() {
             return;
         }
@@ -285,7 +297,7 @@ impl BlkBaseline {
         if blocks == 0 || n == 0 {
             return;
         }
-        // The second half reads other blocks than the first.
+        // Each slice reads other blocks than the ones before.
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ self.lat.len() as u64);
         let (lat, ok) = qd1_reads(r, n, blocks, &mut rng);
         self.lat.extend(lat);

@@ -128,14 +128,31 @@ pub fn present() -> bool {
 }
 
 /// Runs the image's app on the reactor's devices; returns its exit status.
-/// `baseline`: kernel-only reads around the run (`blk-baseline=`).
-pub fn run(mut reactor: Reactor, timeout_ms: Option<u64>, epoch_ns: u64, baseline: usize) -> u8 {
-    let mut baseline = crate::io::probe::BlkBaseline::new(baseline);
-    baseline.before(&mut reactor);
+/// `baseline`: kernel-only reads around the run (`blk-baseline=`);
+/// `rounds`: runs of the app, each between two slices of them
+/// (`blk-rounds=`, for `ringos probe blk --component`; the first run that
+/// fails ends them).
+pub fn run(
+    reactor: Reactor,
+    timeout_ms: Option<u64>,
+    epoch_ns: u64,
+    baseline: usize,
+    rounds: usize,
+) -> u8 {
+    let rounds = rounds.max(1);
+    let mut baseline = crate::io::probe::BlkBaseline::new(baseline, rounds);
     let comps = components();
     let disk = Rc::new(VirtioDisk::new(reactor));
-    let status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
-    baseline.after(&mut disk.reactor());
+    let mut status = exit::SUCCESS;
+    for _ in 0..rounds {
+        baseline.slice(&mut disk.reactor());
+        status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
+        baseline.slice(&mut disk.reactor());
+        if status != exit::SUCCESS {
+            break;
+        }
+    }
+    baseline.report();
     crate::count_marks::report_phases();
     let s = disk.stats();
     log::info!(

@@ -48,10 +48,18 @@ pub struct ProbeBlk {
     pub wit_bindgen: Option<Vec<u8>>,
     /// Run QEMU on this one host CPU (`--pin`).
     pub pin_cpu: Option<usize>,
+    /// With `component`: runs of each component per boot, each between two
+    /// slices of the kernel-only reads, `ops / rounds` reads each
+    /// (`--rounds`; see [`cmdline::BLK_ROUNDS`]).
+    pub rounds: u32,
 }
 
-/// What the component's probe prints on stdout.
+/// What the component's probe prints on stdout after each run: this
+/// summary...
 pub const COMPONENT_LINE: &str = "probe: reads=";
+/// ...then every latency it took, a few to a line (`a,b,..`), so that the
+/// runs of a boot are pooled.
+pub const LATENCIES_LINE: &str = "probe: lat_ns=";
 
 /// The probe component (`benches/blk/probe.wat`) in text, timing `ops`
 /// reads after `ops / 10` warm-up ones.
@@ -69,8 +77,9 @@ pub struct ComponentLatency {
     pub p99_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
-    /// The kernel-only reads of the same boot, half before the component
-    /// ran and half after (`blk-baseline=`): the reference of the ratio.
+    /// The kernel-only reads of the same boot, in slices before and after
+    /// each of the component's runs (`blk-baseline=`, `blk-rounds=`): the
+    /// reference of the ratio.
     pub same_boot_kernel: Option<Baseline>,
     /// With `--count`: guest instructions per read in this boot.
     pub insns: Option<InsnCounts>,
@@ -300,6 +309,55 @@ impl ComponentLatency {
         })
     }
 
+    /// Pools what `runs` runs of the probe printed (its stdout lines): each
+    /// run's summary ([`COMPONENT_LINE`]) and the latencies it lists
+    /// ([`LATENCIES_LINE`]). The percentiles are of all the latencies,
+    /// nearest-rank, as the kernel takes its baseline's.
+    pub fn pool<'a>(
+        lines: impl IntoIterator<Item = &'a str>,
+        runs: u32,
+    ) -> Result<ComponentLatency, String> {
+        let (mut summaries, mut reads) = (0u32, 0u64);
+        let mut lat = Vec::new();
+        for l in lines {
+            if l.starts_with(COMPONENT_LINE) {
+                summaries += 1;
+                reads += ComponentLatency::parse(l)?.reads;
+            } else if let Some(list) = l.strip_prefix(LATENCIES_LINE) {
+                for v in list.split(',') {
+                    lat.push(
+                        v.trim().parse::<u64>().map_err(|_| {
+                            format!("a latency that is not a number: {v:?} in {l:?}")
+                        })?,
+                    );
+                }
+            }
+        }
+        if summaries != runs {
+            return Err(format!(
+                "{summaries} of its {runs} run(s) printed a `{COMPONENT_LINE}` line"
+            ));
+        }
+        if lat.is_empty() || lat.len() as u64 != reads {
+            return Err(format!(
+                "its runs counted {reads} reads but listed {} latencies",
+                lat.len()
+            ));
+        }
+        let ns: Vec<f64> = lat.iter().map(|&v| v as f64).collect();
+        let at = |p: f64| crate::stats::percentile(&ns, p).map_or(0, |v| v as u64);
+        Ok(ComponentLatency {
+            reads,
+            p50_ns: at(50.0),
+            p99_ns: at(99.0),
+            min_ns: lat.iter().copied().min().unwrap_or(0),
+            max_ns: lat.iter().copied().max().unwrap_or(0),
+            same_boot_kernel: None,
+            insns: None,
+            phases: None,
+        })
+    }
+
     /// `p50 / kernel p50`: against the same boot's kernel-only reads when
     /// there are some, else against `separate` (the kernel-only probe's
     /// own boot).
@@ -313,6 +371,13 @@ impl ComponentLatency {
 }
 
 impl ProbeBlk {
+    /// The component runs per boot and the reads each times: `rounds`
+    /// (at most one per read) runs of `ops / rounds`.
+    pub fn runs(&self) -> (u32, u32) {
+        let rounds = self.rounds.clamp(1, self.ops.max(1));
+        (rounds, self.ops / rounds)
+    }
+
     /// The kernel command line: `probe=blk ops=N qd=N [write=1] [io=..]`.
     pub fn cmdline(&self) -> String {
         let mut w = vec![
@@ -517,6 +582,9 @@ pub struct BlkReport {
     pub qemu_version: Option<String>,
     /// The host CPU QEMU ran on (`--pin`), if pinned.
     pub pin_cpu: Option<usize>,
+    /// With `--component`: each component's runs per boot (the reads of
+    /// each run: `ops / rounds`).
+    pub rounds: u32,
     pub unix_time: u64,
     pub machines: Vec<BlkMachine>,
 }
@@ -549,15 +617,16 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
             return Err(fail(why, code));
         }
         check_outcome(&run, cfg.timeout).map_err(|e| fail(e.to_string(), e.exit_code()))?;
+        let (_, per_run) = p.runs();
         let component = if p.component {
-            let app = wast_to_binary(&component_source(p.ops))?;
+            let app = wast_to_binary(&component_source(per_run))?;
             Some(component_probe(p, machine, &app, &[], "probe.wat")?)
         } else {
             None
         };
         let wit_bindgen = match &p.wit_bindgen {
             Some(app) => {
-                let args = ["demo.wasm".to_string(), "probe".into(), p.ops.to_string()];
+                let args = ["demo.wasm".to_string(), "probe".into(), per_run.to_string()];
                 Some(component_probe(p, machine, app, &args, "demo.wasm probe")?)
             }
             None => None,
@@ -581,6 +650,7 @@ pub fn probe_blk(p: &ProbeBlk) -> Result<BlkReport> {
         cmdline: append,
         qemu_version: qemu::version(),
         pin_cpu: p.pin_cpu,
+        rounds: p.runs().0,
         unix_time: unix_time(),
         machines,
     })
@@ -609,8 +679,15 @@ fn component_probe(
     crate::run::write_image(app, &[], args, &[], false, &image)?;
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
     cfg.disk = Some(p.disk.clone());
-    // The kernel-only reads of this same boot, around the component's.
-    cfg.append = format!("{}={}", cmdline::BLK_BASELINE, p.ops);
+    // The kernel-only reads of this same boot, as many as the component's,
+    // in slices around each of its runs.
+    let (rounds, per_run) = p.runs();
+    cfg.append = format!(
+        "{}={} {}={rounds}",
+        cmdline::BLK_BASELINE,
+        per_run * rounds,
+        cmdline::BLK_ROUNDS
+    );
     if let Some(io) = p.io {
         cfg.append = format!("{} {}", cfg.append, io.cmdline_word());
     }
@@ -635,7 +712,9 @@ fn component_probe(
     if phases {
         cfg.append = format!("{} {}=1", cfg.append, cmdline::PHASES);
     }
-    eprintln!("probe blk: {machine}: the same reads inside a component ({what})");
+    eprintln!(
+        "probe blk: {machine}: the same reads inside a component ({what}, {rounds} run(s) of {per_run})"
+    );
     let run = vm::run(&cfg, Console::Capture);
     let _ = fs::remove_file(&image);
     let run = run?;
@@ -645,10 +724,10 @@ fn component_probe(
         text.map_err(|e| format!("the TCG plugin wrote no counts ({e})"))
             .and_then(|t| InsnCounts::parse(&t))
     });
-    let line = run.lines.iter().find_map(|(_, l)| {
-        let text = l.strip_prefix(ringos_proto::marker::STDOUT)?;
-        text.starts_with(COMPONENT_LINE).then_some(text)
-    });
+    let stdout = run
+        .lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix(ringos_proto::marker::STDOUT));
     let fail = |why: String| {
         failure(
             &run,
@@ -656,10 +735,7 @@ fn component_probe(
             1,
         )
     };
-    let mut latency = match line {
-        Some(l) => ComponentLatency::parse(l).map_err(fail)?,
-        None => return Err(fail("it printed no `probe: reads=` line".into())),
-    };
+    let mut latency = ComponentLatency::pool(stdout, rounds).map_err(fail)?;
     let baseline = run.lines.iter().find_map(|(_, l)| {
         let text = l.strip_prefix(probe::BLK_LINE)?;
         text.starts_with(BASELINE_KEY).then_some(text)
@@ -1044,11 +1120,50 @@ EXIT: 0";
             phases: false,
             wit_bindgen: None,
             pin_cpu: None,
+            rounds: 6,
         };
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8");
         p.write = true;
         p.io = Some(IoMode::Poll);
         assert_eq!(p.cmdline(), "probe=blk ops=500 qd=8 write=1 io=poll");
+        // Runs of the component: at most one per read, whole reads each.
+        assert_eq!(p.runs(), (6, 83));
+        p.ops = 4;
+        assert_eq!(p.runs(), (4, 1));
+        p.rounds = 0;
+        assert_eq!(p.runs(), (1, 4));
+    }
+
+    #[test]
+    fn runs_of_the_component_are_pooled() {
+        let runs = [
+            "probe: reads=3 p50_ns=20 p99_ns=30 min_ns=10 max_ns=30",
+            "probe: lat_ns=10,20,30",
+            "stray line",
+            "probe: reads=2 p50_ns=50 p99_ns=60 min_ns=40 max_ns=60",
+            "probe: lat_ns=40",
+            "probe: lat_ns=60",
+        ];
+        let c = ComponentLatency::pool(runs, 2).unwrap();
+        // Of all five: nearest rank, as the kernel's baseline.
+        assert_eq!(
+            (c.reads, c.p50_ns, c.p99_ns, c.min_ns, c.max_ns),
+            (5, 30, 60, 10, 60)
+        );
+        // A run missing, latencies missing or unreadable: errors.
+        assert!(ComponentLatency::pool(runs, 3)
+            .unwrap_err()
+            .contains("2 of its 3 run(s)"));
+        assert!(ComponentLatency::pool(runs[..5].iter().copied(), 2)
+            .unwrap_err()
+            .contains("counted 5 reads but listed 4"));
+        let bad = [
+            "probe: reads=1 p50_ns=1 p99_ns=1 min_ns=1 max_ns=1",
+            "probe: lat_ns=x",
+        ];
+        assert!(ComponentLatency::pool(bad, 1)
+            .unwrap_err()
+            .contains("not a number"));
     }
 
     #[test]
@@ -1065,6 +1180,7 @@ EXIT: 0";
             cmdline: "probe=blk ops=2000 qd=16 write=1".into(),
             qemu_version: None,
             pin_cpu: Some(1),
+            rounds: 6,
             unix_time: 0,
             machines: vec![BlkMachine {
                 machine: Machine::Q35,
@@ -1172,6 +1288,7 @@ EXIT: 0";
             cmdline: String::new(),
             qemu_version: None,
             pin_cpu: None,
+            rounds: 1,
             unix_time: 0,
             machines: vec![BlkMachine {
                 machine: Machine::Microvm,

@@ -251,6 +251,11 @@ async fn probe(ops: usize) -> Result<(), ()> {
         ns[ns.len() - 1]
     ))
     .await;
+    // Every latency too, so `ringos probe blk` can pool several runs.
+    for chunk in ns.chunks(32) {
+        let list: Vec<String> = chunk.iter().map(|v| v.to_string()).collect();
+        print(format!("probe: lat_ns={}\n", list.join(","))).await;
+    }
     Ok(())
 }
 
