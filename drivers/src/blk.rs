@@ -445,7 +445,11 @@ impl<H: Hal> BlkDevice<H> {
         Some(Completion { tag: f.tag, result })
     }
 
-    /// Device-side interrupt suppression (for busy-poll mode).
+    /// Whether the device interrupts for completions (virtio's
+    /// `VIRTQ_AVAIL_F_NO_INTERRUPT`, a hint: it may still). Off while the
+    /// driver polls anyway; before the CPU halts, on, then a last look at
+    /// the used ring ([`has_completion`](Self::has_completion)) after a
+    /// full fence.
     pub fn set_interrupts(&mut self, enabled: bool) {
         self.queue.set_dev_notify(enabled);
     }

@@ -398,8 +398,9 @@ struct ProbeBlkArgs {
     count: bool,
     /// With --component: also split each read into phases (TSC marks in the kernel,
     /// medians): before the submission, the submission (QEMU handles the notify), the
-    /// device until its interrupt, and from the interrupt until the reader has its
-    /// data; kernel-only and inside benches/blk/probe.wat, side by side
+    /// device until its interrupt (or the poll that found its completion), and from
+    /// then until the reader has its data; kernel-only and inside
+    /// benches/blk/probe.wat, side by side
     #[arg(long, requires = "component")]
     phases: bool,
     /// With --component: run each component this many times per boot, OPS / N reads

@@ -5,8 +5,10 @@
 //!     reap every device's used ring -> completions (tag, result), in ring order
 //!     run the network stack (frames in, replies out)
 //!     fire expired timers
-//!     if nothing happened: arm the LAPIC for the next deadline, re-check the
-//!     devices with interrupts masked, then `sti; hlt` (or spin, in poll mode)
+//!     if nothing happened: arm the LAPIC for the next deadline, let the
+//!     block device interrupt, re-check the devices with interrupts masked,
+//!     then `sti; hlt` (or spin, in poll mode); the block device's
+//!     interrupts go off again after the halt
 //! }
 //! ```
 //! Submissions never block: they go on the device's queue with a tag, or
@@ -94,12 +96,14 @@ impl Reactor {
             timers: Vec::new(),
             stats: ReactorStats::default(),
         };
-        let irq = mode == IoMode::Irq;
+        // The block queue interrupts only while the loop halts (see
+        // `idle_until`): a completion found by a poll, as after a
+        // submission, costs no interrupt, EOI or acknowledgement.
         if let Some(b) = &mut r.blk {
-            b.set_interrupts(irq);
+            b.set_interrupts(false);
         }
         if let Some(n) = &mut r.net {
-            n.set_interrupts(irq);
+            n.set_interrupts(mode == IoMode::Irq);
         }
         r
     }
@@ -168,6 +172,7 @@ impl Reactor {
         }
         if let Some(b) = &mut self.blk {
             while let Some(c) = b.poll() {
+                crate::count_marks::block_reaped();
                 events.push(Event::Blk(c));
             }
         }
@@ -247,6 +252,15 @@ impl Reactor {
             if let Some(d) = deadline {
                 time::arm(d);
             }
+            // The block device may interrupt while the CPU sleeps. The
+            // flag is stored before the used ring is read again, and the
+            // device stores the ring before it reads the flag (virtio's
+            // barrier on both sides): a completion either shows below or
+            // raises the interrupt that ends the halt.
+            if let Some(b) = &mut self.blk {
+                b.set_interrupts(true);
+            }
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
             // Re-check with interrupts masked: a completion that landed
             // after the last poll must not be slept through.
             let ready = devices::io_pending()
@@ -255,6 +269,9 @@ impl Reactor {
             if !ready {
                 self.stats.halts += 1;
                 cpu::wait_for_interrupt();
+            }
+            if let Some(b) = &mut self.blk {
+                b.set_interrupts(false);
             }
         });
     }
