@@ -28,7 +28,7 @@ impl Translator<'_> {
             let base = self
                 .b
                 .ins()
-                .load(PTR, MemFlagsData::trusted(), def, vmctx::MEMORY_BASE);
+                .load(PTR, super::fixed(), def, vmctx::MEMORY_BASE);
             let idx = self.b.ins().uextend(types::I64, idx);
             let a = self.b.ins().iadd(base, idx);
             return self.b.ins().iadd_imm_s(a, memarg.offset as i64);
@@ -48,7 +48,7 @@ impl Translator<'_> {
         let base = self
             .b
             .ins()
-            .load(PTR, MemFlagsData::trusted(), def, vmctx::MEMORY_BASE);
+            .load(PTR, super::fixed(), def, vmctx::MEMORY_BASE);
         let a = self.b.ins().iadd(base, idx);
         self.b.ins().iadd_imm_s(a, memarg.offset as i64)
     }
@@ -214,7 +214,7 @@ impl Translator<'_> {
         let defs = self.vmctx_ptr(vmctx::VMCTX_MEMORIES);
         self.b
             .ins()
-            .load(super::PTR, super::readonly(), defs, mem as i32 * 8)
+            .load(super::PTR, super::fixed(), defs, mem as i32 * 8)
     }
 
     /// Inserts an i32 constant `depth` operands below the top.

@@ -65,6 +65,15 @@ pub(crate) fn readonly() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly()
 }
 
+/// [`readonly`], for loads whose address is valid anywhere in the function
+/// (the vmctx's fields and the arrays they point at, a memory's base: fixed
+/// from instantiation, as memories grow in their reservation). Cranelift
+/// may then merge such loads and move them out of loops: a memory access
+/// need not reload the base after every store.
+pub(crate) fn fixed() -> MemFlagsData {
+    readonly().with_can_move()
+}
+
 pub(crate) struct Translator<'a> {
     m: &'a ModuleInfo,
     b: FunctionBuilder<'a>,
@@ -215,7 +224,7 @@ impl Translator<'_> {
 
     /// Loads a pointer field of the vmctx.
     fn vmctx_ptr(&mut self, offset: i32) -> Value {
-        self.b.ins().load(PTR, readonly(), self.vmctx, offset)
+        self.b.ins().load(PTR, fixed(), self.vmctx, offset)
     }
 
     /// At every loop header: trap if the embedder interrupted the store
@@ -272,7 +281,7 @@ impl Translator<'_> {
             }
         };
         let table = self.vmctx_ptr(vmctx::VMCTX_LIBCALLS);
-        let f = self.b.ins().load(PTR, readonly(), table, (lc as i32) * 8);
+        let f = self.b.ins().load(PTR, fixed(), table, (lc as i32) * 8);
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(self.vmctx);
         all.extend_from_slice(args);
@@ -320,9 +329,7 @@ impl Translator<'_> {
     /// The store-wide identity of tag `tag`.
     fn tag_id(&mut self, tag: u32) -> Value {
         let tags = self.vmctx_ptr(vmctx::VMCTX_TAGS);
-        self.b
-            .ins()
-            .load(types::I64, readonly(), tags, tag as i32 * 8)
+        self.b.ins().load(types::I64, fixed(), tags, tag as i32 * 8)
     }
 
     fn operator(&mut self, op: &Operator<'_>) -> Result<(), Error> {
@@ -371,11 +378,11 @@ impl Translator<'_> {
                 let code = self
                     .b
                     .ins()
-                    .load(PTR, readonly(), funcs, off + vmctx::FUNCREF_CODE);
+                    .load(PTR, fixed(), funcs, off + vmctx::FUNCREF_CODE);
                 let callee = self
                     .b
                     .ins()
-                    .load(PTR, readonly(), funcs, off + vmctx::FUNCREF_VMCTX);
+                    .load(PTR, fixed(), funcs, off + vmctx::FUNCREF_VMCTX);
                 self.call_with(self.m.funcs[function_index as usize], code, callee)?;
             }
             Operator::CallIndirect {
@@ -394,7 +401,7 @@ impl Translator<'_> {
                 let want = self
                     .b
                     .ins()
-                    .load(types::I64, readonly(), ids, type_index as i32 * 8);
+                    .load(types::I64, fixed(), ids, type_index as i32 * 8);
                 let bad = self.b.ins().icmp(ir::condcodes::IntCC::NotEqual, tid, want);
                 self.trap_if(bad, TrapKind::IndirectCallTypeMismatch);
                 let code = self
@@ -434,17 +441,14 @@ impl Translator<'_> {
     fn global_cell(&mut self, index: u32) -> Result<(Value, Type), Error> {
         let ty = clif_type(self.m.globals[index as usize].content_type)?;
         let globals = self.vmctx_ptr(vmctx::VMCTX_GLOBALS);
-        let cell = self
-            .b
-            .ins()
-            .load(PTR, readonly(), globals, index as i32 * 8);
+        let cell = self.b.ins().load(PTR, fixed(), globals, index as i32 * 8);
         Ok((cell, ty))
     }
 
     /// The `TableDef` pointer of a table.
     fn table_def(&mut self, table: u32) -> Value {
         let tables = self.vmctx_ptr(vmctx::VMCTX_TABLES);
-        self.b.ins().load(PTR, readonly(), tables, table as i32 * 8)
+        self.b.ins().load(PTR, fixed(), tables, table as i32 * 8)
     }
 
     /// Address of element `idx` (i32) of `table`, trapping when out of bounds.
