@@ -1,17 +1,20 @@
 //! Cranelift compilation: the ISA (no cranelift-native: CPUID ourselves),
 //! function bodies, array-call trampolines and host-call stubs, all laid
-//! out in one W^X code region with no relocations left.
+//! out in one W^X code region with no relocations left (the only ones
+//! accepted are direct calls between the module's functions, patched here).
 
 use alloc::format;
 use alloc::vec::Vec;
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::entity::EntityRef;
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
-    UserFuncName,
+    AbiParam, ExternalName, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, UserExternalName, UserFuncName,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
-use cranelift_codegen::FinalizedMachExceptionHandler;
+use cranelift_codegen::{FinalizedMachExceptionHandler, FinalizedRelocTarget};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use target_lexicon::{Architecture, BinaryFormat, Environment, OperatingSystem, Triple, Vendor};
 
@@ -119,28 +122,57 @@ struct Emitter {
     text: Vec<u8>,
     traps: Vec<(u32, TrapKind)>,
     landings: Vec<Landing>,
+    /// Direct calls to patch once every function has its place.
+    calls: Vec<CallFixup>,
+}
+
+/// A direct call's 32-bit displacement at `at` in the text, to module
+/// function `callee`: `callee's start + addend - at`.
+struct CallFixup {
+    at: u32,
+    callee: u32,
+    addend: i64,
 }
 
 impl Emitter {
     fn emit(&mut self, func: Function) -> Result<u32, Error> {
         self.ctx.clear();
+        // The functions it calls directly, by name reference.
+        let names: Vec<UserExternalName> =
+            func.params.user_named_funcs().values().cloned().collect();
         self.ctx.func = func;
         let compiled = self
             .ctx
             .compile(&*self.isa, &mut Default::default())
             .map_err(|e| Error::Compile(format!("{:?}", e.inner)))?;
-        if !compiled.buffer.relocs().is_empty() {
-            // A libcall Cranelift wanted (e.g. ceil without SSE4.1).
-            return Err(Error::Unsupported(format!(
-                "code needing relocations: {:?}",
-                compiled.buffer.relocs()
-            )));
-        }
         let align = compiled.buffer.alignment.max(16) as usize;
         while !self.text.len().is_multiple_of(align) {
             self.text.push(0xcc);
         }
         let start = self.text.len() as u32;
+        for r in compiled.buffer.relocs() {
+            let callee = match (r.kind, &r.target) {
+                (
+                    Reloc::X86CallPCRel4,
+                    FinalizedRelocTarget::ExternalName(ExternalName::User(n)),
+                ) => names
+                    .get(n.index())
+                    .filter(|n| n.namespace == translate::FUNC_NAMESPACE)
+                    .map(|n| n.index),
+                _ => None,
+            };
+            let Some(callee) = callee else {
+                // A libcall Cranelift wanted (e.g. ceil without SSE4.1).
+                return Err(Error::Unsupported(format!(
+                    "code needing a relocation: {r:?}"
+                )));
+            };
+            self.calls.push(CallFixup {
+                at: start + r.offset,
+                callee,
+                addend: r.addend,
+            });
+        }
         self.text.extend_from_slice(compiled.code_buffer());
         for t in compiled.buffer.traps() {
             self.traps
@@ -180,6 +212,7 @@ pub fn compile(
         text: Vec::new(),
         traps: Vec::new(),
         landings: Vec::new(),
+        calls: Vec::new(),
     };
     // Payload types the translator can load and store (no v128): checked
     // once here, so catch clauses need not.
@@ -200,6 +233,19 @@ pub fn compile(
     for ty in &m.types {
         trampolines.push(e.emit(array_trampoline(ty, &mut fctx)?)?);
         host_stubs.push(e.emit(host_stub(ty, &mut fctx)?)?);
+    }
+    // Direct calls between the module's functions: the text is one block,
+    // so a displacement is known once every function has its offset.
+    for c in &e.calls {
+        let target = c
+            .callee
+            .checked_sub(m.num_imported_funcs)
+            .and_then(|i| funcs.get(i as usize))
+            .ok_or_else(|| Error::Compile(format!("a direct call to function {}", c.callee)))?;
+        let disp = i64::from(*target) + c.addend - i64::from(c.at);
+        let disp = i32::try_from(disp).map_err(|_| Error::Resource("code over 2 GiB".into()))?;
+        let at = c.at as usize;
+        e.text[at..at + 4].copy_from_slice(&disp.to_le_bytes());
     }
     let len = e.text.len().max(1).next_multiple_of(platform.page_size());
     let ptr = platform

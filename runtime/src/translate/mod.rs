@@ -10,8 +10,8 @@ use alloc::format;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{
     self, types, AbiParam, ArgumentPurpose, BlockArg, BlockCall, ExceptionTableData,
-    ExceptionTableItem, Function, GlobalValueData, InstBuilder, MemFlagsData, Signature, Type,
-    UserFuncName, Value,
+    ExceptionTableItem, ExtFuncData, ExternalName, Function, GlobalValueData, InstBuilder,
+    MemFlagsData, Signature, Type, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -90,6 +90,23 @@ pub(crate) struct Translator<'a> {
     guarded: bool,
     /// How many `try_table`s are open (calls are `try_call`s when some are).
     try_depth: u32,
+    /// The module's own functions this one calls directly, by index.
+    callees: alloc::collections::BTreeMap<u32, ir::FuncRef>,
+}
+
+/// The namespace of [`UserExternalName`]s that name a module function by
+/// its index (a direct call's relocation, resolved in `compile`).
+pub(crate) const FUNC_NAMESPACE: u32 = 0;
+
+/// Whom a call goes to.
+#[derive(Clone, Copy)]
+enum Callee {
+    /// A function of this module: `call` to code at a fixed place, with
+    /// the caller's own vmctx (no table loads, and a direct branch that
+    /// the CPU, or TCG's block chaining, follows without a lookup).
+    Direct(ir::FuncRef),
+    /// Code and vmctx loaded at run time (imports, `call_indirect`).
+    Indirect { code: Value, vmctx: Value },
 }
 
 /// Translates local function `index` (in the module's function space).
@@ -173,6 +190,7 @@ pub(crate) fn translate_function(
         libcall_sigs: [None; LIBCALL_COUNT],
         guarded,
         try_depth: 0,
+        callees: Default::default(),
     };
     t.frames.push(Frame::function(ret, ty.results.len()));
     let mut ops = body.get_operators_reader().map_err(crate::module_err)?;
@@ -291,15 +309,42 @@ impl Translator<'_> {
 
     /// Calls `code` with `callee_vmctx` and the top arguments of type `ty`,
     /// pushing its results.
-    fn call_with(&mut self, ty: u32, code: Value, callee_vmctx: Value) -> Result<(), Error> {
+    /// The direct-call reference to module function `index` (defined in
+    /// this module, not imported).
+    fn callee_ref(&mut self, index: u32, ty: u32) -> Result<ir::FuncRef, Error> {
+        if let Some(&f) = self.callees.get(&index) {
+            return Ok(f);
+        }
+        let signature = self.sig_for_type(ty)?;
+        let name = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(FUNC_NAMESPACE, index));
+        let f = self.b.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature,
+            colocated: true,
+            patchable: false,
+        });
+        self.callees.insert(index, f);
+        Ok(f)
+    }
+
+    fn call_with(&mut self, ty: u32, callee: Callee) -> Result<(), Error> {
         let sig = self.sig_for_type(ty)?;
         let n = self.m.types[ty as usize].params.len();
         let mut args = Vec::with_capacity(n + 1);
-        args.push(callee_vmctx);
+        args.push(match callee {
+            Callee::Direct(_) => self.vmctx,
+            Callee::Indirect { vmctx, .. } => vmctx,
+        });
         args.extend_from_slice(self.peekn(n));
         self.stack.truncate(self.stack.len() - n);
         let Some(dispatch) = self.innermost_dispatch() else {
-            let call = self.b.ins().call_indirect(sig, code, &args);
+            let call = match callee {
+                Callee::Direct(f) => self.b.ins().call(f, &args),
+                Callee::Indirect { code, .. } => self.b.ins().call_indirect(sig, code, &args),
+            };
             let results = self.b.inst_results(call).to_vec();
             self.stack.extend(results);
             return Ok(());
@@ -320,7 +365,10 @@ impl Translator<'_> {
         let landing = BlockCall::new(dispatch, [BlockArg::TryCallExn(0)], pool);
         let table = ExceptionTableData::new(sig, normal, [ExceptionTableItem::Default(landing)]);
         let et = self.b.func.dfg.exception_tables.push(table);
-        self.b.ins().try_call_indirect(code, &args, et);
+        match callee {
+            Callee::Direct(f) => self.b.ins().try_call(f, &args, et),
+            Callee::Indirect { code, .. } => self.b.ins().try_call_indirect(code, &args, et),
+        };
         self.b.switch_to_block(cont);
         self.stack.extend_from_slice(self.b.block_params(cont));
         Ok(())
@@ -372,6 +420,11 @@ impl Translator<'_> {
                 let v = self.pop();
                 self.b.ins().store(MemFlagsData::trusted(), v, cell, 0);
             }
+            Operator::Call { function_index } if function_index >= self.m.num_imported_funcs => {
+                let ty = self.m.funcs[function_index as usize];
+                let f = self.callee_ref(function_index, ty)?;
+                self.call_with(ty, Callee::Direct(f))?;
+            }
             Operator::Call { function_index } => {
                 let funcs = self.vmctx_ptr(vmctx::VMCTX_FUNCS);
                 let off = function_index as i32 * vmctx::FUNCREF_SIZE as i32;
@@ -383,7 +436,11 @@ impl Translator<'_> {
                     .b
                     .ins()
                     .load(PTR, fixed(), funcs, off + vmctx::FUNCREF_VMCTX);
-                self.call_with(self.m.funcs[function_index as usize], code, callee)?;
+                let callee = Callee::Indirect {
+                    code,
+                    vmctx: callee,
+                };
+                self.call_with(self.m.funcs[function_index as usize], callee)?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -412,7 +469,11 @@ impl Translator<'_> {
                     .b
                     .ins()
                     .load(PTR, readonly(), fref, vmctx::FUNCREF_VMCTX);
-                self.call_with(type_index, code, callee)?;
+                let callee = Callee::Indirect {
+                    code,
+                    vmctx: callee,
+                };
+                self.call_with(type_index, callee)?;
             }
             Operator::RefNull { .. } => {
                 let v = self.b.ins().iconst(PTR, 0);
