@@ -307,8 +307,6 @@ impl Translator<'_> {
         self.b.inst_results(call).first().copied()
     }
 
-    /// Calls `code` with `callee_vmctx` and the top arguments of type `ty`,
-    /// pushing its results.
     /// The direct-call reference to module function `index` (defined in
     /// this module, not imported).
     fn callee_ref(&mut self, index: u32, ty: u32) -> Result<ir::FuncRef, Error> {
@@ -330,6 +328,8 @@ impl Translator<'_> {
         Ok(f)
     }
 
+    /// Calls `callee` with the top arguments of type `ty`, pushing its
+    /// results.
     fn call_with(&mut self, ty: u32, callee: Callee) -> Result<(), Error> {
         let sig = self.sig_for_type(ty)?;
         let n = self.m.types[ty as usize].params.len();
@@ -432,15 +432,12 @@ impl Translator<'_> {
                     .b
                     .ins()
                     .load(PTR, fixed(), funcs, off + vmctx::FUNCREF_CODE);
-                let callee = self
+                let vmctx = self
                     .b
                     .ins()
                     .load(PTR, fixed(), funcs, off + vmctx::FUNCREF_VMCTX);
-                let callee = Callee::Indirect {
-                    code,
-                    vmctx: callee,
-                };
-                self.call_with(self.m.funcs[function_index as usize], callee)?;
+                let ty = self.m.funcs[function_index as usize];
+                self.call_with(ty, Callee::Indirect { code, vmctx })?;
             }
             Operator::CallIndirect {
                 type_index,
@@ -465,15 +462,11 @@ impl Translator<'_> {
                     .b
                     .ins()
                     .load(PTR, readonly(), fref, vmctx::FUNCREF_CODE);
-                let callee = self
+                let vmctx = self
                     .b
                     .ins()
                     .load(PTR, readonly(), fref, vmctx::FUNCREF_VMCTX);
-                let callee = Callee::Indirect {
-                    code,
-                    vmctx: callee,
-                };
-                self.call_with(type_index, callee)?;
+                self.call_with(type_index, Callee::Indirect { code, vmctx })?;
             }
             Operator::RefNull { .. } => {
                 let v = self.b.ins().iconst(PTR, 0);
