@@ -2,7 +2,7 @@
 //! mode): `wasi:cli` from `ringos_runtime::wasi`, other imports from
 //! provider components instantiated first, then `wasi:cli/run`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use ringos_runtime::blk;
@@ -94,6 +94,24 @@ impl FileDisk {
     }
 }
 
+impl FileDisk {
+    /// `ringos:probe/baseline.read` in the hosted mode: the next 4 KiB of
+    /// the file (wrapping) read into a buffer of its own, outside the
+    /// component machinery. Recorded nowhere: only the kernel prints a
+    /// baseline.
+    fn baseline_read(&self, at: &Cell<u64>) {
+        use std::os::unix::fs::FileExt;
+        const BLOCK: u64 = 4096;
+        let blocks = self.capacity / BLOCK;
+        if blocks == 0 {
+            return;
+        }
+        let mut buf = [0u8; BLOCK as usize];
+        let _ = self.file.read_exact_at(&mut buf, at.get() % blocks * BLOCK);
+        at.set(at.get() + 1);
+    }
+}
+
 impl blk::BlockDevice for FileDisk {
     fn capacity(&self) -> u64 {
         self.capacity
@@ -130,13 +148,13 @@ impl blk::BlockDevice for FileDisk {
 /// Every WASI interface the hosted mode serves; the store's loop gets the
 /// same clock for its timers.
 fn wasi_imports(store: &mut ComponentStore, cli: Cli) -> ringos_runtime::component::Exports {
-    wasi_imports_with(store, cli, Rc::new(blk::NoDisk))
+    wasi_imports_with(store, cli, None)
 }
 
 fn wasi_imports_with(
     store: &mut ComponentStore,
     cli: Cli,
-    disk: Rc<dyn blk::BlockDevice>,
+    file: Option<Rc<FileDisk>>,
 ) -> ringos_runtime::component::Exports {
     let sys = Rc::new(HostSystem {
         start: std::time::Instant::now(),
@@ -144,9 +162,19 @@ fn wasi_imports_with(
     store.set_waiter(sys.clone());
     let mut m = wasi::cli(cli);
     m.extend(wasi::clocks_and_random(sys));
-    let disk = blk::Disk::new(disk);
+    let dev: Rc<dyn blk::BlockDevice> = match &file {
+        Some(f) => f.clone(),
+        None => Rc::new(blk::NoDisk),
+    };
+    let disk = blk::Disk::new(dev);
     store.add_io(disk.clone());
     m.extend(blk::imports(&disk));
+    let at = Cell::new(0);
+    m.extend(blk::probe_imports(Box::new(move || {
+        if let Some(f) = &file {
+            f.baseline_read(&at);
+        }
+    })));
     m
 }
 
@@ -225,9 +253,11 @@ pub fn run_with_disk(
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
     let mut store = ComponentStore::new(&HOSTED);
-    let dev: Rc<dyn blk::BlockDevice> = match disk {
-        Some(p) => Rc::new(FileDisk::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
-        None => Rc::new(blk::NoDisk),
+    let file = match disk {
+        Some(p) => Some(Rc::new(
+            FileDisk::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => None,
     };
     let imports = wasi_imports_with(
         &mut store,
@@ -237,7 +267,7 @@ pub fn run_with_disk(
             args: args.to_vec(),
             env: env.to_vec(),
         },
-        dev,
+        file,
     );
     let deps: Vec<&[u8]> = providers.iter().map(|p| &p[..]).collect();
     // Whether the store (what the handle points at) is still alive: the

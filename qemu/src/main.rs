@@ -387,7 +387,9 @@ struct ProbeBlkArgs {
     /// Also time the same reads inside components: benches/blk/probe.wat (the canonical
     /// ABI directly) and the demo guest's `probe N` (Rust, wit-bindgen; built from
     /// tests/guests). Each read a ringos:blk stream the device fills by DMA; shows the
-    /// p50s and their ratios to the kernel's
+    /// p50s and their ratios to kernel-only reads of the same boot: for probe.wat one
+    /// right after each of its reads (wit/probe.wit), for the demo in slices around
+    /// its runs
     #[arg(long)]
     component: bool,
     /// With --component (TCG only): also count the guest instructions and translation
@@ -404,8 +406,9 @@ struct ProbeBlkArgs {
     #[arg(long, requires = "component")]
     phases: bool,
     /// With --component: run each component this many times per boot, OPS / N reads
-    /// each, between slices of the kernel-only reads it is compared with, so both span
-    /// the same seconds and a drift of the host's speed enters both alike (pooled)
+    /// each (pooled); the demo's runs go between slices of the kernel-only reads it is
+    /// compared with, so both span the same seconds and a drift of the host's speed
+    /// enters both alike
     #[arg(long, value_name = "N", default_value_t = 6, requires = "component",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,

@@ -479,6 +479,34 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
     m
 }
 
+/// The import name of the probe hook (`wit/probe.wit`).
+pub const PROBE_INTERFACE: &str = "ringos:probe/baseline@0.1.0";
+
+/// `ringos:probe/baseline` over `read`: the embedder's own read of the
+/// disk, without the component machinery (the kernel's is timed and
+/// becomes the same-boot reference of `ringos probe blk --component`).
+/// The probe component asks for one after each of its reads, so the two
+/// sets of reads interleave one to one.
+pub fn probe_imports(read: Box<dyn Fn()>) -> Exports {
+    let read = move |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> {
+        read();
+        Ok(None)
+    };
+    let items = [(
+        "read".to_string(),
+        Item::Func(Func::host_scalar(
+            FuncSig::new(&[], vec![], None),
+            Box::new(read),
+        )),
+    )];
+    let mut m: Exports = BTreeMap::new();
+    m.insert(
+        PROBE_INTERFACE.to_string(),
+        Item::Instance(Rc::new(items.into_iter().collect())),
+    );
+    m
+}
+
 /// A disk that is not there: every request fails `no-device`.
 pub struct NoDisk;
 

@@ -280,23 +280,32 @@ fn a_zero_length_read_reports_readiness() {
 /// `stream.read` returned (it polls once after submitting; under TCG a
 /// request often completes inside its notify) is not in flight: the next
 /// one is started, up to 64. Exits 2 if every read completed at once.
+/// With the read in flight it also asks for a kernel-only baseline read
+/// (`ringos:probe/baseline`), which the kernel must refuse: that read would
+/// take the component's completion for its own.
 const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
   DISK_READ_IMPORT
+  (import "ringos:probe/baseline@0.1.0" (instance $baseline
+    (export "read" (func))))
   (core module $Mem (memory (export "mem") 2))
   (core instance $mem (instantiate $Mem))
   (type $st (stream u8))
   (core func $read (canon lower (func $disk "read") (memory (core memory $mem "mem"))))
+  (core func $baseline-read (canon lower (func $baseline "read")))
   (canon stream.read $st async (memory (core memory $mem "mem")) (core func $sread))
   (core module $M
     (import "" "mem" (memory 2))
     (import "" "read" (func $read (param i64 i64 i32)))
     (import "" "sread" (func $sread (param i32 i32 i32) (result i32)))
+    (import "" "baseline-read" (func $baseline-read))
     (func (export "run") (result i32)
       (local $k i64) (local $r i32)
       (loop $l
         (call $read (i64.mul (local.get $k) (i64.const 65536)) (i64.const 65536) (i32.const 0))
         (local.set $r (call $sread (i32.load (i32.const 0)) (i32.const 65536) (i32.const 65536)))
-        (if (i32.eq (local.get $r) (i32.const -1)) (then (return (i32.const 0))))
+        (if (i32.eq (local.get $r) (i32.const -1)) (then
+          (call $baseline-read)
+          (return (i32.const 0))))
         ;; Anything but all 64 KiB, COMPLETED, is a failure.
         (if (i32.ne (local.get $r) (i32.const 0x100000)) (then (return (i32.const 1))))
         (local.set $k (i64.add (local.get $k) (i64.const 1)))
@@ -304,7 +313,8 @@ const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
       (i32.const 2)))
   (core instance $m (instantiate $M (with "" (instance
     (export "mem" (memory $mem "mem"))
-    (export "read" (func $read)) (export "sread" (func $sread))))))
+    (export "read" (func $read)) (export "sread" (func $sread))
+    (export "baseline-read" (func $baseline-read))))))
   (func $run async (result (result)) (canon lift (core func $m "run")))
   (instance $i (export "run" (func $run)))
   (export "wasi:cli/run@0.3.2" (instance $i)))"#;
@@ -328,6 +338,22 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
         lines
             .iter()
             .any(|l| l.contains("ended with 1 request(s) in flight; waiting for them")),
+        "{}",
+        lines.join("\n")
+    );
+    // The baseline read asked for meanwhile was refused, and said so;
+    // the component's read still landed (below).
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("a baseline read asked for with 1 request(s)")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("baseline-qd1-read-4k ops=0 ok=0")),
         "{}",
         lines.join("\n")
     );
@@ -443,10 +469,11 @@ fn the_probe_splits_reads_into_phases() {
     let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
     let c = report.machines[0].component.expect("the component's reads");
     let phases = c.phases.expect("phases");
-    // 200 timed kernel-only reads; the component's two runs of 100, each
-    // after 10 warm-up ones, pooled.
+    // The component's two runs of 100 reads, each after 10 warm-up ones,
+    // pooled; a kernel-only read right after each of the 200.
     assert_eq!(c.reads, 200, "{c:?}");
-    assert_eq!(c.same_boot_kernel.map(|b| b.reads), Some(200), "{c:?}");
+    let kernel = c.same_boot_kernel.expect("same-boot kernel-only reads");
+    assert_eq!((kernel.reads, kernel.paired), (200, true), "{c:?}");
     assert!(
         c.min_ns <= c.p50_ns && c.p50_ns <= c.p99_ns && c.p99_ns <= c.max_ns,
         "{c:?}"

@@ -214,39 +214,57 @@ impl Rng {
 /// and waited for alone; the ns of each (TSC before and after), and
 /// whether all succeeded.
 fn qd1_reads(r: &mut Reactor, ops: usize, blocks: u64, rng: &mut Rng) -> (Vec<u64>, bool) {
-    let clock = time::clock().expect("clock");
     let buf = DmaBuf::new(BLOCK).expect("DMA buffer");
     let mut lat = Vec::with_capacity(ops);
     let mut ok = true;
     let mut events = Vec::with_capacity(4);
     for _ in 0..ops {
-        let sector = rng.next() % blocks * BLOCK_SECTORS;
-        crate::count_marks::kernel_read();
-        let t0 = cpu::rdtsc();
-        let res = one_into(
-            r,
-            &Request::Read {
-                sector,
-                buf: buf.as_ptr(),
-                len: BLOCK,
-            },
-            &mut events,
-        );
-        let t1 = cpu::rdtsc();
-        crate::count_marks::kernel_read();
-        ok &= res == Ok(BLOCK);
-        lat.push(clock.tsc.ticks_to_ns(t1 - t0));
+        let (ns, res) = qd1_read(r, &buf, blocks, rng, &mut events);
+        ok &= res;
+        lat.push(ns);
     }
     (lat, ok)
 }
 
-/// `blk-baseline=N` with a component: the kernel-only QD1 reads of
-/// `probe=blk`, in the same boot as the component's own timed reads, in
-/// slices around each of its runs (`blk-rounds=R`: R runs, a slice of
-/// N / 2R reads before and after each). `ringos probe blk --component`
-/// compares against these: the same VM, disk and minutes, so neither the
-/// device's drift between boots nor the host's within one enters the ratio
-/// more on one side than the other.
+/// One timed QD1 read of a random block into `buf`: its ns, and whether
+/// it succeeded. `events` is empty, and left so.
+fn qd1_read(
+    r: &mut Reactor,
+    buf: &DmaBuf,
+    blocks: u64,
+    rng: &mut Rng,
+    events: &mut Vec<Event>,
+) -> (u64, bool) {
+    let clock = time::clock().expect("clock");
+    let sector = rng.next() % blocks * BLOCK_SECTORS;
+    crate::count_marks::kernel_read();
+    let t0 = cpu::rdtsc();
+    let res = one_into(
+        r,
+        &Request::Read {
+            sector,
+            buf: buf.as_ptr(),
+            len: BLOCK,
+        },
+        events,
+    );
+    let t1 = cpu::rdtsc();
+    crate::count_marks::kernel_read();
+    (clock.tsc.ticks_to_ns(t1 - t0), res == Ok(BLOCK))
+}
+
+/// The kernel-only QD1 reads of `probe=blk` in a component's boot: the
+/// same-boot reference of `ringos probe blk --component`, so neither the
+/// device's drift between boots nor the host's within one enters the
+/// ratio more on one side than the other. Two ways to take them:
+/// - paired: the component asks for one right after each of its own reads
+///   (`ringos:probe/baseline.read`), so both sets sample the same
+///   microseconds of the host (the probe component does this);
+/// - in slices around each run of the component (`blk-baseline=N`,
+///   `blk-rounds=R`: R runs, a slice of N / 2R reads before and after
+///   each), for components that do not ask (the demo).
+///
+/// Both land in one list, printed once after the last run.
 pub struct BlkBaseline {
     n: usize,
     /// Slices in all (two per run) and taken so far.
@@ -254,10 +272,15 @@ pub struct BlkBaseline {
     taken: usize,
     lat: Vec<u64>,
     ok: bool,
+    rng: Rng,
+    /// The page the reads land in, and the reactor's event list (allocated
+    /// once: a paired read allocates nothing, as the component's does not).
+    buf: Option<DmaBuf>,
+    events: Vec<Event>,
 }
 
 impl BlkBaseline {
-    /// `n` reads in all (0: none) around `rounds` runs of the component.
+    /// `n` reads in slices (0: none) around `rounds` runs of the component.
     pub fn new(n: usize, rounds: usize) -> Self {
         BlkBaseline {
             n,
@@ -265,6 +288,9 @@ impl BlkBaseline {
             taken: 0,
             lat: Vec::with_capacity(n),
             ok: true,
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            buf: None,
+            events: Vec::with_capacity(4),
         }
     }
 
@@ -276,12 +302,54 @@ impl BlkBaseline {
         let upto = |k: usize| self.n * k / self.slices;
         let n = upto(self.taken + 1) - upto(self.taken);
         self.taken += 1;
-        self.reads(r, n);
+        for _ in 0..n {
+            if !self.read(r) {
+                return;
+            }
+        }
+    }
+
+    /// One read paired with one of the component's: it must have none of
+    /// its own in flight (this read takes the next completion as its own).
+    pub fn paired(&mut self, r: &mut Reactor) {
+        let busy = r.blk.as_ref().map_or(0, |b| b.in_flight());
+        if busy > 0 {
+            log::error!(
+                "ringos:probe: a baseline read asked for with {busy} request(s) of the component in flight: refused"
+            );
+            self.ok = false;
+            return;
+        }
+        self.read(r);
+    }
+
+    /// One timed read; false if there is no disk to read (nothing done).
+    fn read(&mut self, r: &mut Reactor) -> bool {
+        let Some(cap) = r.blk.as_ref().map(|b| b.capacity()) else {
+            self.ok = false;
+            return false;
+        };
+        let blocks = cap / BLOCK_SECTORS;
+        if blocks == 0 {
+            self.ok = false;
+            return false;
+        }
+        if self.buf.is_none() {
+            self.buf = DmaBuf::new(BLOCK);
+        }
+        let Some(buf) = &self.buf else {
+            self.ok = false;
+            return false;
+        };
+        let (ns, ok) = qd1_read(r, buf, blocks, &mut self.rng, &mut self.events);
+        self.lat.push(ns);
+        self.ok &= ok;
+        true
     }
 
     /// Prints the pooled result (after the last slice).
     pub fn report(&mut self) {
-        if self.lat.is_empty() {
+        if self.lat.is_empty() && self.ok {
             return;
         }
         self.lat.sort_unstable();
@@ -294,21 +362,6 @@ impl BlkBaseline {
             percentile(&self.lat, 990),
             self.lat.last().copied().unwrap_or(0)
         );
-    }
-
-    fn reads(&mut self, r: &mut Reactor, n: usize) {
-        let Some(cap) = r.blk.as_ref().map(|b| b.capacity()) else {
-            return;
-        };
-        let blocks = cap / BLOCK_SECTORS;
-        if blocks == 0 || n == 0 {
-            return;
-        }
-        // Each slice reads other blocks than the ones before.
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ self.lat.len() as u64);
-        let (lat, ok) = qd1_reads(r, n, blocks, &mut rng);
-        self.lat.extend(lat);
-        self.ok &= ok;
     }
 }
 

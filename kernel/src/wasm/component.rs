@@ -5,6 +5,7 @@
 //! line behind the `stdout: ` / `stderr: ` markers, so the host keeps the
 //! app's output apart from kernel logs.
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -15,6 +16,7 @@ use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::wasi::{self, Cli};
 
 use super::disk::VirtioDisk;
+use crate::io::probe::BlkBaseline;
 use crate::io::reactor::Reactor;
 
 use super::KERNEL;
@@ -128,10 +130,11 @@ pub fn present() -> bool {
 }
 
 /// Runs the image's app on the reactor's devices; returns its exit status.
-/// `baseline`: kernel-only reads around the run (`blk-baseline=`);
-/// `rounds`: runs of the app, each between two slices of them
+/// `baseline`: kernel-only reads in slices around the run
+/// (`blk-baseline=`); `rounds`: runs of the app, each between two slices
 /// (`blk-rounds=`, for `ringos probe blk --component`; the first run that
-/// fails ends them).
+/// fails ends them). The app may also ask for kernel-only reads paired
+/// with its own (`ringos:probe/baseline`); all are reported together.
 pub fn run(
     reactor: Reactor,
     timeout_ms: Option<u64>,
@@ -140,19 +143,20 @@ pub fn run(
     rounds: usize,
 ) -> u8 {
     let rounds = rounds.max(1);
-    let mut baseline = crate::io::probe::BlkBaseline::new(baseline, rounds);
+    let baseline = Rc::new(RefCell::new(BlkBaseline::new(baseline, rounds)));
     let comps = components();
     let disk = Rc::new(VirtioDisk::new(reactor));
     let mut status = exit::SUCCESS;
     for _ in 0..rounds {
-        baseline.slice(&mut disk.reactor());
-        status = super::on_wasm_stack(|| run_components(&comps, &disk, timeout_ms, epoch_ns));
-        baseline.slice(&mut disk.reactor());
+        baseline.borrow_mut().slice(&mut disk.reactor());
+        status =
+            super::on_wasm_stack(|| run_components(&comps, &disk, &baseline, timeout_ms, epoch_ns));
+        baseline.borrow_mut().slice(&mut disk.reactor());
         if status != exit::SUCCESS {
             break;
         }
     }
-    baseline.report();
+    baseline.borrow_mut().report();
     crate::count_marks::report_phases();
     let s = disk.stats();
     log::info!(
@@ -167,6 +171,7 @@ pub fn run(
 fn run_components(
     comps: &[&[u8]],
     disk: &Rc<VirtioDisk>,
+    baseline: &Rc<RefCell<BlkBaseline>>,
     timeout_ms: Option<u64>,
     epoch_ns: u64,
 ) -> u8 {
@@ -178,7 +183,7 @@ fn run_components(
         marker: marker::STDERR,
         buf: Vec::new(),
     }));
-    let r = instantiate_and_run(comps, disk, &out, &err, timeout_ms, epoch_ns);
+    let r = instantiate_and_run(comps, disk, baseline, &out, &err, timeout_ms, epoch_ns);
     super::watchdog::stop();
     out.borrow_mut().flush();
     err.borrow_mut().flush();
@@ -202,6 +207,7 @@ fn run_components(
 fn instantiate_and_run(
     comps: &[&[u8]],
     disk: &Rc<VirtioDisk>,
+    baseline: &Rc<RefCell<BlkBaseline>>,
     out: &Rc<RefCell<Lines>>,
     err: &Rc<RefCell<Lines>>,
     timeout_ms: Option<u64>,
@@ -231,6 +237,10 @@ fn instantiate_and_run(
     let blk = blk::Disk::new(disk.clone());
     store.add_io(blk.clone());
     imports.extend(blk::imports(&blk));
+    let (b, d) = (baseline.clone(), disk.clone());
+    imports.extend(blk::probe_imports(Box::new(move || {
+        b.borrow_mut().paired(&mut d.reactor())
+    })));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
     let r = store.call(&run, &[]);

@@ -77,9 +77,10 @@ pub struct ComponentLatency {
     pub p99_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
-    /// The kernel-only reads of the same boot, in slices before and after
-    /// each of the component's runs (`blk-baseline=`, `blk-rounds=`): the
-    /// reference of the ratio.
+    /// The kernel-only reads of the same boot, the reference of the
+    /// ratio: one after each of the component's reads for the probe
+    /// component (`ringos:probe/baseline`), in slices before and after
+    /// each of its runs for the demo (`blk-baseline=`, `blk-rounds=`).
     pub same_boot_kernel: Option<Baseline>,
     /// With `--count`: guest instructions per read in this boot.
     pub insns: Option<InsnCounts>,
@@ -271,6 +272,9 @@ pub struct Baseline {
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
+    /// One right after each of the component's reads (the probe
+    /// component asks for them), rather than in slices around its runs.
+    pub paired: bool,
 }
 
 /// The kernel's baseline line, after [`BLK_LINE`].
@@ -289,6 +293,7 @@ impl Baseline {
             p50_ns: f.get("p50_ns")?,
             p99_ns: f.get("p99_ns")?,
             max_ns: f.get("max_ns")?,
+            paired: false,
         })
     }
 }
@@ -679,15 +684,21 @@ fn component_probe(
     crate::run::write_image(app, &[], args, &[], false, &image)?;
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
     cfg.disk = Some(p.disk.clone());
-    // The kernel-only reads of this same boot, as many as the component's,
-    // in slices around each of its runs.
+    // The kernel-only reads of this same boot, as many as the component's:
+    // the probe component asks for one after each of its own
+    // (`ringos:probe/baseline`); for the demo they come in slices around
+    // each of its runs.
     let (rounds, per_run) = p.runs();
-    cfg.append = format!(
-        "{}={} {}={rounds}",
-        cmdline::BLK_BASELINE,
-        per_run * rounds,
-        cmdline::BLK_ROUNDS
-    );
+    let paired = args.is_empty();
+    cfg.append = format!("{}={rounds}", cmdline::BLK_ROUNDS);
+    if !paired {
+        cfg.append = format!(
+            "{} {}={}",
+            cfg.append,
+            cmdline::BLK_BASELINE,
+            per_run * rounds
+        );
+    }
     if let Some(io) = p.io {
         cfg.append = format!("{} {}", cfg.append, io.cmdline_word());
     }
@@ -740,10 +751,18 @@ fn component_probe(
         let text = l.strip_prefix(probe::BLK_LINE)?;
         text.starts_with(BASELINE_KEY).then_some(text)
     });
-    latency.same_boot_kernel = match baseline {
-        Some(l) => Some(Baseline::parse(l).map_err(fail)?),
+    let mut baseline = match baseline {
+        Some(l) => Baseline::parse(l).map_err(fail)?,
         None => return Err(fail("the kernel printed no same-boot baseline".into())),
     };
+    baseline.paired = paired;
+    if paired && baseline.reads != latency.reads {
+        return Err(fail(format!(
+            "{} kernel-only reads paired with {} of the component's",
+            baseline.reads, latency.reads
+        )));
+    }
+    latency.same_boot_kernel = Some(baseline);
     latency.insns = insns.transpose().map_err(fail)?;
     if phases {
         let lines = run
