@@ -9,13 +9,14 @@
 ;; stream.read(stream, buf, 4096) -> BLOCKED; waitable-set.wait -> the
 ;; STREAM_READ event with 4096 bytes; t1 = now. Then the stream leaves the
 ;; set and is dropped, and the status future read (it resolved with the
-;; completion) and checked. Each timed read is paired with one the kernel
-;; does alone (`ringos:probe/baseline.read`, timed by the kernel), so the
-;; two sets see the same moments of a noisy host: after even timed reads,
-;; before odd ones (C K  K C  C K ...), so that each kind follows each kind
-;; equally often and what a read inherits from the one before it (under
-;; TCG: how the host scheduled QEMU's threads) weighs on both alike. The
-;; first tenth warms up. At the end it sorts the latencies
+;; completion) and checked. The first tenth warms up. The timed reads
+;; come in blocks of 32, each paired with as many reads the kernel does
+;; alone, back to back (`ringos:probe/baseline.read`, timed by the
+;; kernel): after even blocks, before odd ones (C K  K C  C K ...). Each
+;; side's reads then follow their own kind, as in a loop of either alone
+;; (under TCG how the host schedules QEMU's threads depends on what the
+;; vCPU did just before), and both sides sample the same milliseconds of
+;; a noisy host, each block switch falling equally on both. At the end it sorts the latencies
 ;; and prints
 ;;   probe: reads=N p50_ns=.. p99_ns=.. min_ns=.. max_ns=..
 ;; then every latency, 32 to a line, so runs can be pooled:
@@ -29,7 +30,7 @@
     (export "read" (func (param "offset" u64) (param "len" u64)
       (result (tuple (stream u8) (future (result (error $ec)))))))))
   (import "ringos:probe/baseline@0.1.0" (instance $baseline
-    (export "read" (func))))
+    (export "read" (func (param "count" u32)))))
   (import "wasi:clocks/monotonic-clock@0.3.2" (instance $clock
     (export "now" (func (result u64)))))
   (import "wasi:cli/stdout@0.3.2" (instance $stdout
@@ -65,7 +66,7 @@
     (import "" "capacity" (func $capacity (result i64)))
     (import "" "read" (func $read (param i64 i64 i32)))
     (import "" "now" (func $now (result i64)))
-    (import "" "baseline-read" (func $baseline-read))
+    (import "" "baseline-read" (func $baseline-read (param i32)))
     (import "" "write-via-stream" (func $write-via-stream (param i32) (result i32)))
     (import "" "stream.new" (func $stream.new (result i64)))
     (import "" "stream.read" (func $stream.read (param i32 i32 i32) (result i32)))
@@ -166,10 +167,14 @@
         (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
         (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
         (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
-        ;; Odd timed reads: the kernel's read of the pair goes first.
-        (if (i32.and (i32.ge_u (local.get $i) (local.get $warm))
-                     (i32.and (local.get $n) (i32.const 1)))
-          (then (call $baseline-read)))
+        ;; At the start of an odd block of timed reads: the kernel's block
+        ;; of the pair goes first.
+        (if (i32.ge_u (local.get $i) (local.get $warm)) (then
+          (if (i32.and (i32.eqz (i32.and (local.get $n) (i32.const 31)))
+                       (i32.and (i32.shr_u (local.get $n) (i32.const 5)) (i32.const 1)))
+            (then (call $baseline-read
+              (select (i32.const 32) (i32.sub (global.get $ops) (local.get $n))
+                (i32.gt_u (i32.sub (global.get $ops) (local.get $n)) (i32.const 32))))))))
         (local.set $t0 (call $now))
         (call $read (i64.mul (i64.rem_u (local.get $x) (local.get $blocks)) (i64.const 4096))
           (i64.const 4096) (i32.const 0))
@@ -196,9 +201,14 @@
         (if (i32.ge_u (local.get $i) (local.get $warm)) (then
           (i64.store offset=65536 (i32.shl (local.get $n) (i32.const 3))
             (i64.sub (local.get $t1) (local.get $t0)))
-          ;; Even ones: it follows.
-          (if (i32.eqz (i32.and (local.get $n) (i32.const 1)))
-            (then (call $baseline-read)))
+          ;; At the end of an even block (32 reads, or the last ones): the
+          ;; kernel's follows, as many reads.
+          (if (i32.eqz (i32.and (i32.shr_u (local.get $n) (i32.const 5)) (i32.const 1))) (then
+            (if (i32.or (i32.eqz (i32.and (i32.add (local.get $n) (i32.const 1)) (i32.const 31)))
+                        (i32.eq (i32.add (local.get $n) (i32.const 1)) (global.get $ops)))
+              (then (call $baseline-read
+                (i32.sub (i32.add (local.get $n) (i32.const 1))
+                  (i32.and (local.get $n) (i32.const -32))))))))
           (local.set $n (i32.add (local.get $n) (i32.const 1)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $l)))

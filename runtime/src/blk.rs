@@ -482,20 +482,20 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
 /// The import name of the probe hook (`wit/probe.wit`).
 pub const PROBE_INTERFACE: &str = "ringos:probe/baseline@0.1.0";
 
-/// `ringos:probe/baseline` over `read`: the embedder's own read of the
-/// disk, without the component machinery (the kernel's is timed and
-/// becomes the same-boot reference of `ringos probe blk --component`).
-/// The probe component asks for one after each of its reads, so the two
-/// sets of reads interleave one to one.
-pub fn probe_imports(read: Box<dyn Fn()>) -> Exports {
-    let read = move |_: &mut HostCx<'_>, _: &[u64]| -> Result<Option<u64>, String> {
-        read();
+/// `ringos:probe/baseline` over `read`: `read(count)` does that many of
+/// the embedder's own reads of the disk, back to back, without the
+/// component machinery (the kernel's are timed and become the same-boot
+/// reference of `ringos probe blk --component`; the probe component pairs
+/// each block of its reads with one of these).
+pub fn probe_imports(read: Box<dyn Fn(u32)>) -> Exports {
+    let read = move |_: &mut HostCx<'_>, a: &[u64]| -> Result<Option<u64>, String> {
+        read(a.first().copied().unwrap_or(0) as u32);
         Ok(None)
     };
     let items = [(
         "read".to_string(),
         Item::Func(Func::host_scalar(
-            FuncSig::new(&[], vec![], None),
+            FuncSig::new(&["count"], vec![ValType::U32], None),
             Box::new(read),
         )),
     )];

@@ -280,13 +280,13 @@ fn a_zero_length_read_reports_readiness() {
 /// `stream.read` returned (it polls once after submitting; under TCG a
 /// request often completes inside its notify) is not in flight: the next
 /// one is started, up to 64. Exits 2 if every read completed at once.
-/// With the read in flight it also asks for a kernel-only baseline read
-/// (`ringos:probe/baseline`), which the kernel must refuse: that read would
-/// take the component's completion for its own.
+/// With the read in flight it also asks for kernel-only baseline reads
+/// (`ringos:probe/baseline`), which the kernel must refuse: they would take
+/// the component's completion for their own.
 const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
   DISK_READ_IMPORT
   (import "ringos:probe/baseline@0.1.0" (instance $baseline
-    (export "read" (func))))
+    (export "read" (func (param "count" u32)))))
   (core module $Mem (memory (export "mem") 2))
   (core instance $mem (instantiate $Mem))
   (type $st (stream u8))
@@ -297,14 +297,14 @@ const EXIT_WITH_READ_IN_FLIGHT: &str = r#"(component
     (import "" "mem" (memory 2))
     (import "" "read" (func $read (param i64 i64 i32)))
     (import "" "sread" (func $sread (param i32 i32 i32) (result i32)))
-    (import "" "baseline-read" (func $baseline-read))
+    (import "" "baseline-read" (func $baseline-read (param i32)))
     (func (export "run") (result i32)
       (local $k i64) (local $r i32)
       (loop $l
         (call $read (i64.mul (local.get $k) (i64.const 65536)) (i64.const 65536) (i32.const 0))
         (local.set $r (call $sread (i32.load (i32.const 0)) (i32.const 65536) (i32.const 65536)))
         (if (i32.eq (local.get $r) (i32.const -1)) (then
-          (call $baseline-read)
+          (call $baseline-read (i32.const 3))
           (return (i32.const 0))))
         ;; Anything but all 64 KiB, COMPLETED, is a failure.
         (if (i32.ne (local.get $r) (i32.const 0x100000)) (then (return (i32.const 1))))
@@ -341,12 +341,12 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
         "{}",
         lines.join("\n")
     );
-    // The baseline read asked for meanwhile was refused, and said so;
+    // The baseline reads asked for meanwhile were refused, and said so;
     // the component's read still landed (below).
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("a baseline read asked for with 1 request(s)")),
+            .any(|l| l.contains("baseline reads asked for with 1 request(s)")),
         "{}",
         lines.join("\n")
     );

@@ -257,9 +257,9 @@ fn qd1_read(
 /// same-boot reference of `ringos probe blk --component`, so neither the
 /// device's drift between boots nor the host's within one enters the
 /// ratio more on one side than the other. Two ways to take them:
-/// - paired: the component asks for one right after each of its own reads
-///   (`ringos:probe/baseline.read`), so both sets sample the same
-///   microseconds of the host (the probe component does this);
+/// - paired: the component asks for a block of them beside each block of
+///   its own reads (`ringos:probe/baseline.read`), so both sets sample the
+///   same milliseconds of the host (the probe component does this);
 /// - in slices around each run of the component (`blk-baseline=N`,
 ///   `blk-rounds=R`: R runs, a slice of N / 2R reads before and after
 ///   each), for components that do not ask (the demo).
@@ -274,7 +274,7 @@ pub struct BlkBaseline {
     ok: bool,
     rng: Rng,
     /// The page the reads land in, and the reactor's event list (allocated
-    /// once: a paired read allocates nothing, as the component's does not).
+    /// once: a paired read allocates nothing, as the component's do not).
     buf: Option<DmaBuf>,
     events: Vec<Event>,
 }
@@ -309,18 +309,23 @@ impl BlkBaseline {
         }
     }
 
-    /// One read paired with one of the component's: it must have none of
-    /// its own in flight (this read takes the next completion as its own).
-    pub fn paired(&mut self, r: &mut Reactor) {
+    /// `count` reads, back to back, paired with as many of the
+    /// component's: it must have none of its own in flight (each of these
+    /// takes the next completion as its own).
+    pub fn paired(&mut self, r: &mut Reactor, count: u32) {
         let busy = r.blk.as_ref().map_or(0, |b| b.in_flight());
         if busy > 0 {
             log::error!(
-                "ringos:probe: a baseline read asked for with {busy} request(s) of the component in flight: refused"
+                "ringos:probe: baseline reads asked for with {busy} request(s) of the component in flight: refused"
             );
             self.ok = false;
             return;
         }
-        self.read(r);
+        for _ in 0..count {
+            if !self.read(r) {
+                return;
+            }
+        }
     }
 
     /// One timed read; false if there is no disk to read (nothing done).

@@ -238,8 +238,8 @@ fn instantiate_and_run(
     store.add_io(blk.clone());
     imports.extend(blk::imports(&blk));
     let (b, d) = (baseline.clone(), disk.clone());
-    imports.extend(blk::probe_imports(Box::new(move || {
-        b.borrow_mut().paired(&mut d.reactor())
+    imports.extend(blk::probe_imports(Box::new(move |count| {
+        b.borrow_mut().paired(&mut d.reactor(), count)
     })));
     let (app, providers) = comps.split_last().ok_or("no component")?;
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
