@@ -86,12 +86,12 @@ pub mod cmdline {
     /// `probe-blk: baseline-qd1-read-4k ...` (the same-boot reference of
     /// `ringos probe blk --component`).
     pub const BLK_BASELINE: &str = "blk-baseline";
-    /// `blk-rounds=<R>`: the component runs R times in the boot; with
-    /// `blk-baseline`, each run between two slices of the kernel-only
-    /// reads (`B C B  B C B ...`), so both sets of reads span the same
-    /// minutes and a drift of the host's speed enters both alike. Default
-    /// 1. (A component that asks for its kernel-only reads itself,
-    /// `ringos:probe/baseline`, needs no slices: the probe component.)
+    /// `blk-rounds=<R>` (default 1): the component runs R times in the
+    /// boot; with `blk-baseline`, each run between two slices of the
+    /// kernel-only reads (`B C B  B C B ...`), so both sets of reads span
+    /// the same minutes and a drift of the host's speed enters both alike.
+    /// A component that asks for its kernel-only reads itself
+    /// (`ringos:probe/baseline`, the probe component) needs no slices.
     pub const BLK_ROUNDS: &str = "blk-rounds";
     /// `count-marks=1`: the kernel marks each timed kernel-only read and
     /// each component clock read with an instruction a TCG plugin counts

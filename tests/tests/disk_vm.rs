@@ -332,31 +332,20 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
         Duration::from_secs(120),
     );
     assert_success(&out);
-    // The kernel waited for the read before freeing the memory it targets.
     let lines = console(&out);
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("ended with 1 request(s) in flight; waiting for them")),
-        "{}",
-        lines.join("\n")
-    );
+    let has = |needle: &str| {
+        assert!(
+            lines.iter().any(|l| l.contains(needle)),
+            "no {needle:?} in:\n{}",
+            lines.join("\n")
+        )
+    };
+    // The kernel waited for the read before freeing the memory it targets.
+    has("ended with 1 request(s) in flight; waiting for them");
     // The baseline reads asked for meanwhile were refused, and said so;
     // the component's read still landed (below).
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("baseline reads asked for with 1 request(s)")),
-        "{}",
-        lines.join("\n")
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("baseline-qd1-read-4k ops=0 ok=0")),
-        "{}",
-        lines.join("\n")
-    );
+    has("baseline reads asked for with 1 request(s)");
+    has("baseline-qd1-read-4k ops=0 ok=0");
     // Every read started moved its 64 KiB by DMA (the last one after the
     // component ended), and the kernel copied none of it.
     let (requests, dma, copied) = blk_counts(&out);
