@@ -92,9 +92,7 @@ impl FileDisk {
             done: RefCell::new(Vec::new()),
         })
     }
-}
 
-impl FileDisk {
     /// `ringos:probe/baseline.read` in the hosted mode: the next 4 KiB of
     /// the file (wrapping) read into a buffer of its own, outside the
     /// component machinery. Recorded nowhere: only the kernel prints a

@@ -302,11 +302,7 @@ impl BlkBaseline {
         let upto = |k: usize| self.n * k / self.slices;
         let n = upto(self.taken + 1) - upto(self.taken);
         self.taken += 1;
-        for _ in 0..n {
-            if !self.read(r) {
-                return;
-            }
-        }
+        self.reads(r, n);
     }
 
     /// `count` reads, back to back, paired with as many of the
@@ -321,7 +317,12 @@ impl BlkBaseline {
             self.ok = false;
             return;
         }
-        for _ in 0..count {
+        self.reads(r, count as usize);
+    }
+
+    /// `n` timed reads, stopping at the first that cannot be done.
+    fn reads(&mut self, r: &mut Reactor, n: usize) {
+        for _ in 0..n {
             if !self.read(r) {
                 return;
             }
