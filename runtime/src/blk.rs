@@ -12,6 +12,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -479,6 +480,9 @@ pub fn imports(disk: &Rc<Disk>) -> Exports {
     m
 }
 
+/// Reads one `ringos:probe/baseline.read` may ask for (more traps).
+pub const MAX_BASELINE_READS: u32 = 4096;
+
 /// The import name of the probe hook (`wit/probe.wit`).
 pub const PROBE_INTERFACE: &str = "ringos:probe/baseline@0.1.0";
 
@@ -489,7 +493,15 @@ pub const PROBE_INTERFACE: &str = "ringos:probe/baseline@0.1.0";
 /// each block of its reads with one of these).
 pub fn probe_imports(read: Box<dyn Fn(u32)>) -> Exports {
     let read = move |_: &mut HostCx<'_>, a: &[u64]| -> Result<Option<u64>, String> {
-        read(a.first().copied().unwrap_or(0) as u32);
+        let count = a.first().copied().unwrap_or(0) as u32;
+        // The embedder's reads run inside the call, where no epoch
+        // interruption reaches: a guest may not hold the kernel for long.
+        if count > MAX_BASELINE_READS {
+            return Err(format!(
+                "ringos:probe/baseline.read: {count} reads asked for in one call; at most {MAX_BASELINE_READS}"
+            ));
+        }
+        read(count);
         Ok(None)
     };
     let items = [(

@@ -384,6 +384,36 @@ fn the_probe_component_reads_and_reports() {
     assert!(pooled.min_ns <= pooled.p50_ns && pooled.p50_ns <= pooled.p99_ns);
 }
 
+/// A component asking `ringos:probe/baseline` for more reads in one call
+/// than the kernel may do inside it traps, naming the limit.
+#[test]
+fn too_many_baseline_reads_in_one_call_trap() {
+    let disk = disk("baseline-limit");
+    let app = wat::parse_str(
+        r#"(component
+  (import "ringos:probe/baseline@0.1.0" (instance $baseline
+    (export "read" (func (param "count" u32)))))
+  (core func $baseline-read (canon lower (func $baseline "read")))
+  (core module $M
+    (import "" "baseline-read" (func $baseline-read (param i32)))
+    (func (export "run") (result i32)
+      (call $baseline-read (i32.const 4096))
+      (call $baseline-read (i32.const -1))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "baseline-read" (func $baseline-read))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#,
+    )
+    .unwrap();
+    let err = hosted(app, &[], &[], Some(&disk.path), None).expect_err("a trap");
+    assert!(
+        err.contains("4294967295 reads asked for in one call; at most 4096"),
+        "{err}"
+    );
+}
+
 /// `run` calls `read` with the result out-pointer `RETPTR`.
 const READ_TO: &str = r#"(component
   DISK_READ_IMPORT
