@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::entity::EntityRef;
 use cranelift_codegen::ir::{
-    AbiParam, ExternalName, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
-    StackSlotKind, UserExternalName, UserFuncName,
+    types, AbiParam, ExternalName, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -295,13 +295,28 @@ fn array_trampoline(ty: &FuncType, fctx: &mut FunctionBuilderContext) -> Result<
     let call = b.ins().call_indirect(callee_sig, code, &args);
     let results = b.inst_results(call).to_vec();
     for (i, r) in results.into_iter().enumerate() {
-        b.ins()
-            .store(MemFlagsData::trusted(), r, slots, i as i32 * 8);
+        store_slot(&mut b, r, slots, i);
     }
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(translate::frontend_config());
     Ok(func)
+}
+
+/// Stores `v` in slot `i` as all 64 bits of its raw value (`Val::to_raw`):
+/// a 32-bit value zero-extended, so a host function reading the slot as
+/// bits never sees the stack's leftovers above an `i32`.
+fn store_slot(b: &mut FunctionBuilder<'_>, v: Value, slots: Value, i: usize) {
+    let v = match b.func.dfg.value_type(v) {
+        types::I32 => b.ins().uextend(types::I64, v),
+        types::F32 => {
+            let bits = b.ins().bitcast(types::I32, MemFlagsData::new(), v);
+            b.ins().uextend(types::I64, bits)
+        }
+        _ => v,
+    };
+    b.ins()
+        .store(MemFlagsData::trusted(), v, slots, i as i32 * 8);
 }
 
 /// The native entry of a host function of type `ty`: spills the arguments
@@ -318,8 +333,7 @@ fn host_stub(ty: &FuncType, fctx: &mut FunctionBuilderContext) -> Result<Functio
     let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, n * 8, 3));
     let slots = b.ins().stack_addr(PTR, slot, 0);
     for (i, v) in p[1..].iter().enumerate() {
-        b.ins()
-            .store(MemFlagsData::trusted(), *v, slots, i as i32 * 8);
+        store_slot(&mut b, *v, slots, i);
     }
     let mut dsig = Signature::new(CallConv::SystemV);
     dsig.params.extend([AbiParam::new(PTR); 2]);
