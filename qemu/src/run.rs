@@ -46,10 +46,39 @@ pub fn read(p: &Path) -> Result<Vec<u8>> {
         return Ok(bytes); // neither: `check` says what it is not
     };
     // A bad component: refused like an invalid binary (status 1).
-    from_text(text).map_err(|e| Error::Failed {
+    let refuse = |e: String| Error::Failed {
         message: format!("{}: {e}", p.display()),
         exit_code: 1,
-    })
+    };
+    if !looks_like_wat(text) {
+        return Err(refuse(
+            "not WebAssembly: a component is a binary starting with `\\0asm` (.wasm) \
+             or text starting with `(` (.wat)"
+                .into(),
+        ));
+    }
+    from_text(text).map_err(refuse)
+}
+
+/// Whether `text` starts, after blanks and comments, with `(`: the text
+/// format's first token. Anything else (a README, a script) is not worth
+/// a parser's error at 1:1.
+fn looks_like_wat(text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if let Some(line) = rest.strip_prefix(";;") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(block) = rest.strip_prefix("(;") {
+            // An unclosed block comment: the parser says so.
+            let Some((_, r)) = block.split_once(";)") else {
+                return true;
+            };
+            rest = r;
+        } else {
+            return rest.starts_with('(');
+        }
+    }
 }
 
 /// Encodes a component (or module) in the text format.

@@ -273,6 +273,20 @@ fn components_are_read_as_binary_or_text() {
         "{msg}"
     );
     assert!(msg.contains(":3:"), "says where: {msg}");
+    // Text that is no WAT at all (a README) is named as not WebAssembly;
+    // comments before the first `(` are still WAT.
+    let readme = dir.join("README.md");
+    std::fs::write(&readme, "# my app\n\nBuild it with cargo.\n").unwrap();
+    let e = ringos::run::read(&readme).expect_err("refused");
+    assert_eq!(e.exit_code(), 1);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("README.md: not WebAssembly") && msg.contains("\\0asm"),
+        "{msg}"
+    );
+    let commented = dir.join("commented.wat");
+    std::fs::write(&commented, format!(";; exits 7\n(; block ;)\n{EXIT7}")).unwrap();
+    assert_eq!(ringos::run::read(&commented).unwrap(), from_text);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
