@@ -223,13 +223,101 @@ pub mod marker {
     /// The name the total line uses in place of a file.
     pub const WASM_SPEC_TOTAL: &str = "total";
     /// A line the component wrote to `wasi:cli/stdout` / `stderr` (the
-    /// kernel buffers partial lines): the host strips the marker and keeps
-    /// the app's output apart from kernel logs.
+    /// kernel buffers partial lines), its bytes escaped as [`super::output`]
+    /// says: the host strips the marker, decodes the rest and keeps the
+    /// app's output apart from kernel logs.
     pub const STDOUT: &str = "stdout: ";
     pub const STDERR: &str = "stderr: ";
     /// `component: <what happened>`: the component could not load, link or
     /// run, or it trapped (the message names the rule).
     pub const COMPONENT: &str = "component: ";
+}
+
+/// A component's output bytes on the console, exactly: the text of a
+/// `stdout: ` / `stderr: ` line stands for its bytes and then a newline.
+/// Printable UTF-8 and tabs are themselves; a backslash is `\\`; every
+/// other byte (controls, `\r`, escape sequences, bytes that are not
+/// UTF-8) is `\xNN`. A line ending in `\c` has no newline after it (the
+/// last piece of output, or a long piece cut off). The console stays
+/// valid UTF-8 that a terminal shows as it is, and nothing the component
+/// writes can fake a kernel line.
+pub mod output {
+    use core::fmt::{self, Write};
+
+    /// Where a long piece is cut (`\c`): the kernel buffers no more than
+    /// this per stream.
+    pub const MAX_LINE: usize = 4096;
+
+    /// Writes the text of one line for `bytes` (without its newline) to
+    /// `out`; `newline: false` ends it with `\c`.
+    pub fn encode(bytes: &[u8], newline: bool, out: &mut impl Write) -> fmt::Result {
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.write_str("\\\\")?,
+                    '\t' => out.write_char(c)?,
+                    c if c.is_control() => {
+                        let mut utf8 = [0; 4];
+                        for b in c.encode_utf8(&mut utf8).bytes() {
+                            write!(out, "\\x{b:02x}")?;
+                        }
+                    }
+                    c => out.write_char(c)?,
+                }
+            }
+            for b in chunk.invalid() {
+                write!(out, "\\x{b:02x}")?;
+            }
+        }
+        if !newline {
+            out.write_str("\\c")?;
+        }
+        Ok(())
+    }
+
+    /// The bytes a line's `text` stands for, given to `push` piece by
+    /// piece, newline included unless it ends in `\c`. What is not a
+    /// known escape is taken as it is.
+    pub fn decode(text: &str, mut push: impl FnMut(&[u8])) {
+        let (body, newline) = match text.strip_suffix("\\c") {
+            // `\\c` at the end is a backslash and a `c`.
+            Some(b) if !ends_in_escaped_backslash(b) => (b, false),
+            _ => (text, true),
+        };
+        let mut rest = body.as_bytes();
+        while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+            push(&rest[..at]);
+            let hex = |h: &[u8]| {
+                core::str::from_utf8(h)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            };
+            rest = match &rest[at + 1..] {
+                [b'\\', tail @ ..] => {
+                    push(b"\\");
+                    tail
+                }
+                [b'x', h @ ..] if h.len() >= 2 && hex(&h[..2]).is_some() => {
+                    push(&[hex(&h[..2]).unwrap_or(0)]);
+                    &h[2..]
+                }
+                tail => {
+                    push(b"\\");
+                    tail
+                }
+            };
+        }
+        push(rest);
+        if newline {
+            push(b"\n");
+        }
+    }
+
+    /// Whether `s` ends in an odd number of backslashes: a `\\c` after
+    /// them is then an escaped backslash and a `c`, not the marker.
+    fn ends_in_escaped_backslash(s: &str) -> bool {
+        s.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1
+    }
 }
 
 /// What the CLI embeds in the kernel image (no kernel rebuild): a payload
@@ -350,6 +438,9 @@ pub mod payload {
 }
 
 #[cfg(test)]
+extern crate std;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -392,6 +483,57 @@ mod tests {
         let mut sb = 3u32.to_le_bytes().to_vec();
         sb.extend_from_slice(b"i32xyz");
         assert_eq!(payload::split_spec_bundle(&sb), Some(("i32", &b"xyz"[..])));
+    }
+
+    fn round_trip(bytes: &[u8], newline: bool) -> (std::string::String, std::vec::Vec<u8>) {
+        let mut text = std::string::String::new();
+        output::encode(bytes, newline, &mut text).unwrap();
+        let mut back = std::vec::Vec::new();
+        output::decode(&text, |b| back.extend_from_slice(b));
+        (text, back)
+    }
+
+    #[test]
+    fn output_bytes_survive_the_console_exactly() {
+        let every: std::vec::Vec<u8> = (0..=255u8).collect();
+        let cases: [&[u8]; 12] = [
+            b"",
+            b"Hello, WASI!",
+            &every,
+            b"\\",
+            b"\\c",
+            b"a\\\\c",
+            b"ends in a backslash \\",
+            b"\\x41 is not an A",
+            b"tab\tcr\r\x1b[31mred\x1b[0m",
+            "caf\u{e9} \u{1f980} \u{85}".as_bytes(),
+            &[0xe2, 0x82],
+            &[0xff, b'c'],
+        ];
+        for bytes in cases {
+            for newline in [true, false] {
+                let (text, back) = round_trip(bytes, newline);
+                let mut want = bytes.to_vec();
+                if newline {
+                    want.push(b'\n');
+                }
+                assert_eq!(back, want, "{bytes:?} as {text:?}");
+                // One console line: no line breaks, nothing a terminal
+                // would act on.
+                assert!(
+                    text.chars().all(|c| c == '\t' || !c.is_control()),
+                    "{text:?}"
+                );
+            }
+        }
+        // Printable text reads as it is.
+        assert_eq!(round_trip(b"Hello, WASI!", true).0, "Hello, WASI!");
+        assert_eq!(round_trip(b"a\\b", true).0, "a\\\\b");
+        assert_eq!(round_trip(b"no newline", false).0, "no newline\\c");
+        // A broken escape from elsewhere is taken as it is.
+        let mut back = std::vec::Vec::new();
+        output::decode("\\x4 \\q", |b| back.extend_from_slice(b));
+        assert_eq!(back, b"\\x4 \\q\n");
     }
 
     #[test]

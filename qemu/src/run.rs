@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ringos_proto::{cmdline, marker, payload};
+use ringos_proto::{cmdline, marker, output, payload};
 
 use crate::hosted_run::{self, Echo};
 use crate::{image, kernel_image, Console, Error, Machine, Result, VmConfig};
@@ -152,8 +152,12 @@ pub fn check(app: &[u8], with: &[Vec<u8>]) -> std::result::Result<(), String> {
 /// What a component printed in a VM, split from the kernel's lines.
 #[derive(Debug, Default)]
 pub struct VmOutput {
+    /// The component's output as text (lossy where it is not UTF-8).
     pub stdout: String,
     pub stderr: String,
+    /// The same, the bytes exactly as the component wrote them.
+    pub stdout_bytes: Vec<u8>,
+    pub stderr_bytes: Vec<u8>,
     /// `component: ...` lines (load, link, trap errors).
     pub component: Vec<String>,
     pub run: Option<crate::VmRun>,
@@ -191,11 +195,9 @@ pub fn boot_component(
     let mut o = VmOutput::default();
     while let Some(l) = running.next_console_line() {
         if let Some(s) = l.strip_prefix(marker::STDOUT) {
-            o.stdout.push_str(s);
-            o.stdout.push('\n');
+            output::decode(s, |b| o.stdout_bytes.extend_from_slice(b));
         } else if let Some(s) = l.strip_prefix(marker::STDERR) {
-            o.stderr.push_str(s);
-            o.stderr.push('\n');
+            output::decode(s, |b| o.stderr_bytes.extend_from_slice(b));
         } else if let Some(s) = l.strip_prefix(marker::COMPONENT) {
             o.component.push(s.to_string());
         }
@@ -203,6 +205,8 @@ pub fn boot_component(
             f(&l);
         }
     }
+    o.stdout = String::from_utf8_lossy(&o.stdout_bytes).into_owned();
+    o.stderr = String::from_utf8_lossy(&o.stderr_bytes).into_owned();
     o.run = Some(running.finish()?);
     Ok(o)
 }
@@ -253,13 +257,20 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
 /// component's exit status.
 pub fn boot_image(image: &Path, cfg: &RunConfig) -> Result<i32> {
     let verbose = cfg.verbose;
+    // The component's bytes as it wrote them; a closed stdout (`| head`)
+    // must not end the VM.
     let mut route = |l: &str| {
         if let Some(s) = l.strip_prefix(marker::STDOUT) {
-            let mut o = std::io::stdout();
-            let _ = writeln!(o, "{s}");
+            let mut o = std::io::stdout().lock();
+            output::decode(s, |b| {
+                let _ = o.write_all(b);
+            });
             let _ = o.flush();
         } else if let Some(s) = l.strip_prefix(marker::STDERR) {
-            eprintln!("{s}");
+            let mut e = std::io::stderr().lock();
+            output::decode(s, |b| {
+                let _ = e.write_all(b);
+            });
         } else if let Some(s) = l.strip_prefix(marker::COMPONENT) {
             eprintln!("ringos: component: {s}");
         } else if verbose {

@@ -595,3 +595,150 @@ fn a_trap_on_a_fiber_in_the_vm_ends_the_component_cleanly() {
 fn a_blocked_fiber_is_abandoned_when_its_caller_traps_in_the_vm() {
     fiber_trap_in_the_vm(3, "unreachable");
 }
+
+/// The bytes `output_exactly` writes: every byte value, a CRLF, a line,
+/// more than the kernel buffers without a newline, and a last piece
+/// without one; on stderr a literal `\c` (the no-newline escape) and a
+/// byte that is not UTF-8.
+fn output_bytes() -> (Vec<u8>, Vec<u8>) {
+    let mut out: Vec<u8> = (0..=255u8).collect();
+    out.extend_from_slice(b"\r\nline two\n");
+    out.extend(std::iter::repeat_n(
+        b'x',
+        ringos_proto::output::MAX_LINE + 900,
+    ));
+    out.extend_from_slice("\nno newline at the end \u{1f980}".as_bytes());
+    (out, b"err \\c \\\\ \xff\\c".to_vec())
+}
+
+/// A component writing `output_bytes` to stdout and stderr, each through
+/// one `write-via-stream`.
+fn output_exactly() -> Vec<u8> {
+    let (out, err) = output_bytes();
+    let data = |b: &[u8]| -> String { b.iter().map(|b| format!("\\{b:02x}")).collect() };
+    let wat = format!(
+        r#"(component
+  (import "wasi:cli/stdout@0.3.2" (instance $stdout
+    (type $ec' (enum "io" "illegal-byte-sequence" "pipe"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "write-via-stream" (func (param "data" (stream u8))
+      (result (future (result (error $ec))))))))
+  (import "wasi:cli/stderr@0.3.2" (instance $stderr
+    (type $ec' (enum "io" "illegal-byte-sequence" "pipe"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "write-via-stream" (func (param "data" (stream u8))
+      (result (future (result (error $ec))))))))
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (type $bytes (stream u8))
+  (core func $out (canon lower (func $stdout "write-via-stream")))
+  (core func $err (canon lower (func $stderr "write-via-stream")))
+  (canon stream.new $bytes (core func $stream.new))
+  (canon stream.write $bytes async (memory (core memory $mem "mem")) (core func $stream.write))
+  (canon stream.drop-writable $bytes (core func $stream.drop-writable))
+  (canon waitable-set.new (core func $ws.new))
+  (canon waitable.join (core func $join))
+  (canon waitable-set.wait (memory (core memory $mem "mem")) (core func $ws.wait))
+  (core module $M
+    (import "" "mem" (memory 1))
+    (import "" "out" (func $out (param i32) (result i32)))
+    (import "" "err" (func $err (param i32) (result i32)))
+    (import "" "stream.new" (func $stream.new (result i64)))
+    (import "" "stream.write" (func $stream.write (param i32 i32 i32) (result i32)))
+    (import "" "stream.drop-writable" (func $stream.drop-writable (param i32)))
+    (import "" "ws.new" (func $ws.new (result i32)))
+    (import "" "join" (func $join (param i32 i32)))
+    (import "" "ws.wait" (func $ws.wait (param i32 i32) (result i32)))
+    ;; Writes [at, end) to stdout (to = 0) or stderr; 0 if all went.
+    (func $write (param $to i32) (param $at i32) (param $end i32) (result i32)
+      (local $ends i64) (local $w i32) (local $ws i32) (local $r i32)
+      (local.set $ends (call $stream.new))
+      (local.set $w (i32.wrap_i64 (i64.shr_u (local.get $ends) (i64.const 32))))
+      (if (local.get $to)
+        (then (drop (call $err (i32.wrap_i64 (local.get $ends)))))
+        (else (drop (call $out (i32.wrap_i64 (local.get $ends))))))
+      (local.set $ws (call $ws.new))
+      (call $join (local.get $w) (local.get $ws))
+      (block $done (loop $l
+        (br_if $done (i32.ge_u (local.get $at) (local.get $end)))
+        (local.set $r (call $stream.write (local.get $w) (local.get $at)
+          (i32.sub (local.get $end) (local.get $at))))
+        (if (i32.eq (local.get $r) (i32.const -1))
+          (then
+            (if (i32.ne (call $ws.wait (local.get $ws) (i32.const 0)) (i32.const 3))
+              (then unreachable))
+            (local.set $r (i32.load (i32.const 4)))))
+        (if (i32.ne (i32.and (local.get $r) (i32.const 0xf)) (i32.const 0))
+          (then (return (i32.const 1))))
+        (local.set $at (i32.add (local.get $at) (i32.shr_u (local.get $r) (i32.const 4))))
+        (br $l)))
+      (call $join (local.get $w) (i32.const 0))
+      (call $stream.drop-writable (local.get $w))
+      (i32.const 0))
+    (func (export "run") (result i32)
+      (i32.or (call $write (i32.const 0) (i32.const 1024) (i32.const {out_end}))
+              (call $write (i32.const 1) (i32.const {out_end}) (i32.const {err_end}))))
+    (data (i32.const 1024) "{out_data}" "{err_data}"))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem"))
+    (export "out" (func $out)) (export "err" (func $err))
+    (export "stream.new" (func $stream.new)) (export "stream.write" (func $stream.write))
+    (export "stream.drop-writable" (func $stream.drop-writable))
+    (export "ws.new" (func $ws.new)) (export "join" (func $join))
+    (export "ws.wait" (func $ws.wait))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#,
+        out_end = 1024 + out.len(),
+        err_end = 1024 + out.len() + err.len(),
+        out_data = data(&out),
+        err_data = data(&err),
+    );
+    wat::parse_str(wat).unwrap()
+}
+
+#[test]
+fn output_reaches_the_host_byte_for_byte_in_the_vm_and_hosted() {
+    let (want_out, want_err) = output_bytes();
+    let bytes = output_exactly();
+    let o = boot_bytes(&bytes, Machine::Microvm, Duration::from_secs(120));
+    let run = o.run.as_ref().expect("a finished VM");
+    assert!(
+        run.outcome.is_success(),
+        "{:?} {:?}",
+        run.outcome,
+        o.component
+    );
+    same_bytes(&o.stdout_bytes, &want_out, "stdout in the VM");
+    same_bytes(&o.stderr_bytes, &want_err, "stderr in the VM");
+    // The console carried it as lines of printable text only: nothing the
+    // component writes reaches the terminal raw or looks like a kernel line.
+    let app: Vec<&str> = run
+        .lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix(ringos_proto::marker::STDOUT))
+        .collect();
+    assert!(app.len() >= 5, "{app:?}");
+    assert!(app
+        .iter()
+        .all(|l| l.chars().all(|c| c == '\t' || !c.is_control())));
+    let h = hosted(bytes, None).unwrap();
+    assert!(h.ok);
+    same_bytes(&h.stdout, &want_out, "stdout hosted");
+    same_bytes(&h.stderr, &want_err, "stderr hosted");
+}
+
+/// Asserts `got == want`, saying where they part rather than printing
+/// kilobytes.
+fn same_bytes(got: &[u8], want: &[u8], what: &str) {
+    let at = got.iter().zip(want).position(|(g, w)| g != w);
+    assert!(
+        got == want,
+        "{what}: {} bytes, want {}; first difference at {:?}: got {:?}, want {:?}",
+        got.len(),
+        want.len(),
+        at,
+        at.map(|i| &got[i..got.len().min(i + 16)]),
+        at.map(|i| &want[i..want.len().min(i + 16)]),
+    );
+}

@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use ringos_proto::{exit, marker, payload};
+use ringos_proto::{exit, marker, output, payload};
 use ringos_runtime::blk;
 use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::wasi::{self, Cli};
@@ -22,7 +22,8 @@ use crate::io::reactor::Reactor;
 use super::KERNEL;
 use crate::println;
 
-/// Collects output bytes and prints complete lines behind a marker.
+/// Collects output bytes and prints complete lines behind a marker,
+/// escaped ([`output`]) so the host gets the bytes exactly.
 struct Lines {
     marker: &'static str,
     buf: Vec<u8>,
@@ -32,24 +33,30 @@ impl Lines {
     fn write(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            self.print(&line[..line.len() - 1]);
+            self.print(&self.buf[..i], true);
+            self.buf.drain(..=i);
+        }
+        // Output without newlines goes out in cut pieces: the kernel holds
+        // no more than this of it.
+        while self.buf.len() >= output::MAX_LINE {
+            self.print(&self.buf[..output::MAX_LINE], false);
+            self.buf.drain(..output::MAX_LINE);
         }
     }
 
-    fn print(&self, line: &[u8]) {
-        println!(
-            "{}{}",
-            self.marker,
-            alloc::string::String::from_utf8_lossy(line)
-        );
+    fn print(&self, bytes: &[u8], newline: bool) {
+        let mut line = alloc::string::String::with_capacity(self.marker.len() + bytes.len() + 2);
+        line.push_str(self.marker);
+        // Writing to a String does not fail.
+        let _ = output::encode(bytes, newline, &mut line);
+        println!("{line}");
     }
 
-    /// A last line without its newline.
+    /// A last piece without its newline.
     fn flush(&mut self) {
         if !self.buf.is_empty() {
             let rest = core::mem::take(&mut self.buf);
-            self.print(&rest);
+            self.print(&rest, false);
         }
     }
 }
