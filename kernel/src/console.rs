@@ -6,7 +6,7 @@
 
 use crate::arch::port::{inb, outb};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
@@ -25,6 +25,14 @@ impl Serial {
 
     fn init(&self) {
         let p = self.port;
+        // Turning the FIFOs on empties the receiver: a byte the host sent
+        // before (the UART holds one until then) is kept for the input.
+        // SAFETY: reading COM1's line status and receive registers.
+        unsafe {
+            if inb(p + 5) & 1 != 0 {
+                EARLY_INPUT.store(0x100 | u16::from(inb(p)), Ordering::Relaxed);
+            }
+        }
         // SAFETY: the 16550 programming sequence on COM1's ports:
         // interrupts off, 115200 baud (divisor 1), 8N1, FIFOs on.
         unsafe {
@@ -73,6 +81,64 @@ impl Write for Serial {
 
 static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(COM1));
 static READY: AtomicBool = AtomicBool::new(false);
+/// A read of the serial port's input waits (see [`set_input_wanted`]).
+static INPUT_WANTED: AtomicBool = AtomicBool::new(false);
+/// The byte received before `init` (bit 8 set), if any.
+static EARLY_INPUT: AtomicU16 = AtomicU16::new(0);
+
+/// Whether a received byte waits in COM1's receive FIFO.
+pub fn input_ready() -> bool {
+    // SAFETY: reading COM1's line status register (data ready: bit 0).
+    unsafe { inb(COM1 + 5) & 1 != 0 }
+}
+
+/// Takes a received byte from COM1, if one is there.
+pub fn read_byte() -> Option<u8> {
+    let early = EARLY_INPUT.swap(0, Ordering::Relaxed);
+    if early != 0 {
+        return Some(early as u8);
+    }
+    crate::interrupts::without(|| {
+        let _console = CONSOLE.lock();
+        // SAFETY: reading COM1's receive register once its line status
+        // says a byte is there.
+        input_ready().then(|| unsafe { inb(COM1) })
+    })
+}
+
+/// Received bytes raise COM1's interrupt from the first one on (FIFO
+/// trigger level 1, the received-data interrupt on): for the host's stdin
+/// (`stdin=1`), so the loop may halt while a read waits for input.
+pub fn enable_input_interrupt() {
+    crate::interrupts::without(|| {
+        let _console = CONSOLE.lock();
+        // SAFETY: COM1's FIFO control (FIFOs on, trigger at 1 byte; not
+        // cleared: input may be waiting already) and interrupt enable
+        // (received data only) registers.
+        unsafe {
+            outb(COM1 + 2, 0x01);
+            outb(COM1 + 1, 0x01);
+        }
+    });
+}
+
+/// Says whether a read of the input waits: the idle loop then does not
+/// halt while a byte is already there (its interrupt may have come and
+/// gone while the byte sat unread).
+pub fn set_input_wanted(wanted: bool) {
+    INPUT_WANTED.store(wanted, Ordering::Relaxed);
+}
+
+/// A read waits and a byte is there for it.
+pub fn input_for_reader() -> bool {
+    INPUT_WANTED.load(Ordering::Relaxed)
+        && (EARLY_INPUT.load(Ordering::Relaxed) != 0 || input_ready())
+}
+
+/// Whether a read of the input waits.
+pub fn input_wanted() -> bool {
+    INPUT_WANTED.load(Ordering::Relaxed)
+}
 
 pub fn init() {
     CONSOLE.lock().init();

@@ -88,8 +88,9 @@ pub fn main(boot: &'static BootInfo) -> ! {
         if crate::wasm::component::present() {
             let baseline = num(cmdline::BLK_BASELINE, 0);
             let rounds = num(cmdline::BLK_ROUNDS, 1);
+            let stdin = cmdline::get(line, cmdline::STDIN) == Some("1");
             exit_vm(crate::wasm::component::run(
-                reactor, timeout, epoch, baseline, rounds,
+                reactor, timeout, epoch, baseline, rounds, stdin,
             ));
         }
     }

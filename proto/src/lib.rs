@@ -105,6 +105,12 @@ pub mod cmdline {
     /// `ringos probe blk --component --phases`).
     pub const PHASES: &str = "phases";
 
+    /// `stdin=1`: the host feeds the serial port with its stdin, framed as
+    /// [`super::input`] says, and the component's `wasi:cli/stdin` reads
+    /// it. Without it stdin is empty (plain `qemu -serial stdio` sends
+    /// keystrokes unframed, with no end).
+    pub const STDIN: &str = "stdin";
+
     /// Iterates over the `key=value` (or bare `key`) words of a command line.
     pub fn words(line: &str) -> impl Iterator<Item = (&str, &str)> {
         line.split_ascii_whitespace()
@@ -231,6 +237,56 @@ pub mod marker {
     /// `component: <what happened>`: the component could not load, link or
     /// run, or it trapped (the message names the rule).
     pub const COMPONENT: &str = "component: ";
+}
+
+/// The host's stdin on the serial port (with `stdin=1`): its bytes as they
+/// are, but [`ESCAPE`](input::ESCAPE) doubled; [`ESCAPE`](input::ESCAPE)
+/// then [`END`](input::END) is the end of input (the serial line has no
+/// end of its own).
+pub mod input {
+    pub const ESCAPE: u8 = 0xff;
+    pub const END: u8 = 0x00;
+
+    /// The framed bytes for `bytes`, to `push`.
+    pub fn encode(bytes: &[u8], mut push: impl FnMut(&[u8])) {
+        for piece in bytes.split_inclusive(|&b| b == ESCAPE) {
+            push(piece);
+            if piece.last() == Some(&ESCAPE) {
+                push(&[ESCAPE]);
+            }
+        }
+    }
+
+    /// What a framed byte means.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Unframed {
+        Byte(u8),
+        /// The first half of an escape: nothing yet.
+        Nothing,
+        End,
+    }
+
+    /// Undoes [`encode`] byte by byte.
+    #[derive(Default, Debug)]
+    pub struct Decoder {
+        escaped: bool,
+    }
+
+    impl Decoder {
+        pub fn feed(&mut self, b: u8) -> Unframed {
+            match (core::mem::take(&mut self.escaped), b) {
+                (false, ESCAPE) => {
+                    self.escaped = true;
+                    Unframed::Nothing
+                }
+                (false, b) => Unframed::Byte(b),
+                (true, END) => Unframed::End,
+                // `ESCAPE ESCAPE` (anything else after an escape is not
+                // sent; taken as the byte).
+                (true, b) => Unframed::Byte(b),
+            }
+        }
+    }
 }
 
 /// A component's output bytes on the console, exactly: the text of a
@@ -534,6 +590,24 @@ mod tests {
         let mut back = std::vec::Vec::new();
         output::decode("\\x4 \\q", |b| back.extend_from_slice(b));
         assert_eq!(back, b"\\x4 \\q\n");
+    }
+
+    #[test]
+    fn stdin_framing_round_trips_and_ends() {
+        let every: std::vec::Vec<u8> = (0..=255u8).chain([0xff, 0xff, 0, 0xff]).collect();
+        let mut framed = std::vec::Vec::new();
+        input::encode(&every, |b| framed.extend_from_slice(b));
+        framed.extend_from_slice(&[input::ESCAPE, input::END, b'x']);
+        let mut d = input::Decoder::default();
+        let mut back = std::vec::Vec::new();
+        for &b in &framed {
+            match d.feed(b) {
+                input::Unframed::Byte(b) => back.push(b),
+                input::Unframed::Nothing => {}
+                input::Unframed::End => break,
+            }
+        }
+        assert_eq!(back, every);
     }
 
     #[test]

@@ -56,11 +56,57 @@ impl ringos_runtime::component::Waiter for HostSystem {
     fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
-    /// The hosted mode's devices complete at once, so only timers wait.
+    /// The hosted mode's disk completes at once, so only timers and stdin
+    /// wait: with no deadline, a read of stdin is waiting for input, which
+    /// the next turn looks for (in 200 µs rather than spinning).
     fn wait(&self, deadline_ns: Option<u64>) {
         let now = self.start.elapsed().as_nanos() as u64;
-        let until = deadline_ns.unwrap_or(now);
+        let until = deadline_ns.unwrap_or(now + 200_000);
         std::thread::sleep(std::time::Duration::from_nanos(until.saturating_sub(now)));
+    }
+}
+
+/// This process's stdin for `wasi:cli/stdin`, read by a thread of its own
+/// (from the first read on) so the loop never blocks on it.
+#[derive(Default)]
+pub struct ProcessStdin {
+    chunks: RefCell<Option<std::sync::mpsc::Receiver<Vec<u8>>>>,
+    /// What the last chunk had beyond the guest's buffer.
+    rest: RefCell<std::collections::VecDeque<u8>>,
+}
+
+impl wasi::Input for ProcessStdin {
+    fn read(&self, buf: &mut [u8]) -> wasi::Received {
+        use std::sync::mpsc::TryRecvError;
+        let mut rest = self.rest.borrow_mut();
+        if rest.is_empty() {
+            let mut chunks = self.chunks.borrow_mut();
+            let rx = chunks.get_or_insert_with(|| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut b = vec![0u8; 64 << 10];
+                    let mut stdin = std::io::stdin().lock();
+                    // Ends (dropping `tx`) at the end of input or an error.
+                    while let Ok(n @ 1..) = stdin.read(&mut b) {
+                        if tx.send(b[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                });
+                rx
+            });
+            match rx.try_recv() {
+                Ok(chunk) => rest.extend(chunk),
+                Err(TryRecvError::Empty) => return wasi::Received::Nothing,
+                Err(TryRecvError::Disconnected) => return wasi::Received::End,
+            }
+        }
+        let n = buf.len().min(rest.len());
+        for (d, b) in buf.iter_mut().zip(rest.drain(..n)) {
+            *d = b;
+        }
+        wasi::Received::Bytes(n)
     }
 }
 
@@ -203,6 +249,7 @@ pub fn instantiate_only(app: &[u8], providers: &[Vec<u8>]) -> Result<(), String>
     let imports = wasi_imports(
         &mut store,
         Cli {
+            stdin: None,
             stdout: Rc::new(RefCell::new(sink)),
             stderr: Rc::new(RefCell::new(sink)),
             args: Vec::new(),
@@ -234,11 +281,13 @@ pub fn run_with_timeout(
     echo: Echo,
     timeout: Option<std::time::Duration>,
 ) -> Result<Output, String> {
-    run_with_disk(app, providers, args, &[], echo, timeout, None)
+    run_with_disk(app, providers, args, &[], echo, timeout, None, None)
 }
 
-/// [`run_with_timeout`] with environment variables and `ringos:blk` on
-/// the file `disk` (else no disk: `no-device`).
+/// [`run_with_timeout`] with environment variables, `ringos:blk` on the
+/// file `disk` (else no disk: `no-device`) and stdin from `stdin` (else
+/// empty).
+#[allow(clippy::too_many_arguments)]
 pub fn run_with_disk(
     app: &[u8],
     providers: &[Vec<u8>],
@@ -247,6 +296,7 @@ pub fn run_with_disk(
     echo: Echo,
     timeout: Option<std::time::Duration>,
     disk: Option<&std::path::Path>,
+    stdin: Option<Box<dyn wasi::Input>>,
 ) -> Result<Output, String> {
     let out = Rc::new(RefCell::new(Vec::new()));
     let err = Rc::new(RefCell::new(Vec::new()));
@@ -257,9 +307,15 @@ pub fn run_with_disk(
         )),
         None => None,
     };
+    let stdin = stdin.map(|i| {
+        let s = Rc::new(wasi::Stdin::new(i));
+        store.add_io(s.clone());
+        s
+    });
     let imports = wasi_imports_with(
         &mut store,
         Cli {
+            stdin,
             stdout: sink(out.clone(), echo, false),
             stderr: sink(err.clone(), echo, true),
             args: args.to_vec(),

@@ -18,5 +18,5 @@ pub mod wast;
 
 pub use error::{Error, Result};
 pub use outcome::Outcome;
-pub use qemu::{qemu_command, Accel, IoMode, Machine, Net, PortForward, Protocol, VmConfig};
+pub use qemu::{qemu_command, Accel, IoMode, Machine, Net, PortForward, Protocol, Stdin, VmConfig};
 pub use vm::{run, spawn, Console, RunningVm, VmRun};

@@ -295,6 +295,9 @@ struct BootArgs {
     /// Print the QEMU command line and boot with log=debug (--append can override it)
     #[arg(short, long)]
     verbose: bool,
+    /// An app image's wasi:cli/stdin is empty, not this process's stdin
+    #[arg(long)]
+    no_stdin: bool,
 }
 
 #[derive(Args)]
@@ -318,6 +321,9 @@ struct RunArgs {
     /// Show kernel logs and the QEMU command line
     #[arg(short, long)]
     verbose: bool,
+    /// The component's wasi:cli/stdin is empty, not this process's stdin
+    #[arg(long)]
+    no_stdin: bool,
     /// An environment variable for the component (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -599,6 +605,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
         net: a.devices.net()?,
         plugin: None,
         pin_cpu: a.vm.pin,
+        stdin: ringos::Stdin::Empty,
     };
     if app {
         // An app image: its output on ours, kernel lines with -v (as `run`).
@@ -616,6 +623,7 @@ fn boot(a: BootArgs) -> Result<i32, Error> {
             net: cfg.net.clone(),
             accel: cfg.accel,
             pin_cpu: cfg.pin_cpu,
+            stdin: stdin_of(a.no_stdin),
         };
         return ringos::run::boot_image(&cfg.image, &rc);
     }
@@ -725,6 +733,14 @@ fn probe_net(a: ProbeNetArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// The component's stdin: ours unless `--no-stdin`.
+fn stdin_of(no_stdin: bool) -> ringos::Stdin {
+    match no_stdin {
+        true => ringos::Stdin::Empty,
+        false => ringos::Stdin::Inherit,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -746,6 +762,7 @@ fn main() -> ExitCode {
                 verbose: a.verbose,
                 hosted: a.hosted,
                 pin_cpu: a.vm.pin,
+                stdin: stdin_of(a.no_stdin),
             })
         }),
         Command::Probe(Probe::Boot(a)) => probe_boot(a),

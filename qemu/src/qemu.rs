@@ -98,6 +98,20 @@ pub struct VmConfig {
     /// Runs QEMU, all its threads, on this one host CPU (see
     /// [`check_host_cpu`]).
     pub pin_cpu: Option<usize>,
+    /// What the serial port receives (framed, `ringos_proto::input`).
+    pub stdin: Stdin,
+}
+
+/// Where a component's `wasi:cli/stdin` comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stdin {
+    /// Nothing: it ends at once.
+    #[default]
+    Empty,
+    /// This process's stdin, as it arrives, to its end.
+    Inherit,
+    /// These bytes, then the end.
+    Bytes(Vec<u8>),
 }
 
 /// What the guest's NIC is plugged into.
@@ -208,6 +222,7 @@ impl VmConfig {
             net: None,
             plugin: None,
             pin_cpu: None,
+            stdin: Stdin::Empty,
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub accel: crate::Accel,
     /// Run QEMU on this one host CPU (`--pin`; not with `hosted`).
     pub pin_cpu: Option<usize>,
+    /// The component's `wasi:cli/stdin`.
+    pub stdin: crate::Stdin,
 }
 
 /// A component file's binary: `.wasm` as it is, or the text format
@@ -179,6 +181,7 @@ pub fn boot_component(
     vm.net = cfg.net.clone();
     vm.accel = cfg.accel;
     vm.pin_cpu = cfg.pin_cpu;
+    vm.stdin = cfg.stdin.clone();
     // The guest interrupts the component shortly before QEMU would be
     // killed, so a runaway component ends with a clear trap.
     let t = cfg.timeout.as_millis() as u64;
@@ -191,6 +194,9 @@ pub fn boot_component(
         cmdline::WASM_TIMEOUT,
         cmdline::EPOCH
     );
+    if cfg.stdin != crate::Stdin::Empty {
+        vm.append = format!("{} {}=1", vm.append, cmdline::STDIN);
+    }
     let mut running = crate::vm::spawn(&vm, Console::Capture)?;
     let mut o = VmOutput::default();
     while let Some(l) = running.next_console_line() {
@@ -232,6 +238,11 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
             Echo::Through,
             Some(cfg.timeout),
             cfg.disk.as_deref(),
+            match &cfg.stdin {
+                crate::Stdin::Empty => None,
+                crate::Stdin::Inherit => Some(Box::new(hosted_run::ProcessStdin::default())),
+                crate::Stdin::Bytes(b) => Some(Box::new(ringos_runtime::wasi::Bytes::new(b))),
+            },
         ) {
             Ok(o) => Ok(i32::from(o.status)),
             Err(e) => {

@@ -92,7 +92,11 @@ pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
     if cfg.verbose {
         eprintln!("ringos: {}", command_line(&cmd));
     }
-    cmd.stdin(Stdio::null())
+    let stdin = match cfg.stdin {
+        crate::Stdin::Empty => Stdio::null(),
+        _ => Stdio::piped(),
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // The CPU set to pin QEMU to, made before the fork.
@@ -137,6 +141,10 @@ pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
     let echo = console == Console::Stream;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    if let Some(pipe) = child.stdin.take() {
+        let input = cfg.stdin.clone();
+        thread::spawn(move || feed_serial(pipe, input));
+    }
     let (tx, rx) = mpsc::channel();
     let serial = thread::spawn(move || read_serial(stdout, start, echo, tx));
     let errors = thread::spawn(move || read_stderr(stderr, echo));
@@ -305,6 +313,38 @@ fn wait(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> 
             return Ok(None);
         }
         thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Sends `input` to the guest's serial port, framed (`ringos_proto::input`),
+/// and then its end. Stops when QEMU is gone (the pipe breaks).
+fn feed_serial(mut pipe: std::process::ChildStdin, input: crate::Stdin) {
+    use ringos_proto::input;
+    let mut send = |bytes: &[u8]| -> io::Result<()> {
+        let mut framed = Vec::with_capacity(bytes.len() + 16);
+        input::encode(bytes, |b| framed.extend_from_slice(b));
+        pipe.write_all(&framed).and_then(|()| pipe.flush())
+    };
+    let sent = match input {
+        crate::Stdin::Empty => Ok(()),
+        crate::Stdin::Bytes(b) => send(&b),
+        crate::Stdin::Inherit => {
+            let mut stdin = io::stdin().lock();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = send(&buf[..n]) {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if sent.is_ok() {
+        let _ = pipe.write_all(&[input::ESCAPE, input::END]);
     }
 }
 

@@ -21,6 +21,7 @@ mod libcalls;
 pub mod module;
 pub mod platform;
 pub mod script;
+mod stdin;
 pub mod token_map;
 mod translate;
 pub mod trap;

@@ -1,6 +1,7 @@
 //! WASI 0.3 `wasi:cli` for components, over output sinks the embedder
 //! gives (the hosted mode writes to the process's stdout/stderr; the
-//! kernel to its console). Provides `types`, `stdin` (empty), `stdout`,
+//! kernel to its console). Provides `types`, `stdin` (the embedder's
+//! [`Input`], or empty), `stdout`,
 //! `stderr` and `environment`, as instances to pass as imports.
 
 use alloc::boxed::Box;
@@ -14,12 +15,16 @@ use core::cell::RefCell;
 use ringos_abi::{ValType, Value};
 
 use crate::component::{Exports, Func, FuncSig, HostCx, HostElem, HostReply, Item};
+pub use crate::stdin::{Bytes, Input, Received, Stdin};
 
 /// Where a component's output goes.
 pub type Sink = Rc<RefCell<dyn FnMut(&[u8])>>;
 
 /// What `wasi:cli` serves a component.
 pub struct Cli {
+    /// Where stdin comes from (give the store the same source with
+    /// `add_io`); `None`: stdin is empty.
+    pub stdin: Option<Rc<Stdin>>,
     pub stdout: Sink,
     pub stderr: Sink,
     pub args: Vec<String>,
@@ -36,7 +41,7 @@ fn error_code() -> ValType {
 
 /// `result<_, error-code>`, a status future's element, made (and checked)
 /// once per function rather than per call.
-fn status_elem() -> HostElem {
+pub(crate) fn status_elem() -> HostElem {
     HostElem::new(Some(ValType::result(None, Some(error_code()))))
         .expect("no handles in the status")
 }
@@ -112,11 +117,13 @@ pub fn cli(cfg: Cli) -> Exports {
         instance(vec![("error-code", Item::Type(None))]),
     );
     let status = status_elem();
+    let input = cfg.stdin;
     let stdin = move |cx: &mut HostCx<'_>, _: &[Value]| -> Result<Option<Value>, String> {
-        let s = cx.closed_stream(Some(ValType::U8))?;
-        let (f, token) = cx.new_future(&status)?;
-        cx.write_future(token, Value::ok(None))?;
-        Ok(Some(Value::tuple(vec![Value::Stream(s), Value::Future(f)])))
+        match &input {
+            Some(s) => s.read_via_stream(cx),
+            None => crate::stdin::empty(cx, &status),
+        }
+        .map(Some)
     };
     let stdin_sig = FuncSig::new(
         &[],

@@ -131,6 +131,7 @@ pub fn component_config(image: &Path, machine: Machine, timeout: Duration) -> Ru
         net: None,
         accel: ringos::Accel::Tcg,
         pin_cpu: None,
+        stdin: ringos::Stdin::Empty,
     }
 }
 
@@ -144,6 +145,19 @@ pub fn boot_component(
     machine: Machine,
     timeout: Duration,
 ) -> VmOutput {
+    boot_component_with_stdin(app, args, env, disk, machine, timeout, ringos::Stdin::Empty)
+}
+
+/// [`boot_component`] with `stdin` for the component.
+pub fn boot_component_with_stdin(
+    app: &[u8],
+    args: &[&str],
+    env: &[(&str, &str)],
+    disk: Option<&Path>,
+    machine: Machine,
+    timeout: Duration,
+    stdin: ringos::Stdin,
+) -> VmOutput {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let image = ringos::kernel_image::target_dir(&ringos::kernel_image::root())
@@ -156,6 +170,7 @@ pub fn boot_component(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     cfg.disk = disk.map(Path::to_path_buf);
+    cfg.stdin = stdin;
     ringos::run::write_image(app, &[], &cfg.args, &cfg.env, false, &image)
         .expect("kernel image with the component");
     let out = ringos::run::boot_component(&image, &cfg, None).expect("booting");
@@ -172,6 +187,18 @@ pub fn hosted(
     env: &[(&str, &str)],
     disk: Option<&Path>,
     timeout: Option<Duration>,
+) -> Result<ringos::hosted_run::Output, String> {
+    hosted_with_stdin(app, args, env, disk, timeout, None)
+}
+
+/// [`hosted`] with `stdin` (these bytes, then the end) for the component.
+pub fn hosted_with_stdin(
+    app: Vec<u8>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    disk: Option<&Path>,
+    timeout: Option<Duration>,
+    stdin: Option<Vec<u8>>,
 ) -> Result<ringos::hosted_run::Output, String> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let env: Vec<(String, String)> = env
@@ -190,6 +217,10 @@ pub fn hosted(
                 ringos::hosted_run::Echo::Capture,
                 timeout,
                 disk.as_deref(),
+                stdin.map(|b| {
+                    Box::new(ringos_runtime::wasi::Bytes::new(&b))
+                        as Box<dyn ringos_runtime::wasi::Input>
+                }),
             )
         })
         .unwrap()

@@ -742,3 +742,70 @@ fn same_bytes(got: &[u8], want: &[u8], what: &str) {
         at.map(|i| &want[i..want.len().min(i + 16)]),
     );
 }
+
+/// `demo cat`'s input: every byte value (the framing's escape among
+/// them, alone and in runs) over several FIFO fills and reads.
+fn cat_input() -> Vec<u8> {
+    let mut b: Vec<u8> = (0..=255u8).cycle().take(20_000).collect();
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0x00, 0xff]);
+    b
+}
+
+#[test]
+fn stdin_reaches_the_component_byte_for_byte_and_ends() {
+    let demo = guests::component_bytes("demo");
+    let args = ["demo", "cat"];
+    let cat = |stdin: Vec<u8>, machine: Machine, disk: Option<&std::path::Path>| {
+        let o = ringos_tests::boot_component_with_stdin(
+            &demo,
+            &args,
+            &[],
+            disk,
+            machine,
+            Duration::from_secs(120),
+            ringos::Stdin::Bytes(stdin),
+        );
+        let run = o.run.as_ref().expect("a finished VM");
+        assert!(
+            run.outcome.is_success(),
+            "{machine:?}: {:?} {:?}",
+            run.outcome,
+            o.component
+        );
+        o.stdout_bytes
+    };
+    let input = cat_input();
+    // Polled (no device interrupts without a disk)...
+    same_bytes(
+        &cat(input.clone(), Machine::Microvm, None),
+        &input,
+        "microvm",
+    );
+    // ...and halting between COM1's interrupts (a disk makes the loop
+    // interrupt-driven), on the other machine.
+    let disk = ringos_tests::TempDisk::new("stdin-irq", 1 << 20);
+    let short = b"over the interrupt\n\xff\x00".to_vec();
+    same_bytes(
+        &cat(short.clone(), Machine::Q35, Some(&disk.path)),
+        &short,
+        "q35",
+    );
+    // The end of input alone: nothing, and a clean exit.
+    same_bytes(&cat(Vec::new(), Machine::Microvm, None), b"", "empty");
+    let h =
+        ringos_tests::hosted_with_stdin(demo.clone(), &args, &[], None, None, Some(input.clone()))
+            .unwrap();
+    assert!(h.ok, "{}", String::from_utf8_lossy(&h.stderr));
+    same_bytes(&h.stdout, &input, "hosted");
+    // Without the host's stdin it is empty, as before.
+    let o = ringos_tests::boot_component(
+        &demo,
+        &args,
+        &[],
+        None,
+        Machine::Microvm,
+        Duration::from_secs(120),
+    );
+    assert!(o.run.as_ref().unwrap().outcome.is_success());
+    same_bytes(&o.stdout_bytes, b"", "no stdin");
+}

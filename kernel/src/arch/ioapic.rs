@@ -40,6 +40,11 @@ fn read(reg: u32) -> u32 {
     }
 }
 
+/// Whether [`init`] ran.
+pub fn ready() -> bool {
+    BASE.load(Ordering::Relaxed) != 0
+}
+
 /// Uses the IOAPIC at `base` (mapped uncached) and masks every line.
 /// Returns the number of lines.
 pub fn init(base: u64) -> u32 {

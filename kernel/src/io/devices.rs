@@ -31,6 +31,25 @@ pub fn take_io_pending() -> bool {
     IO_PENDING.swap(false, Ordering::AcqRel)
 }
 
+/// COM1's interrupt line (ISA IRQ 4, identity-mapped to GSI 4 on both
+/// machines).
+const COM1_GSI: u32 = 4;
+
+/// Routes COM1's interrupt to the reactor's vector (for the host's stdin):
+/// a received byte then ends the loop's halt. `false` if there is no I/O
+/// APIC to route it through (the loop then looks on its timer).
+pub fn route_serial_input() -> bool {
+    if !ioapic::ready() {
+        if mem::map_mmio(ioapic::DEFAULT_BASE, 4096).is_err() {
+            return false;
+        }
+        ioapic::init(ioapic::DEFAULT_BASE);
+    }
+    interrupts::register(IO_VECTOR, on_io_interrupt);
+    crate::interrupts::without(|| ioapic::route(COM1_GSI, IO_VECTOR, ioapic::Trigger::Edge));
+    true
+}
+
 #[derive(Default)]
 pub struct Devices {
     pub blk: Option<BlkDevice<KernelHal>>,

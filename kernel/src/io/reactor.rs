@@ -265,7 +265,8 @@ impl Reactor {
             // after the last poll must not be slept through.
             let ready = devices::io_pending()
                 || self.blk.as_ref().is_some_and(|b| b.has_completion())
-                || self.net.as_ref().is_some_and(|n| n.has_rx());
+                || self.net.as_ref().is_some_and(|n| n.has_rx())
+                || crate::console::input_for_reader();
             if !ready {
                 self.stats.halts += 1;
                 cpu::wait_for_interrupt();

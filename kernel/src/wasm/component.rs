@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use ringos_proto::{exit, marker, output, payload};
+use ringos_proto::{exit, input, marker, output, payload};
 use ringos_runtime::blk;
 use ringos_runtime::component::{ComponentStore, Value};
 use ringos_runtime::wasi::{self, Cli};
@@ -90,6 +90,48 @@ impl wasi::System for KernelSystem {
     }
 }
 
+/// The host's stdin as the serial port receives it (`stdin=1`), unframed
+/// (`ringos_proto::input`). Clones share the state: each run of the app
+/// gets one, and the input's end stays seen.
+#[derive(Clone, Default)]
+struct SerialInput {
+    decoder: Rc<RefCell<input::Decoder>>,
+    ended: Rc<core::cell::Cell<bool>>,
+}
+
+impl wasi::Input for SerialInput {
+    fn read(&self, buf: &mut [u8]) -> wasi::Received {
+        let mut n = 0;
+        let mut decoder = self.decoder.borrow_mut();
+        while n < buf.len() && !self.ended.get() {
+            let Some(b) = crate::console::read_byte() else {
+                break;
+            };
+            match decoder.feed(b) {
+                input::Unframed::Byte(b) => {
+                    buf[n] = b;
+                    n += 1;
+                }
+                input::Unframed::Nothing => {}
+                input::Unframed::End => self.ended.set(true),
+            }
+        }
+        match (n, self.ended.get()) {
+            (1.., _) => wasi::Received::Bytes(n),
+            (0, true) => wasi::Received::End,
+            (0, false) => wasi::Received::Nothing,
+        }
+    }
+
+    fn wanted(&self, waiting: bool) {
+        crate::console::set_input_wanted(waiting);
+    }
+}
+
+/// How long the loop halts at most while a read of stdin waits: bytes
+/// whose interrupt is not routed are still seen.
+const INPUT_POLL_NS: u64 = 10_000_000;
+
 impl ringos_runtime::component::Waiter for KernelSystem {
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
@@ -99,9 +141,12 @@ impl ringos_runtime::component::Waiter for KernelSystem {
     /// loop then sees the store interrupted. The watchdog's timer is armed
     /// again after if the wait took it.
     fn wait(&self, deadline_ns: Option<u64>) {
+        let input_poll = crate::console::input_wanted()
+            .then(|| crate::time::now_ns().saturating_add(INPUT_POLL_NS));
         let deadline_ns = deadline_ns
             .into_iter()
             .chain(super::watchdog::deadline())
+            .chain(input_poll)
             .min();
         self.disk.wait(deadline_ns);
         super::watchdog::rearm();
@@ -148,24 +193,35 @@ pub fn run(
     epoch_ns: u64,
     baseline: usize,
     rounds: usize,
+    stdin: bool,
 ) -> u8 {
     let rounds = rounds.max(1);
-    let baseline = Rc::new(RefCell::new(BlkBaseline::new(baseline, rounds)));
-    let comps = components();
-    let disk = Rc::new(VirtioDisk::new(reactor));
+    if stdin && !crate::io::devices::route_serial_input() {
+        log::warn!("stdin: no I/O APIC for COM1's interrupt; reads look for input every 10 ms");
+    }
+    if stdin {
+        crate::console::enable_input_interrupt();
+    }
+    let env = RunEnv {
+        comps: components(),
+        disk: Rc::new(VirtioDisk::new(reactor)),
+        baseline: Rc::new(RefCell::new(BlkBaseline::new(baseline, rounds))),
+        timeout_ms,
+        epoch_ns,
+        stdin: stdin.then(SerialInput::default),
+    };
     let mut status = exit::SUCCESS;
     for _ in 0..rounds {
-        baseline.borrow_mut().slice(&mut disk.reactor());
-        status =
-            super::on_wasm_stack(|| run_components(&comps, &disk, &baseline, timeout_ms, epoch_ns));
-        baseline.borrow_mut().slice(&mut disk.reactor());
+        env.baseline.borrow_mut().slice(&mut env.disk.reactor());
+        status = super::on_wasm_stack(|| run_components(&env));
+        env.baseline.borrow_mut().slice(&mut env.disk.reactor());
         if status != exit::SUCCESS {
             break;
         }
     }
-    baseline.borrow_mut().report();
+    env.baseline.borrow_mut().report();
     crate::count_marks::report_phases();
-    let s = disk.stats();
+    let s = env.disk.stats();
     log::info!(
         "ringos:blk: {} requests, {} bytes moved by DMA to/from linear memory, {} bytes copied by the kernel",
         s.requests,
@@ -175,13 +231,18 @@ pub fn run(
     status
 }
 
-fn run_components(
-    comps: &[&[u8]],
-    disk: &Rc<VirtioDisk>,
-    baseline: &Rc<RefCell<BlkBaseline>>,
+/// What every run of the app gets.
+struct RunEnv {
+    comps: Vec<&'static [u8]>,
+    disk: Rc<VirtioDisk>,
+    baseline: Rc<RefCell<BlkBaseline>>,
     timeout_ms: Option<u64>,
     epoch_ns: u64,
-) -> u8 {
+    /// The host's stdin (`stdin=1`); else stdin is empty.
+    stdin: Option<SerialInput>,
+}
+
+fn run_components(env: &RunEnv) -> u8 {
     let out = Rc::new(RefCell::new(Lines {
         marker: marker::STDOUT,
         buf: Vec::new(),
@@ -190,8 +251,9 @@ fn run_components(
         marker: marker::STDERR,
         buf: Vec::new(),
     }));
-    let r = instantiate_and_run(comps, disk, baseline, &out, &err, timeout_ms, epoch_ns);
+    let r = instantiate_and_run(env, &out, &err);
     super::watchdog::stop();
+    crate::console::set_input_wanted(false);
     out.borrow_mut().flush();
     err.borrow_mut().flush();
     match r {
@@ -212,21 +274,31 @@ fn run_components(
 }
 
 fn instantiate_and_run(
-    comps: &[&[u8]],
-    disk: &Rc<VirtioDisk>,
-    baseline: &Rc<RefCell<BlkBaseline>>,
+    env: &RunEnv,
     out: &Rc<RefCell<Lines>>,
     err: &Rc<RefCell<Lines>>,
-    timeout_ms: Option<u64>,
-    epoch_ns: u64,
 ) -> Result<bool, alloc::string::String> {
     use alloc::format;
+    let RunEnv {
+        comps,
+        disk,
+        baseline,
+        timeout_ms,
+        epoch_ns,
+        ..
+    } = env;
     let mut store = ComponentStore::new(&KERNEL);
     store.core.set_stack_budget(super::BUDGET);
     if let Some(ms) = timeout_ms {
         super::watchdog::start(store.core.interrupt_handle(), ms.saturating_mul(1_000_000));
     }
+    let stdin = env.stdin.clone().map(|i| {
+        let s = Rc::new(wasi::Stdin::new(Box::new(i)));
+        store.add_io(s.clone());
+        s
+    });
     let mut imports = wasi::cli(Cli {
+        stdin,
         stdout: sink(out),
         stderr: sink(err),
         args: strings(payload::ARGS),
@@ -236,7 +308,7 @@ fn instantiate_and_run(
             .collect(),
     });
     let sys = Rc::new(KernelSystem {
-        epoch_ns,
+        epoch_ns: *epoch_ns,
         disk: disk.clone(),
     });
     store.set_waiter(sys.clone());

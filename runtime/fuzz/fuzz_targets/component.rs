@@ -115,6 +115,7 @@ fuzz_target!(|bytes: &[u8]| {
     *RUNNING.lock().unwrap() = Some((store.core.interrupt_handle(), Instant::now()));
     let sink: wasi::Sink = Rc::new(RefCell::new(|_: &[u8]| {}));
     let mut imports = wasi::cli(Cli {
+        stdin: None,
         stdout: sink.clone(),
         stderr: sink,
         args: Vec::new(),

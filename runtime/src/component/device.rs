@@ -125,6 +125,17 @@ impl HostCx<'_> {
         }
     }
 
+    /// Whether the guest dropped its end of device end `token` (unlike
+    /// [`HostCx::device_work_of`], a waiting copy's buffer is not taken).
+    pub fn device_end_dropped(&mut self, token: u64) -> Result<bool, String> {
+        let mut st = self.sh.get().map_err(|t| t.0)?;
+        let Some(shared) = st.device_ends.get(&token).map(|e| e.shared) else {
+            return Ok(false);
+        };
+        let s = st.shared.stream(shared).map_err(|t| Trapped::from(t).0)?;
+        Ok(s.dropped)
+    }
+
     /// The transfer of `token` is over with `bytes` moved (at most its
     /// `len`; 0 for a failed one): the guest's copy completes with that
     /// progress and its event is set.

@@ -10,6 +10,8 @@
 //! - `probe N`: N random 4 KiB reads at queue depth 1, each timed from the
 //!   call to the device's completion; prints the latencies' percentiles.
 //! - `args`: prints its arguments and environment, one per line.
+//! - `cat`: copies stdin to stdout, byte for byte, until stdin ends
+//!   (`echo hi | ringos run demo.wasm -- cat`).
 
 wit_bindgen::generate!({
     path: "../wit",
@@ -259,6 +261,39 @@ async fn probe(ops: usize) -> Result<(), ()> {
     Ok(())
 }
 
+/// Copies stdin to stdout until stdin ends; fails if either fails.
+async fn cat() -> Result<(), ()> {
+    let (mut rx, status) = wasip3::cli::stdin::read_via_stream();
+    let (mut tx, out) = wasip3::wit_stream::new();
+    let done = wasip3::cli::stdout::write_via_stream(out);
+    let mut buf = Vec::with_capacity(16 << 10);
+    loop {
+        let (r, b) = rx.read(buf).await;
+        buf = b;
+        if !buf.is_empty() {
+            buf = tx.write_all(buf).await;
+            if !buf.is_empty() {
+                return Err(()); // stdout went away
+            }
+            // What is handed back may have lost its room: a read fills
+            // only the spare capacity.
+            buf.reserve(16 << 10);
+        }
+        if !matches!(r, wit_bindgen::StreamResult::Complete(_)) {
+            break;
+        }
+    }
+    drop(rx);
+    drop(tx);
+    let read = status.await;
+    let written = done.await;
+    if read.is_ok() && written.is_ok() {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
 impl wasip3::exports::cli::run::Guest for Demo {
     async fn run() -> Result<(), ()> {
         let args = wasip3::cli::environment::get_arguments();
@@ -266,6 +301,7 @@ impl wasip3::exports::cli::run::Guest for Demo {
         match words.as_slice() {
             [] | [_] => demo().await,
             [_, "disk-check"] => disk_check().await,
+            [_, "cat"] => cat().await,
             [_, "probe", n] => probe(n.parse().unwrap_or(1000).max(1)).await,
             [_, "args", ..] => {
                 let mut out = String::new();
@@ -279,7 +315,7 @@ impl wasip3::exports::cli::run::Guest for Demo {
                 Ok(())
             }
             _ => {
-                print("usage: demo [disk-check | probe N | args ...]\n".into()).await;
+                print("usage: demo [disk-check | probe N | args ... | cat]\n".into()).await;
                 Err(())
             }
         }
