@@ -1,8 +1,8 @@
 //! WASI 0.3 `wasi:cli` for components, over output sinks the embedder
 //! gives (the hosted mode writes to the process's stdout/stderr; the
 //! kernel to its console). Provides `types`, `stdin` (the embedder's
-//! [`Input`], or empty), `stdout`,
-//! `stderr` and `environment`, as instances to pass as imports.
+//! [`Input`], or empty), `stdout`, `stderr` and `environment`, as
+//! instances to pass as imports.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
