@@ -6,7 +6,7 @@
 
 use crate::arch::port::{inb, outb};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
@@ -25,14 +25,6 @@ impl Serial {
 
     fn init(&self) {
         let p = self.port;
-        // Turning the FIFOs on empties the receiver: a byte the host sent
-        // before (the UART holds one until then) is kept for the input.
-        // SAFETY: reading COM1's line status and receive registers.
-        unsafe {
-            if inb(p + 5) & 1 != 0 {
-                EARLY_INPUT.store(0x100 | u16::from(inb(p)), Ordering::Relaxed);
-            }
-        }
         // SAFETY: the 16550 programming sequence on COM1's ports:
         // interrupts off, 115200 baud (divisor 1), 8N1, FIFOs on.
         unsafe {
@@ -83,8 +75,6 @@ static CONSOLE: Mutex<Serial> = Mutex::new(Serial::new(COM1));
 static READY: AtomicBool = AtomicBool::new(false);
 /// A read of the serial port's input waits (see [`set_input_wanted`]).
 static INPUT_WANTED: AtomicBool = AtomicBool::new(false);
-/// The byte received before `init` (bit 8 set), if any.
-static EARLY_INPUT: AtomicU16 = AtomicU16::new(0);
 
 /// Whether a received byte waits in COM1's receive FIFO.
 pub fn input_ready() -> bool {
@@ -94,10 +84,6 @@ pub fn input_ready() -> bool {
 
 /// Takes a received byte from COM1, if one is there.
 pub fn read_byte() -> Option<u8> {
-    let early = EARLY_INPUT.swap(0, Ordering::Relaxed);
-    if early != 0 {
-        return Some(early as u8);
-    }
     crate::interrupts::without(|| {
         let _console = CONSOLE.lock();
         // SAFETY: reading COM1's receive register once its line status
@@ -131,8 +117,7 @@ pub fn set_input_wanted(wanted: bool) {
 
 /// A read waits and a byte is there for it.
 pub fn input_for_reader() -> bool {
-    INPUT_WANTED.load(Ordering::Relaxed)
-        && (EARLY_INPUT.load(Ordering::Relaxed) != 0 || input_ready())
+    INPUT_WANTED.load(Ordering::Relaxed) && input_ready()
 }
 
 /// Whether a read of the input waits.

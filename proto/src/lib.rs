@@ -242,7 +242,8 @@ pub mod marker {
 /// The host's stdin on the serial port (with `stdin=1`): its bytes as they
 /// are, but [`ESCAPE`](input::ESCAPE) doubled; [`ESCAPE`](input::ESCAPE)
 /// then [`END`](input::END) is the end of input (the serial line has no
-/// end of its own).
+/// end of its own). The host sends only once the kernel printed
+/// [`marker::READY`]: the kernel's setup of the UART empties its receiver.
 pub mod input {
     pub const ESCAPE: u8 = 0xff;
     pub const END: u8 = 0x00;

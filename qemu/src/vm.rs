@@ -141,12 +141,19 @@ pub fn spawn(cfg: &VmConfig, console: Console) -> Result<RunningVm> {
     let echo = console == Console::Stream;
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    // The input goes once the kernel is ready for it (its setup of the
+    // UART empties the receiver).
+    let (ready_tx, ready_rx) = mpsc::channel();
     if let Some(pipe) = child.stdin.take() {
         let input = cfg.stdin.clone();
-        thread::spawn(move || feed_serial(pipe, input));
+        thread::spawn(move || {
+            if ready_rx.recv().is_ok() {
+                feed_serial(pipe, input);
+            }
+        });
     }
     let (tx, rx) = mpsc::channel();
-    let serial = thread::spawn(move || read_serial(stdout, start, echo, tx));
+    let serial = thread::spawn(move || read_serial(stdout, start, echo, tx, ready_tx));
     let errors = thread::spawn(move || read_stderr(stderr, echo));
     // An absurd timeout means "never", not an overflow panic.
     let deadline = start
@@ -348,7 +355,16 @@ fn feed_serial(mut pipe: std::process::ChildStdin, input: crate::Stdin) {
     }
 }
 
-fn read_serial(out: ChildStdout, start: Instant, echo: bool, lines: Sender<(Duration, String)>) {
+/// Reads the console line by line; tells `ready` when the kernel's ready
+/// line came.
+fn read_serial(
+    out: ChildStdout,
+    start: Instant,
+    echo: bool,
+    lines: Sender<(Duration, String)>,
+    ready: Sender<()>,
+) {
+    let mut ready = Some(ready);
     let mut reader = BufReader::new(out);
     let mut buf = Vec::new();
     loop {
@@ -365,6 +381,11 @@ fn read_serial(out: ChildStdout, start: Instant, echo: bool, lines: Sender<(Dura
         }
         let text = String::from_utf8_lossy(&buf);
         let line = text.trim_end_matches(['\n', '\r']).to_string();
+        if line.starts_with(ringos_proto::marker::READY) {
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+        }
         // The receiver outlives this thread unless the VM was dropped.
         if lines.send((at, line)).is_err() {
             break;

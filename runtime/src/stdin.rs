@@ -107,12 +107,16 @@ impl Stdin {
         if !ready {
             // All input read and no more coming: the stream ends, and a
             // copy waiting on it sees `DROPPED`. A dropped end goes too.
-            if ended || cx.device_end_dropped(token)? {
+            let end = cx.device_end_state(token)?;
+            if ended || end.dropped {
                 self.finish(cx, token)?;
                 return Ok(true);
             }
+            // Only a copy still waiting (not cancelled) keeps the loop
+            // waiting for input.
             let mut st = self.st.borrow_mut();
-            if !st.waiting.contains(&token) {
+            st.waiting.retain(|&t| t != token);
+            if end.copy_waits {
                 st.waiting.push(token);
             }
             return Ok(false);

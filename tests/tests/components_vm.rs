@@ -809,3 +809,79 @@ fn stdin_reaches_the_component_byte_for_byte_and_ends() {
     assert!(o.run.as_ref().unwrap().outcome.is_success());
     same_bytes(&o.stdout_bytes, b"", "no stdin");
 }
+
+/// Reads stdin, which has nothing yet: the read blocks; a synchronous
+/// `stream.cancel-read` then ends it `CANCELLED` with nothing read, and
+/// the run goes on to return ok.
+const CANCEL_STDIN_READ: &str = r#"(component
+  (import "wasi:cli/stdin@0.3.2" (instance $stdin
+    (type $ec' (enum "io" "illegal-byte-sequence" "pipe"))
+    (export "error-code" (type $ec (eq $ec')))
+    (export "read-via-stream" (func
+      (result (tuple (stream u8) (future (result (error $ec)))))))))
+  (core module $Mem (memory (export "mem") 1))
+  (core instance $mem (instantiate $Mem))
+  (type $bytes (stream u8))
+  (core func $read-via-stream (canon lower (func $stdin "read-via-stream")
+    (memory (core memory $mem "mem"))))
+  (canon stream.read $bytes async (memory (core memory $mem "mem")) (core func $stream.read))
+  (canon stream.cancel-read $bytes (core func $stream.cancel-read))
+  (canon stream.drop-readable $bytes (core func $stream.drop-readable))
+  (core module $M
+    (import "" "mem" (memory 1))
+    (import "" "read-via-stream" (func $read-via-stream (param i32)))
+    (import "" "stream.read" (func $stream.read (param i32 i32 i32) (result i32)))
+    (import "" "stream.cancel-read" (func $stream.cancel-read (param i32) (result i32)))
+    (import "" "stream.drop-readable" (func $stream.drop-readable (param i32)))
+    (func (export "run") (result i32)
+      (local $s i32)
+      (call $read-via-stream (i32.const 0))
+      (local.set $s (i32.load (i32.const 0)))
+      ;; BLOCKED: no input yet.
+      (if (i32.ne (call $stream.read (local.get $s) (i32.const 64) (i32.const 16)) (i32.const -1))
+        (then (return (i32.const 1))))
+      ;; CANCELLED (2), nothing read.
+      (if (i32.ne (call $stream.cancel-read (local.get $s)) (i32.const 2))
+        (then (return (i32.const 1))))
+      (call $stream.drop-readable (local.get $s))
+      (i32.const 0)))
+  (core instance $m (instantiate $M (with "" (instance
+    (export "mem" (memory $mem "mem")) (export "read-via-stream" (func $read-via-stream))
+    (export "stream.read" (func $stream.read)) (export "stream.cancel-read" (func $stream.cancel-read))
+    (export "stream.drop-readable" (func $stream.drop-readable))))))
+  (func $run async (result (result)) (canon lift (core func $m "run")))
+  (instance $i (export "run" (func $run)))
+  (export "wasi:cli/run@0.3.2" (instance $i)))"#;
+
+/// Input that never comes.
+struct NoInputYet;
+
+impl ringos_runtime::wasi::Input for NoInputYet {
+    fn read(&self, _: &mut [u8]) -> ringos_runtime::wasi::Received {
+        ringos_runtime::wasi::Received::Nothing
+    }
+}
+
+#[test]
+fn a_read_of_stdin_waiting_for_input_cancels_at_once() {
+    let bytes = wat::parse_str(CANCEL_STDIN_READ).unwrap();
+    let out = std::thread::Builder::new()
+        .stack_size(32 << 20)
+        .spawn(move || {
+            ringos::hosted_run::run_with_disk(
+                &bytes,
+                &[],
+                &[],
+                &[],
+                ringos::hosted_run::Echo::Capture,
+                Some(Duration::from_secs(20)),
+                None,
+                Some(Box::new(NoInputYet)),
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("runs");
+    assert!(out.ok, "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -49,6 +49,13 @@ pub struct Transfer {
     pub len: usize,
 }
 
+/// The guest's side of a device end ([`HostCx::device_end_state`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndState {
+    pub dropped: bool,
+    pub copy_waits: bool,
+}
+
 /// What the embedder's I/O turn finds on its device ends.
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceWork {
@@ -125,15 +132,19 @@ impl HostCx<'_> {
         }
     }
 
-    /// Whether the guest dropped its end of device end `token` (unlike
-    /// [`HostCx::device_work_of`], a waiting copy's buffer is not taken).
-    pub fn device_end_dropped(&mut self, token: u64) -> Result<bool, String> {
+    /// What the guest is doing with device end `token`: whether it
+    /// dropped its end, and whether a copy of its waits on it. Unlike
+    /// [`HostCx::device_work_of`], a waiting copy's buffer is not taken.
+    pub fn device_end_state(&mut self, token: u64) -> Result<EndState, String> {
         let mut st = self.sh.get().map_err(|t| t.0)?;
         let Some(shared) = st.device_ends.get(&token).map(|e| e.shared) else {
-            return Ok(false);
+            return Ok(EndState::default());
         };
         let s = st.shared.stream(shared).map_err(|t| Trapped::from(t).0)?;
-        Ok(s.dropped)
+        Ok(EndState {
+            dropped: s.dropped,
+            copy_waits: matches!(s.pending_side(), Some(Side::Guest { .. })),
+        })
     }
 
     /// The transfer of `token` is over with `bytes` moved (at most its
