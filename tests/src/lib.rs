@@ -135,21 +135,10 @@ pub fn component_config(image: &Path, machine: Machine, timeout: Duration) -> Ru
     }
 }
 
-/// Boots component `app` with `args` (argv[0] first), `env` and `disk`
-/// on `machine`, as `ringos run` would; the image is removed after.
+/// Boots component `app` with `args` (argv[0] first), `env`, `disk` and
+/// `stdin` on `machine`, as `ringos run` would; the image is removed
+/// after.
 pub fn boot_component(
-    app: &[u8],
-    args: &[&str],
-    env: &[(&str, &str)],
-    disk: Option<&Path>,
-    machine: Machine,
-    timeout: Duration,
-) -> VmOutput {
-    boot_component_with_stdin(app, args, env, disk, machine, timeout, ringos::Stdin::Empty)
-}
-
-/// [`boot_component`] with `stdin` for the component.
-pub fn boot_component_with_stdin(
     app: &[u8],
     args: &[&str],
     env: &[(&str, &str)],

@@ -11,7 +11,15 @@ use ringos_tests::guests;
 
 /// Boots the component `bytes` alone on `machine`.
 fn boot_bytes(bytes: &[u8], machine: Machine, timeout: Duration) -> VmOutput {
-    ringos_tests::boot_component(bytes, &[], &[], None, machine, timeout)
+    ringos_tests::boot_component(
+        bytes,
+        &[],
+        &[],
+        None,
+        machine,
+        timeout,
+        ringos::Stdin::Empty,
+    )
 }
 
 /// Runs the component `bytes` hosted.
@@ -756,7 +764,7 @@ fn stdin_reaches_the_component_byte_for_byte_and_ends() {
     let demo = guests::component_bytes("demo");
     let args = ["demo", "cat"];
     let cat = |stdin: Vec<u8>, machine: Machine, disk: Option<&std::path::Path>| {
-        let o = ringos_tests::boot_component_with_stdin(
+        let o = ringos_tests::boot_component(
             &demo,
             &args,
             &[],
@@ -805,6 +813,7 @@ fn stdin_reaches_the_component_byte_for_byte_and_ends() {
         None,
         Machine::Microvm,
         Duration::from_secs(120),
+        ringos::Stdin::Empty,
     );
     assert!(o.run.as_ref().unwrap().outcome.is_success());
     same_bytes(&o.stdout_bytes, b"", "no stdin");

@@ -34,7 +34,15 @@ fn boot_demo(
         .chain(args.iter().copied())
         .collect();
     let app = guests::component_bytes("demo");
-    ringos_tests::boot_component(&app, &argv, env, disk, machine, Duration::from_secs(120))
+    ringos_tests::boot_component(
+        &app,
+        &argv,
+        env,
+        disk,
+        machine,
+        Duration::from_secs(120),
+        ringos::Stdin::Empty,
+    )
 }
 
 fn console(out: &VmOutput) -> Vec<String> {
@@ -330,6 +338,7 @@ fn a_component_ending_with_a_read_in_flight_is_waited_for() {
         Some(&disk.path),
         Machine::Microvm,
         Duration::from_secs(120),
+        ringos::Stdin::Empty,
     );
     assert_success(&out);
     let lines = console(&out);
