@@ -86,11 +86,10 @@ pub fn main(boot: &'static BootInfo) -> ! {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         if crate::wasm::component::present() {
-            let baseline = num(cmdline::BLK_BASELINE, 0);
             let rounds = num(cmdline::BLK_ROUNDS, 1);
             let stdin = cmdline::get(line, cmdline::STDIN) == Some("1");
             exit_vm(crate::wasm::component::run(
-                reactor, timeout, epoch, baseline, rounds, stdin,
+                reactor, timeout, epoch, rounds, stdin,
             ));
         }
     }

@@ -81,17 +81,11 @@ pub mod cmdline {
     /// `epoch=<ns since 1970>` at boot: the wall clock (`wasi:clocks`
     /// system-clock) counts from it.
     pub const EPOCH: &str = "epoch";
-    /// `blk-baseline=<N>` with a component: N kernel-only QD1 4 KiB random
-    /// reads, half before the component runs and half after, printed as
+    /// `blk-rounds=<R>` (default 1): the component runs R times in the
+    /// boot; the kernel-only reads it asks for (`ringos:probe/baseline`)
+    /// are pooled over all runs and printed once after the last, as
     /// `probe-blk: baseline-qd1-read-4k ...` (the same-boot reference of
     /// `ringos probe blk --component`).
-    pub const BLK_BASELINE: &str = "blk-baseline";
-    /// `blk-rounds=<R>` (default 1): the component runs R times in the
-    /// boot; with `blk-baseline`, each run between two slices of the
-    /// kernel-only reads (`B C B  B C B ...`), so both sets of reads span
-    /// the same minutes and a drift of the host's speed enters both alike.
-    /// A component that asks for its kernel-only reads itself
-    /// (`ringos:probe/baseline`, the probe component) needs no slices.
     pub const BLK_ROUNDS: &str = "blk-rounds";
     /// `count-marks=1`: the kernel marks each timed kernel-only read and
     /// each component clock read with an instruction a TCG plugin counts

@@ -393,9 +393,8 @@ struct ProbeBlkArgs {
     /// Also time the same reads inside components: benches/blk/probe.wat (the canonical
     /// ABI directly) and the demo guest's `probe N` (Rust, wit-bindgen; built from
     /// tests/guests). Each read a ringos:blk stream the device fills by DMA; shows the
-    /// p50s and their ratios to kernel-only reads of the same boot: for probe.wat one
-    /// right after each of its reads (wit/probe.wit), for the demo in slices around
-    /// its runs
+    /// p50s and their ratios to kernel-only reads of the same boot, as many, paired
+    /// block by block with the component's (wit/probe.wit)
     #[arg(long)]
     component: bool,
     /// With --component (TCG only): also count the guest instructions and translation
@@ -412,9 +411,7 @@ struct ProbeBlkArgs {
     #[arg(long, requires = "component")]
     phases: bool,
     /// With --component: run each component this many times per boot, OPS / N reads
-    /// each (pooled); the demo's runs go between slices of the kernel-only reads it is
-    /// compared with, so both span the same seconds and a drift of the host's speed
-    /// enters both alike
+    /// each (pooled)
     #[arg(long, value_name = "N", default_value_t = 6, requires = "component",
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,

@@ -523,3 +523,36 @@ fn the_probe_splits_reads_into_phases() {
     );
     assert!(report.table().contains("component - kernel"));
 }
+
+/// `ringos probe blk --component` on the demo (wit-bindgen) in a real VM
+/// on a real disk file: its reads are paired block by block with as many
+/// kernel-only ones (`ringos:probe/baseline`), over two runs, pooled.
+#[test]
+fn the_demo_probe_pairs_its_reads_with_the_kernels() {
+    use ringos::probe::blk::{probe_blk, ProbeBlk};
+    let disk = disk("demo-probe");
+    let p = ProbeBlk {
+        image: ringos::kernel_image::build(false).expect("kernel image"),
+        disk: disk.path.clone(),
+        machines: vec![Machine::Microvm],
+        ops: 100,
+        qd: 4,
+        write: false,
+        io: None,
+        accel: ringos::Accel::Tcg,
+        mem_mib: 256,
+        timeout: Duration::from_secs(120),
+        component: true,
+        count: false,
+        phases: false,
+        wit_bindgen: Some(guests::component_bytes("demo")),
+        pin_cpu: None,
+        rounds: 2,
+    };
+    let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
+    let c = report.machines[0].wit_bindgen.expect("the demo's reads");
+    assert_eq!(c.reads, 100, "{c:?}");
+    let kernel = c.same_boot_kernel.expect("same-boot kernel-only reads");
+    assert_eq!((kernel.reads, kernel.paired), (100, true), "{c:?}");
+    assert!(c.min_ns <= c.p50_ns && c.p50_ns <= c.max_ns, "{c:?}");
+}

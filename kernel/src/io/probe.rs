@@ -256,20 +256,12 @@ fn qd1_read(
 /// The kernel-only QD1 reads of `probe=blk` in a component's boot: the
 /// same-boot reference of `ringos probe blk --component`, so neither the
 /// device's drift between boots nor the host's within one enters the
-/// ratio more on one side than the other. Two ways to take them:
-/// - paired: the component asks for a block of them beside each block of
-///   its own reads (`ringos:probe/baseline.read`), so both sets sample the
-///   same milliseconds of the host (the probe component does this);
-/// - in slices around each run of the component (`blk-baseline=N`,
-///   `blk-rounds=R`: R runs, a slice of N / 2R reads before and after
-///   each), for components that do not ask (the demo).
-///
-/// Both land in one list, printed once after the last run.
+/// ratio more on one side than the other. The component asks for a block
+/// of them beside each block of its own reads
+/// (`ringos:probe/baseline.read`), so both sets sample the same
+/// milliseconds of the host. All land in one list, printed once after the
+/// last run.
 pub struct BlkBaseline {
-    n: usize,
-    /// Slices in all (two per run) and taken so far.
-    slices: usize,
-    taken: usize,
     lat: Vec<u64>,
     ok: bool,
     rng: Rng,
@@ -279,30 +271,21 @@ pub struct BlkBaseline {
     events: Vec<Event>,
 }
 
+impl Default for BlkBaseline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl BlkBaseline {
-    /// `n` reads in slices (0: none) around `rounds` runs of the component.
-    pub fn new(n: usize, rounds: usize) -> Self {
+    pub fn new() -> Self {
         BlkBaseline {
-            n,
-            slices: 2 * rounds.max(1),
-            taken: 0,
-            lat: Vec::with_capacity(n),
+            lat: Vec::new(),
             ok: true,
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             buf: None,
             events: Vec::with_capacity(4),
         }
-    }
-
-    /// The next slice of the reads (before or after a run).
-    pub fn slice(&mut self, r: &mut Reactor) {
-        if self.taken == self.slices {
-            return;
-        }
-        let upto = |k: usize| self.n * k / self.slices;
-        let n = upto(self.taken + 1) - upto(self.taken);
-        self.taken += 1;
-        self.reads(r, n);
     }
 
     /// `count` reads, back to back, paired with as many of the

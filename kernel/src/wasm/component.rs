@@ -182,16 +182,15 @@ pub fn present() -> bool {
 }
 
 /// Runs the image's app on the reactor's devices; returns its exit status.
-/// `baseline`: kernel-only reads in slices around the run
-/// (`blk-baseline=`); `rounds`: runs of the app, each between two slices
-/// (`blk-rounds=`, for `ringos probe blk --component`; the first run that
-/// fails ends them). The app may also ask for kernel-only reads paired
-/// with its own (`ringos:probe/baseline`); all are reported together.
+/// `rounds`: runs of the app (`blk-rounds=`, for `ringos probe blk
+/// --component`; the first run that fails ends them). The app may ask for
+/// kernel-only reads paired with its own (`ringos:probe/baseline`); those
+/// of all runs are reported together. `stdin`: the host feeds COM1
+/// (`stdin=1`).
 pub fn run(
     reactor: Reactor,
     timeout_ms: Option<u64>,
     epoch_ns: u64,
-    baseline: usize,
     rounds: usize,
     stdin: bool,
 ) -> u8 {
@@ -205,16 +204,14 @@ pub fn run(
     let env = RunEnv {
         comps: components(),
         disk: Rc::new(VirtioDisk::new(reactor)),
-        baseline: Rc::new(RefCell::new(BlkBaseline::new(baseline, rounds))),
+        baseline: Rc::new(RefCell::new(BlkBaseline::new())),
         timeout_ms,
         epoch_ns,
         stdin: stdin.then(SerialInput::default),
     };
     let mut status = exit::SUCCESS;
     for _ in 0..rounds {
-        env.baseline.borrow_mut().slice(&mut env.disk.reactor());
         status = super::on_wasm_stack(|| run_components(&env));
-        env.baseline.borrow_mut().slice(&mut env.disk.reactor());
         if status != exit::SUCCESS {
             break;
         }

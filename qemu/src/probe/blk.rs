@@ -78,9 +78,8 @@ pub struct ComponentLatency {
     pub min_ns: u64,
     pub max_ns: u64,
     /// The kernel-only reads of the same boot, the reference of the
-    /// ratio: one after each of the component's reads for the probe
-    /// component (`ringos:probe/baseline`), in slices before and after
-    /// each of its runs for the demo (`blk-baseline=`, `blk-rounds=`).
+    /// ratio: as many as the component's, each block of 32 of its reads
+    /// paired with a block of them (`ringos:probe/baseline`).
     pub same_boot_kernel: Option<Baseline>,
     /// With `--count`: guest instructions per read in this boot.
     pub insns: Option<InsnCounts>,
@@ -685,20 +684,10 @@ fn component_probe(
     let mut cfg = vm_config(&image, machine, p.accel, p.mem_mib, p.timeout, p.pin_cpu);
     cfg.disk = Some(p.disk.clone());
     // The kernel-only reads of this same boot, as many as the component's:
-    // the probe component asks for one after each of its own
-    // (`ringos:probe/baseline`); for the demo they come in slices around
-    // each of its runs.
+    // both probe components ask for a block of them beside each block of
+    // their own (`ringos:probe/baseline`).
     let (rounds, per_run) = p.runs();
-    let paired = args.is_empty();
     cfg.append = format!("{}={rounds}", cmdline::BLK_ROUNDS);
-    if !paired {
-        cfg.append = format!(
-            "{} {}={}",
-            cfg.append,
-            cmdline::BLK_BASELINE,
-            per_run * rounds
-        );
-    }
     if let Some(io) = p.io {
         cfg.append = format!("{} {}", cfg.append, io.cmdline_word());
     }
@@ -755,8 +744,8 @@ fn component_probe(
         Some(l) => Baseline::parse(l).map_err(fail)?,
         None => return Err(fail("the kernel printed no same-boot baseline".into())),
     };
-    baseline.paired = paired;
-    if paired && baseline.reads != latency.reads {
+    baseline.paired = true;
+    if baseline.reads != latency.reads {
         return Err(fail(format!(
             "{} kernel-only reads paired with {} of the component's",
             baseline.reads, latency.reads

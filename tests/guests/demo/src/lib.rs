@@ -9,6 +9,9 @@
 //!   must fail; the host then checks the image file.
 //! - `probe N`: N random 4 KiB reads at queue depth 1, each timed from the
 //!   call to the device's completion; prints the latencies' percentiles.
+//!   Each block of 32 is paired with as many kernel-only reads
+//!   (`ringos:probe/baseline`), after even blocks and before odd ones, as
+//!   `benches/blk/probe.wat` does.
 //! - `args`: prints its arguments and environment, one per line.
 //! - `cat`: copies stdin to stdout, byte for byte, until stdin ends
 //!   (`echo hi | ringos run demo.wasm -- cat`).
@@ -16,7 +19,10 @@
 wit_bindgen::generate!({
     path: "../wit",
     world: "demo",
-    with: { "ringos:blk/disk@0.1.0": generate },
+    with: {
+        "ringos:blk/disk@0.1.0": generate,
+        "ringos:probe/baseline@0.1.0": generate,
+    },
 });
 
 use ringos::blk::disk::{self, ErrorCode};
@@ -216,11 +222,18 @@ async fn probe(ops: usize) -> Result<(), ()> {
     let call_ns = (monotonic_clock::now() - t) / calib;
     let mut ns = Vec::with_capacity(ops);
     let mut buf = Vec::with_capacity(4096);
-    for i in 0..ops + ops / 10 {
+    let warm = ops / 10;
+    for i in 0..ops + warm {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let offset = (x % blocks) * 4096;
+        // The timed read's index; its block's kernel-only pair goes first
+        // in odd blocks.
+        let n = i.checked_sub(warm);
+        if let Some(n) = n.filter(|n| n % 32 == 0 && (n / 32) % 2 == 1) {
+            ringos::probe::baseline::read((ops - n).min(32) as u32);
+        }
         buf.clear();
         let t0 = monotonic_clock::now();
         let (mut rx, status) = disk::read(offset, 4096);
@@ -234,8 +247,12 @@ async fn probe(ops: usize) -> Result<(), ()> {
             return Err(());
         }
         // The first tenth warms up (JIT'd paths, the device's first touch).
-        if i >= ops / 10 {
+        if let Some(n) = n {
             ns.push(t1 - t0);
+            // ... and after the last of an even block.
+            if (n / 32) % 2 == 0 && ((n + 1) % 32 == 0 || n + 1 == ops) {
+                ringos::probe::baseline::read((n % 32 + 1) as u32);
+            }
         }
     }
     ns.sort_unstable();
