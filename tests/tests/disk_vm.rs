@@ -477,22 +477,8 @@ fn the_probe_splits_reads_into_phases() {
     use ringos::probe::blk::{probe_blk, ProbeBlk};
     let disk = disk("phases");
     let p = ProbeBlk {
-        image: ringos::kernel_image::build(false).expect("kernel image"),
-        disk: disk.path.clone(),
-        machines: vec![Machine::Microvm],
-        ops: 200,
-        qd: 4,
-        write: false,
-        io: None,
-        accel: ringos::Accel::Tcg,
-        mem_mib: 256,
-        timeout: Duration::from_secs(120),
-        component: true,
-        count: false,
         phases: true,
-        wit_bindgen: None,
-        pin_cpu: None,
-        rounds: 2,
+        ..component_probe(&disk, 200)
     };
     let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
     let c = report.machines[0].component.expect("the component's reads");
@@ -532,10 +518,25 @@ fn the_demo_probe_pairs_its_reads_with_the_kernels() {
     use ringos::probe::blk::{probe_blk, ProbeBlk};
     let disk = disk("demo-probe");
     let p = ProbeBlk {
+        wit_bindgen: Some(guests::component_bytes("demo")),
+        ..component_probe(&disk, 100)
+    };
+    let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
+    let c = report.machines[0].wit_bindgen.expect("the demo's reads");
+    assert_eq!(c.reads, 100, "{c:?}");
+    let kernel = c.same_boot_kernel.expect("same-boot kernel-only reads");
+    assert_eq!((kernel.reads, kernel.paired), (100, true), "{c:?}");
+    assert!(c.min_ns <= c.p50_ns && c.p50_ns <= c.max_ns, "{c:?}");
+}
+
+/// `ringos probe blk --component` of `ops` reads in two runs on microvm
+/// and `disk` (probe.wat only, no phases).
+fn component_probe(disk: &TempDisk, ops: u32) -> ringos::probe::blk::ProbeBlk {
+    ringos::probe::blk::ProbeBlk {
         image: ringos::kernel_image::build(false).expect("kernel image"),
         disk: disk.path.clone(),
         machines: vec![Machine::Microvm],
-        ops: 100,
+        ops,
         qd: 4,
         write: false,
         io: None,
@@ -545,14 +546,8 @@ fn the_demo_probe_pairs_its_reads_with_the_kernels() {
         component: true,
         count: false,
         phases: false,
-        wit_bindgen: Some(guests::component_bytes("demo")),
+        wit_bindgen: None,
         pin_cpu: None,
         rounds: 2,
-    };
-    let report = probe_blk(&p).unwrap_or_else(|e| panic!("{e}"));
-    let c = report.machines[0].wit_bindgen.expect("the demo's reads");
-    assert_eq!(c.reads, 100, "{c:?}");
-    let kernel = c.same_boot_kernel.expect("same-boot kernel-only reads");
-    assert_eq!((kernel.reads, kernel.paired), (100, true), "{c:?}");
-    assert!(c.min_ns <= c.p50_ns && c.p50_ns <= c.max_ns, "{c:?}");
+    }
 }
