@@ -102,11 +102,7 @@ impl wasi::Input for ProcessStdin {
                 Err(TryRecvError::Disconnected) => return wasi::Received::End,
             }
         }
-        let n = buf.len().min(rest.len());
-        for (d, b) in buf.iter_mut().zip(rest.drain(..n)) {
-            *d = b;
-        }
-        wasi::Received::Bytes(n)
+        wasi::Received::Bytes(wasi::take_into(&mut rest, buf))
     }
 }
 

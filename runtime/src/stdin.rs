@@ -127,18 +127,11 @@ impl Stdin {
             None => Ok(false),
             Some(DeviceWork::Closed(t)) => self.finish(cx, t).map(|()| true),
             Some(DeviceWork::Transfer(t)) => {
-                let n = {
-                    let mut st = self.st.borrow_mut();
-                    let n = t.len.min(st.buf.len());
-                    // SAFETY: the guest lent these `t.len` bytes of its
-                    // memory for this transfer (`device::Transfer`); no one
-                    // else touches them until `transferred`.
-                    let dst = unsafe { core::slice::from_raw_parts_mut(t.addr, n) };
-                    for (d, b) in dst.iter_mut().zip(st.buf.drain(..n)) {
-                        *d = b;
-                    }
-                    n
-                };
+                // SAFETY: the guest lent these `t.len` bytes of its memory
+                // for this transfer (`device::Transfer`); no one else
+                // touches them until `transferred`.
+                let dst = unsafe { core::slice::from_raw_parts_mut(t.addr, t.len) };
+                let n = take_into(&mut self.st.borrow_mut().buf, dst);
                 cx.transferred(t.token, n)?;
                 Ok(true)
             }
@@ -200,6 +193,15 @@ impl IoSource for Stdin {
     }
 }
 
+/// Moves the first bytes of `q` into `buf`, as many as fit; how many.
+pub fn take_into(q: &mut VecDeque<u8>, buf: &mut [u8]) -> usize {
+    let n = buf.len().min(q.len());
+    for (d, b) in buf.iter_mut().zip(q.drain(..n)) {
+        *d = b;
+    }
+    n
+}
+
 /// `wasi:cli/stdin` with no input: a stream that ends at once.
 pub(crate) fn empty(cx: &mut HostCx<'_>, status_t: &HostElem) -> Result<Value, String> {
     let s = cx.closed_stream(Some(ValType::U8))?;
@@ -227,10 +229,6 @@ impl Input for Bytes {
         if q.is_empty() {
             return Received::End;
         }
-        let n = buf.len().min(q.len());
-        for (d, b) in buf.iter_mut().zip(q.drain(..n)) {
-            *d = b;
-        }
-        Received::Bytes(n)
+        Received::Bytes(take_into(&mut q, buf))
     }
 }

@@ -15,7 +15,7 @@ use core::cell::RefCell;
 use ringos_abi::{ValType, Value};
 
 use crate::component::{Exports, Func, FuncSig, HostCx, HostElem, HostReply, Item};
-pub use crate::stdin::{Bytes, Input, Received, Stdin};
+pub use crate::stdin::{take_into, Bytes, Input, Received, Stdin};
 
 /// Where a component's output goes.
 pub type Sink = Rc<RefCell<dyn FnMut(&[u8])>>;
