@@ -18,6 +18,13 @@
 //! notify), submission -> the device's interrupt (or, when none came for
 //! it, the poll that took the completion from the ring: the block device
 //! interrupts only while the CPU halts), then -> the reader has its data.
+//! It also tells how the reads ended: how many were reaped by a poll (no
+//! interrupt came), how long the vCPU ran from the notify to its first
+//! halt, and the notify's median after a reaped read and after an
+//! interrupted one. Under TCG, QEMU's main loop holds its global lock
+//! while it completes a request, and a notify (which takes that lock)
+//! that comes while it does waits for it: a poll that finds the completion
+//! early can make the next read's notify slow.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,6 +103,9 @@ pub fn block_submitted() {
 /// In the device interrupt's handler.
 #[inline]
 pub fn device_interrupt() {
+    if PHASES_ON.load(Ordering::Relaxed) {
+        INTERRUPTED.store(true, Ordering::Relaxed);
+    }
     phase_point(INTERRUPT);
     device_interrupt_insn();
 }
@@ -111,6 +121,15 @@ pub fn block_reaped() {
     }
 }
 
+/// Before the CPU halts for an interrupt: the first in a read ends the
+/// part the vCPU ran after the notify.
+#[inline]
+pub fn halting() {
+    if PHASES_ON.load(Ordering::Relaxed) && HALTED.load(Ordering::Relaxed) == 0 {
+        HALTED.store(crate::arch::cpu::rdtsc(), Ordering::Relaxed);
+    }
+}
+
 const KERNEL: usize = 0;
 const COMPONENT: usize = 1;
 /// The points of a window: its start, then these.
@@ -119,6 +138,15 @@ const SUBMITTING: usize = 1;
 const SUBMITTED: usize = 2;
 const INTERRUPT: usize = 3;
 const PHASES: [&str; 4] = ["before_submit_ns", "submit_ns", "device_ns", "after_irq_ns"];
+/// What a window keeps: the four phases (the notify is the second), then
+/// whether an interrupt came (1) or a poll reaped the completion (0), the
+/// same for the window before it, and the TSC ticks from the notify to
+/// the first halt (`u64::MAX`: none).
+const NOTIFY: usize = 1;
+const IRQ: usize = 4;
+const PREV_IRQ: usize = 5;
+const TO_HALT: usize = 6;
+type Window = [u64; 7];
 /// Windows kept per path (the first ones; the probe times a few thousand).
 const KEPT: usize = 1 << 14;
 
@@ -126,17 +154,38 @@ static PHASES_ON: AtomicBool = AtomicBool::new(false);
 /// The TSC at each point of the window open. Atomics: the interrupt's
 /// handler stores one, and takes no lock.
 static POINTS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// Whether a device interrupt came in the window open, and the TSC at its
+/// first halt (0: none yet).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HALTED: AtomicU64 = AtomicU64::new(0);
 /// Per path: whether a window is open, and the phases (TSC ticks) of the
 /// closed ones. Locked only outside interrupt handlers.
-static WINDOWS: Mutex<[(bool, Vec<[u64; 4]>); 2]> =
-    Mutex::new([(false, Vec::new()), (false, Vec::new())]);
+static WINDOWS: Mutex<[PathWindows; 2]> = Mutex::new([PathWindows::new(), PathWindows::new()]);
+
+/// One path's windows: whether one is open, whether the last closed one
+/// had an interrupt, and the closed ones.
+struct PathWindows {
+    open: bool,
+    last_irq: bool,
+    kept: Vec<Window>,
+}
+
+impl PathWindows {
+    const fn new() -> Self {
+        PathWindows {
+            open: false,
+            last_irq: true,
+            kept: Vec::new(),
+        }
+    }
+}
 
 /// Turns phase timing on (from the command line, at boot).
 pub fn enable_phases() {
     let mut w = WINDOWS.lock();
-    for (_, v) in w.iter_mut() {
+    for p in w.iter_mut() {
         // Room up front: nothing allocates on the timed path.
-        v.reserve_exact(KEPT);
+        p.kept.reserve_exact(KEPT);
     }
     PHASES_ON.store(true, Ordering::Relaxed);
 }
@@ -155,27 +204,50 @@ fn phase_edge(path: usize) {
     }
     let end = crate::arch::cpu::rdtsc();
     let mut w = WINDOWS.lock();
-    let (open, kept) = &mut w[path];
-    *open = !*open;
-    if *open {
+    let p = &mut w[path];
+    p.open = !p.open;
+    if p.open {
+        INTERRUPTED.store(false, Ordering::Relaxed);
+        HALTED.store(0, Ordering::Relaxed);
         POINTS[START].store(end, Ordering::Relaxed);
         return;
     }
+    let interrupted = INTERRUPTED.load(Ordering::Relaxed);
+    let prev_irq = core::mem::replace(&mut p.last_irq, interrupted);
     let [start, submitting, submitted, irq] = POINTS.each_ref().map(|p| p.load(Ordering::Relaxed));
     // The interrupt (or reap) of this window's request, or a stale one.
     let ordered = start <= submitting && submitting <= submitted && submitted <= end;
-    if !ordered || irq < submitting || irq > end || kept.len() >= KEPT {
+    if !ordered || irq < submitting || irq > end || p.kept.len() >= KEPT {
         return;
     }
     // An interrupt during the notify (the device was done before the
     // vCPU went on): no device phase; the four still add up to the read.
     let irq = irq.max(submitted);
-    kept.push([
+    let halted = HALTED.load(Ordering::Relaxed);
+    p.kept.push([
         submitting - start,
         submitted - submitting,
         irq - submitted,
         end - irq,
+        interrupted as u64,
+        prev_irq as u64,
+        halted
+            .checked_sub(submitted)
+            .filter(|_| halted != 0)
+            .unwrap_or(u64::MAX),
     ]);
+}
+
+/// The median of `f` over the windows `keep` selects (TSC ticks; 0 if
+/// none), and how many it selected.
+fn median(
+    kept: &[Window],
+    keep: impl Fn(&Window) -> bool,
+    f: impl Fn(&Window) -> u64,
+) -> (u64, usize) {
+    let mut v: Vec<u64> = kept.iter().filter(|w| keep(w)).map(f).collect();
+    v.sort_unstable();
+    (v.get(v.len() / 2).copied().unwrap_or(0), v.len())
 }
 
 /// Prints each path's phase medians (with `phases=1`), as
@@ -189,18 +261,29 @@ pub fn report_phases() {
         return;
     };
     let w = WINDOWS.lock();
-    for (path, (_, kept)) in ["kernel", "component"].iter().zip(w.iter()) {
+    let ns = |t: u64| clock.tsc.ticks_to_ns(t);
+    for (path, p) in ["kernel", "component"].iter().zip(w.iter()) {
+        let kept = &p.kept;
         let mut line = alloc::format!(
             "{}phases path={path} reads={}",
             ringos_proto::probe::BLK_LINE,
             kept.len()
         );
         for (k, name) in PHASES.iter().enumerate() {
-            let mut v: Vec<u64> = kept.iter().map(|p| p[k]).collect();
-            v.sort_unstable();
-            let median = v.get(v.len() / 2).map_or(0, |&t| clock.tsc.ticks_to_ns(t));
-            line.push_str(&alloc::format!(" {name}={median}"));
+            let (m, _) = median(kept, |_| true, |w| w[k]);
+            line.push_str(&alloc::format!(" {name}={}", ns(m)));
         }
+        let reaped = kept.iter().filter(|w| w[IRQ] == 0).count();
+        let (to_halt, _) = median(kept, |w| w[TO_HALT] != u64::MAX, |w| w[TO_HALT]);
+        let (after_reap, n_after_reap) = median(kept, |w| w[PREV_IRQ] == 0, |w| w[NOTIFY]);
+        let (after_irq, _) = median(kept, |w| w[PREV_IRQ] == 1, |w| w[NOTIFY]);
+        line.push_str(&alloc::format!(
+            " reaped={reaped} notify_to_halt_ns={} after_reaped={n_after_reap} \
+             submit_after_reaped_ns={} submit_after_irq_ns={}",
+            ns(to_halt),
+            ns(after_reap),
+            ns(after_irq)
+        ));
         crate::println!("{line}");
     }
 }

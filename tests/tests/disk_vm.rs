@@ -501,6 +501,21 @@ fn the_probe_splits_reads_into_phases() {
             sum <= c.max_ns.max(c.same_boot_kernel.unwrap().max_ns),
             "{phases:?} {c:?}"
         );
+        // How the reads ended: each reaped by a poll or ended by an
+        // interrupt after a halt, whose distance from the notify is
+        // within a read.
+        assert!(
+            s.reaped <= s.reads && s.after_reaped <= s.reads,
+            "{phases:?}"
+        );
+        if s.reaped < s.reads {
+            assert!(s.notify_to_halt_ns > 0, "{phases:?}");
+            assert!(s.submit_after_irq_ns > 0, "{phases:?}");
+        }
+        assert!(
+            s.notify_to_halt_ns <= c.max_ns.max(kernel.max_ns),
+            "{phases:?}"
+        );
     }
     // The component's own work happens before the submission.
     assert!(
@@ -508,6 +523,7 @@ fn the_probe_splits_reads_into_phases() {
         "{phases:?}"
     );
     assert!(report.table().contains("component - kernel"));
+    assert!(report.table().contains("how reads end"));
 }
 
 /// `ringos probe blk --component` on the demo (wit-bindgen) in a real VM

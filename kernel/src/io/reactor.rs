@@ -269,6 +269,7 @@ impl Reactor {
                 || crate::console::input_for_reader();
             if !ready {
                 self.stats.halts += 1;
+                crate::count_marks::halting();
                 cpu::wait_for_interrupt();
             }
             if let Some(b) = &mut self.blk {

@@ -110,6 +110,18 @@ pub struct PhaseSplit {
     pub device_ns: u64,
     /// From the interrupt (or the reap) to the reader having its data.
     pub after_irq_ns: u64,
+    /// Reads no interrupt ended: a poll took the completion from the ring.
+    pub reaped: u64,
+    /// From the notify to the CPU's first halt, in reads that halted: how
+    /// long the vCPU ran on while the device worked.
+    pub notify_to_halt_ns: u64,
+    /// Reads that followed a reaped one, and the notify's median in them
+    /// and in those after an interrupted one. Under TCG a notify waits for
+    /// QEMU's global lock, which its main loop holds while it completes a
+    /// request: after a reap it may still be doing so.
+    pub after_reaped: u64,
+    pub submit_after_reaped_ns: u64,
+    pub submit_after_irq_ns: u64,
 }
 
 /// The kernel's phase lines, after [`probe::BLK_LINE`].
@@ -117,8 +129,9 @@ const PHASES_KEY: &str = "phases ";
 
 impl Phases {
     /// Parses the kernel's `phases path=kernel|component reads=N
-    /// before_submit_ns=.. submit_ns=.. device_ns=.. after_irq_ns=..`
-    /// lines (after the `probe-blk: ` prefix).
+    /// before_submit_ns=.. submit_ns=.. device_ns=.. after_irq_ns=..
+    /// reaped=N notify_to_halt_ns=.. after_reaped=N
+    /// submit_after_reaped_ns=.. submit_after_irq_ns=..` lines (after the `probe-blk: ` prefix).
     pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Phases, String> {
         let [kernel, component] = per_path(lines, PHASES_KEY, "path", |path, f| {
             let split = PhaseSplit {
@@ -127,6 +140,11 @@ impl Phases {
                 submit_ns: f.get("submit_ns")?,
                 device_ns: f.get("device_ns")?,
                 after_irq_ns: f.get("after_irq_ns")?,
+                reaped: f.get("reaped")?,
+                notify_to_halt_ns: f.get("notify_to_halt_ns")?,
+                after_reaped: f.get("after_reaped")?,
+                submit_after_reaped_ns: f.get("submit_after_reaped_ns")?,
+                submit_after_irq_ns: f.get("submit_after_irq_ns")?,
             };
             if split.reads == 0 {
                 return Err(format!("no {path} read had all its phases marked"));
@@ -794,7 +812,7 @@ impl BlkReport {
             ],
             2,
         );
-        for (machine, p) in with {
+        for (machine, p) in &with {
             let us_of = |s: &PhaseSplit| {
                 [s.before_submit_ns, s.submit_ns, s.device_ns, s.after_irq_ns].map(|n| us(n as f64))
             };
@@ -815,10 +833,42 @@ impl BlkReport {
                 d(c.after_irq_ns, k.after_irq_ns),
             ]);
         }
+        let mut ends = Table::new(
+            &[
+                "machine",
+                "path",
+                "reaped (no irq)",
+                "notify -> halt µs",
+                "after a reap: reads",
+                "their notify µs",
+                "notify after an irq µs",
+            ],
+            2,
+        );
+        for (machine, p) in with {
+            for (path, s) in [("kernel-only", &p.kernel), ("component", &p.component)] {
+                let pct =
+                    |n: u64| format!("{n} ({:.1}%)", 100.0 * n as f64 / s.reads.max(1) as f64);
+                ends.row(vec![
+                    machine.to_string(),
+                    path.into(),
+                    pct(s.reaped),
+                    us(s.notify_to_halt_ns as f64),
+                    pct(s.after_reaped),
+                    us(s.submit_after_reaped_ns as f64),
+                    us(s.submit_after_irq_ns as f64),
+                ]);
+            }
+        }
         format!(
             "\nwhere a read's time goes (medians of TSC marks; the component's reads run \
-             from clock read to clock read):\n{}",
-            t.render()
+             from clock read to clock read):\n{}\n\
+             how reads end (a read whose completion a poll took before the CPU halted, \
+             with no interrupt, is often followed by a slow notify: under TCG the notify \
+             takes QEMU's global lock, which its main loop may still hold while it \
+             completes the request):\n{}",
+            t.render(),
+            ends.render()
         )
     }
 
@@ -1312,14 +1362,21 @@ EXIT: 0";
     fn phases_parse_per_path() {
         let lines = [
             "baseline-qd1-read-4k ops=2 ok=1 p50_ns=1 p99_ns=1 max_ns=1",
-            "phases path=kernel reads=1000 before_submit_ns=40 submit_ns=4500 device_ns=58000 after_irq_ns=1800",
-            "phases path=component reads=1100 before_submit_ns=2500 submit_ns=5500 device_ns=63000 after_irq_ns=4300",
+            "phases path=kernel reads=1000 before_submit_ns=40 submit_ns=4500 device_ns=58000 after_irq_ns=1800 \
+             reaped=10 notify_to_halt_ns=140 after_reaped=10 submit_after_reaped_ns=24000 submit_after_irq_ns=1200",
+            "phases path=component reads=1100 before_submit_ns=2500 submit_ns=5500 device_ns=63000 after_irq_ns=4300 \
+             reaped=220 notify_to_halt_ns=1400 after_reaped=219 submit_after_reaped_ns=23000 submit_after_irq_ns=1100",
         ];
         let p = Phases::parse(lines.into_iter()).unwrap();
         assert_eq!((p.kernel.reads, p.component.reads), (1000, 1100));
         assert_eq!(p.kernel.before_submit_ns, 40);
         assert_eq!(p.component.device_ns, 63000);
         assert_eq!(p.component.after_irq_ns, 4300);
+        assert_eq!((p.kernel.reaped, p.component.reaped), (10, 220));
+        assert_eq!(p.component.notify_to_halt_ns, 1400);
+        assert_eq!(p.component.after_reaped, 219);
+        assert_eq!(p.kernel.submit_after_reaped_ns, 24000);
+        assert_eq!(p.kernel.submit_after_irq_ns, 1200);
         let table = BlkReport {
             machines: vec![],
             ..report_with_phases(p)
@@ -1333,6 +1390,9 @@ EXIT: 0";
             "+2.46",
             "+2.50",
             "58.00",
+            "220 (20.0%)",
+            "1.40",
+            "24.00",
         ] {
             assert!(table.contains(s), "missing {s:?} in\n{table}");
         }
@@ -1341,6 +1401,8 @@ EXIT: 0";
             &["phases path=kernel reads=0 before_submit_ns=0 submit_ns=0 device_ns=0 after_irq_ns=0", lines[2]][..],
             &["phases path=other reads=1 before_submit_ns=0 submit_ns=0 device_ns=0 after_irq_ns=0", lines[2]][..],
             &["phases path=kernel reads=1", lines[2]][..],
+            // The lines of a kernel before the reads' ends were counted.
+            &["phases path=kernel reads=1000 before_submit_ns=40 submit_ns=4500 device_ns=58000 after_irq_ns=1800", lines[2]][..],
         ] {
             assert!(Phases::parse(bad.iter().copied()).is_err(), "{bad:?} parsed");
         }
