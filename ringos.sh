@@ -55,6 +55,9 @@ run_tests() {
     cargo fmt --all -- --check
     cargo clippy -q --workspace --all-targets -- -D warnings
     cargo clippy -q -p ringos-boot -p ringos-kernel --target x86_64-unknown-none -- -D warnings
+    # The API docs build without broken or private links.
+    RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps --workspace
+    RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p ringos-boot -p ringos-kernel --target x86_64-unknown-none
     say "2/4 building the guest kernel and the CLI (release)"
     cargo build -q --profile guest -p ringos-boot --target x86_64-unknown-none
     cargo build -q --release -p ringos

@@ -6,8 +6,8 @@
 //! 2. It zeroes `.bss`, builds early page tables that identity-map the first
 //!    4 GiB with 2 MiB pages, enables PAE + long mode + NX, and far-jumps to
 //!    64-bit code.
-//! 3. `pvh_start64` sets up the boot stack and calls [`pvh_rust_entry`],
-//!    which turns `hvm_start_info` into a [`BootInfo`] and hands over to the
+//! 3. `pvh_start64` sets up the boot stack and calls `pvh::pvh_rust_entry`,
+//!    which turns `hvm_start_info` into a [`BootInfo`](ringos_kernel::boot_info::BootInfo) and hands over to the
 //!    kernel. The kernel then replaces these page tables with its own.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 

@@ -1,6 +1,6 @@
 //! ringos: the library OS under the WebAssembly runtime.
 //!
-//! [`start::main`] is where the boot stage hands over. The hardware parts
+//! `start::main` is where the boot stage hands over. The hardware parts
 //! build only for the bare-metal target; the pure parts (boot info, the
 //! frame bitmap, clock arithmetic) are unit-tested on the host.
 #![cfg_attr(not(test), no_std)]

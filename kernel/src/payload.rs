@@ -6,7 +6,7 @@
 use ringos_proto::payload::{self, Descriptor, Entry};
 
 /// Patched by the CLI (found through the ELF symbol table). In `.data` so
-/// the file holds its bytes; read only through [`descriptor`].
+/// the file holds its bytes; read only through `descriptor`.
 #[no_mangle]
 #[link_section = ".data.ringos_payload"]
 pub static RINGOS_PAYLOAD: Descriptor = Descriptor::EMPTY;

@@ -372,10 +372,10 @@ pub mod output {
 }
 
 /// What the CLI embeds in the kernel image (no kernel rebuild): a payload
-/// in its own PT_LOAD segment, found through [`Descriptor`], holding a
+/// in its own PT_LOAD segment, found through [`payload::Descriptor`], holding a
 /// tagged container of entries.
 ///
-/// The container: [`MAGIC`] (8 bytes), then entries of
+/// The container: [`payload::MAGIC`] (8 bytes), then entries of
 /// `kind: u32 LE, len: u64 LE, bytes[len]`, packed, to the end.
 pub mod payload {
     /// Name of the descriptor static in the kernel's `.data`; the CLI finds

@@ -129,7 +129,7 @@ fn skip_entry(f: &Path) -> Option<&'static str> {
 }
 
 /// Runs one file on the hosted runtime, on a thread with room for
-/// [`WASM_STACK`]; `Err` says why the file could not run at all.
+/// `WASM_STACK`; `Err` says why the file could not run at all.
 /// Also returns which of the `expected` failure lines did fail.
 pub fn run_hosted(
     path: &Path,

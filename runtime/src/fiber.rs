@@ -8,7 +8,7 @@
 //! from the kernel's allocator mapped W+NX in the kernel) and a saved
 //! stack pointer. Switching is a few lines of asm (x86_64 SysV: push the
 //! callee-saved registers, swap `rsp`, pop, `ret`); a new fiber starts in
-//! [`fiber_main`], which calls its body once. Fibers are asymmetric: the
+//! `fiber_main`, which calls its body once. Fibers are asymmetric: the
 //! code that starts or resumes one (its *resumer*) waits until it
 //! suspends or finishes, and a suspension always goes back to the
 //! fiber's latest resumer.

@@ -2,7 +2,7 @@
 //! addresses to trap kinds, and the setjmp/longjmp-style entry that turns a
 //! trap into an `Err(Trap)`. The platform's fault handler (signals when
 //! hosted, #UD/#PF in the kernel) calls [`trap_for_pc`] and, on a hit,
-//! resumes at [`wasm_unwind`] with the current [`JmpBuf`].
+//! resumes at `ringos_wasm_unwind` with the current [`JmpBuf`].
 
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;

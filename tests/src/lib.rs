@@ -135,7 +135,7 @@ pub fn component_config(image: &Path, machine: Machine, timeout: Duration) -> Ru
     }
 }
 
-/// Boots component `app` with `args` (argv[0] first), `env`, `disk` and
+/// Boots component `app` with `args` (`argv[0]` first), `env`, `disk` and
 /// `stdin` on `machine`, as `ringos run` would; the image is removed
 /// after.
 pub fn boot_component(

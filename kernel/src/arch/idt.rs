@@ -2,7 +2,7 @@
 //!
 //! Each stub pushes an error code (0 where the CPU pushes none) and its
 //! vector number, then jumps to `trap_common`, which saves the general
-//! registers into a [`TrapFrame`] and calls [`trap_dispatch`]. Vectors:
+//! registers into a [`TrapFrame`] and calls `trap_dispatch`. Vectors:
 //! 0..=31 CPU exceptions, 32..=47 the (masked) legacy PIC, 48..=63 device and
 //! timer interrupts, 255 the LAPIC spurious vector.
 

@@ -2,7 +2,7 @@
 //! hosted mode, devices in the kernel) holds when a guest hands it a
 //! stream, or when it hands the guest a future. Guest copies meet a host
 //! end in the shared state like any other; the notices for the host's
-//! side land here ([`notice`]) and drive the host's reads and writes.
+//! side land here (`notice`) and drive the host's reads and writes.
 
 use alloc::boxed::Box;
 use alloc::rc::Rc;

@@ -3,7 +3,7 @@
 //!
 //! The validator names resource types by static [`ResourceId`]s; each
 //! component instance maps the ones it can see to the runtime resource
-//! types it was given or created ([`ResMap`]).
+//! types it was given or created (`ResMap`).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::rc::Rc;
