@@ -138,15 +138,19 @@ const SUBMITTING: usize = 1;
 const SUBMITTED: usize = 2;
 const INTERRUPT: usize = 3;
 const PHASES: [&str; 4] = ["before_submit_ns", "submit_ns", "device_ns", "after_irq_ns"];
-/// What a window keeps: the four phases (the notify is the second), then
-/// whether an interrupt came (1) or a poll reaped the completion (0), the
-/// same for the window before it, and the TSC ticks from the notify to
-/// the first halt (`u64::MAX`: none).
+/// The phase that is the notify.
 const NOTIFY: usize = 1;
-const IRQ: usize = 4;
-const PREV_IRQ: usize = 5;
-const TO_HALT: usize = 6;
-type Window = [u64; 7];
+
+/// A closed window (TSC ticks).
+struct Window {
+    phases: [u64; 4],
+    /// An interrupt came (else a poll reaped the completion).
+    interrupted: bool,
+    /// The same for the window before it, on the same path.
+    after_interrupted: bool,
+    /// From the notify to the first halt, if the CPU halted.
+    to_halt: Option<u64>,
+}
 /// Windows kept per path (the first ones; the probe times a few thousand).
 const KEPT: usize = 1 << 14;
 
@@ -213,7 +217,7 @@ fn phase_edge(path: usize) {
         return;
     }
     let interrupted = INTERRUPTED.load(Ordering::Relaxed);
-    let prev_irq = core::mem::replace(&mut p.last_irq, interrupted);
+    let after_interrupted = core::mem::replace(&mut p.last_irq, interrupted);
     let [start, submitting, submitted, irq] = POINTS.each_ref().map(|p| p.load(Ordering::Relaxed));
     // The interrupt (or reap) of this window's request, or a stale one.
     let ordered = start <= submitting && submitting <= submitted && submitted <= end;
@@ -224,28 +228,24 @@ fn phase_edge(path: usize) {
     // vCPU went on): no device phase; the four still add up to the read.
     let irq = irq.max(submitted);
     let halted = HALTED.load(Ordering::Relaxed);
-    p.kept.push([
-        submitting - start,
-        submitted - submitting,
-        irq - submitted,
-        end - irq,
-        interrupted as u64,
-        prev_irq as u64,
-        halted
-            .checked_sub(submitted)
-            .filter(|_| halted != 0)
-            .unwrap_or(u64::MAX),
-    ]);
+    p.kept.push(Window {
+        phases: [
+            submitting - start,
+            submitted - submitting,
+            irq - submitted,
+            end - irq,
+        ],
+        interrupted,
+        after_interrupted,
+        // 0 (no halt) and a halt before the notify are none.
+        to_halt: halted.checked_sub(submitted),
+    });
 }
 
-/// The median of `f` over the windows `keep` selects (TSC ticks; 0 if
-/// none), and how many it selected.
-fn median(
-    kept: &[Window],
-    keep: impl Fn(&Window) -> bool,
-    f: impl Fn(&Window) -> u64,
-) -> (u64, usize) {
-    let mut v: Vec<u64> = kept.iter().filter(|w| keep(w)).map(f).collect();
+/// The median of `f` over the windows it gives a value for (TSC ticks; 0
+/// if none), and how many those were.
+fn median(kept: &[Window], f: impl Fn(&Window) -> Option<u64>) -> (u64, usize) {
+    let mut v: Vec<u64> = kept.iter().filter_map(f).collect();
     v.sort_unstable();
     (v.get(v.len() / 2).copied().unwrap_or(0), v.len())
 }
@@ -270,13 +270,18 @@ pub fn report_phases() {
             kept.len()
         );
         for (k, name) in PHASES.iter().enumerate() {
-            let (m, _) = median(kept, |_| true, |w| w[k]);
+            let (m, _) = median(kept, |w| Some(w.phases[k]));
             line.push_str(&alloc::format!(" {name}={}", ns(m)));
         }
-        let reaped = kept.iter().filter(|w| w[IRQ] == 0).count();
-        let (to_halt, _) = median(kept, |w| w[TO_HALT] != u64::MAX, |w| w[TO_HALT]);
-        let (after_reap, n_after_reap) = median(kept, |w| w[PREV_IRQ] == 0, |w| w[NOTIFY]);
-        let (after_irq, _) = median(kept, |w| w[PREV_IRQ] == 1, |w| w[NOTIFY]);
+        let reaped = kept.iter().filter(|w| !w.interrupted).count();
+        let (to_halt, _) = median(kept, |w| w.to_halt);
+        let notify_if = |after_irq: bool| {
+            median(kept, move |w| {
+                (w.after_interrupted == after_irq).then_some(w.phases[NOTIFY])
+            })
+        };
+        let (after_reap, n_after_reap) = notify_if(false);
+        let (after_irq, _) = notify_if(true);
         line.push_str(&alloc::format!(
             " reaped={reaped} notify_to_halt_ns={} after_reaped={n_after_reap} \
              submit_after_reaped_ns={} submit_after_irq_ns={}",
