@@ -730,6 +730,31 @@ pub(crate) fn lower(
         };
         return store.host_func_raw(&params, &results, Box::new(f));
     }
+    // A synchronous call of another component's synchronous export on
+    // bools and integers only: the spec's task without component values,
+    // closures or a subtask (a synchronous call's subtask is never seen:
+    // no borrows to end, nothing to cancel).
+    if let FuncKind::Lifted {
+        opts: callee_opts, ..
+    } = &callee.kind
+    {
+        if !opts.async_
+            && !callee_opts.async_
+            && !callee.sig.ty.async_
+            && matches!(lay.results, ResultShape::None | ResultShape::Scalar)
+            && lay.scalar_params
+            && integers(&params)
+            && integers(&results)
+        {
+            let types = params.clone();
+            let n_results = results.len();
+            let f = move |store: &mut Store, slots: &mut [u64]| -> Result<(), Trap> {
+                let r = sched::call_scalar_sync(store, &sh, &callee, inst, &types, slots);
+                set_raw_result(store, slots, n_results, r)
+            };
+            return store.host_func_raw(&params, &results, Box::new(f));
+        }
+    }
     let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
         let r = lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args);
         super::builtins::set_result(store, out, r)
@@ -888,6 +913,13 @@ fn lower_scalar(t: &ValType, v: &Value) -> Option<Val> {
         (ValType::S64, Value::S64(i)) => Val::I64(*i),
         _ => return None,
     })
+}
+
+/// A bool or integer of type `t` as lowering it in one instance and
+/// lifting it in another leaves its core value `v` (narrowed to its
+/// width, a bool to 0 or 1); `None` for any other type.
+pub(crate) fn pass_scalar(t: &ValType, v: Val) -> Option<Val> {
+    lower_scalar(t, &lift_scalar(t, v)?)
 }
 
 /// What a lowered host call's signature needs, worked out once when the

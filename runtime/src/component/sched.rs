@@ -154,12 +154,7 @@ fn run_task(
             lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
         })?;
         resolve(store, sh, tid, result.into_iter().next())?;
-        if let Some(pr) = opts.post_return {
-            sh.get()?.inst(inst)?.may_leave = false;
-            run_core(store, sh, tid, pr, &results)?;
-            sh.get()?.inst(inst)?.may_leave = true;
-        }
-        return finish(sh, tid);
+        return post_return_and_finish(store, sh, tid, inst, opts, &results);
     }
     let packed = match results.first() {
         Some(Val::I32(p)) => *p as u32,
@@ -169,6 +164,104 @@ fn run_task(
 }
 
 /// Calls core code on behalf of task `tid` (the current task meanwhile).
+/// A synchronous lift's end, once its result went to the caller: the
+/// `post-return` function (the instance may not leave meanwhile), then
+/// the task exits.
+fn post_return_and_finish(
+    store: &mut Store,
+    sh: &Shared,
+    tid: TaskId,
+    inst: InstId,
+    opts: &super::call::Opts,
+    results: &[Val],
+) -> Result<(), Trapped> {
+    if let Some(pr) = opts.post_return {
+        sh.get()?.inst(inst)?.may_leave = false;
+        run_core(store, sh, tid, pr, results)?;
+        sh.get()?.inst(inst)?.may_leave = true;
+    }
+    finish(sh, tid)
+}
+
+/// A synchronous call, lowered in `caller`, of `f`, a synchronous lifted
+/// function whose parameters and result are bools or integers; `slots`
+/// holds the caller's core arguments (of core types `types`). The steps
+/// of [`call`](super::call::call) and [`start_task`] for such a call (the
+/// caller may leave, the callee may be entered, a task runs the core
+/// function, its result is returned, post-return, exit), with each value
+/// passed as a core value: lifting and lowering one of these types only
+/// narrows it. The result, if any, as the caller's core value.
+pub(crate) fn call_scalar_sync(
+    store: &mut Store,
+    sh: &Shared,
+    f: &alloc::rc::Rc<super::call::Func>,
+    caller: InstId,
+    types: &[wasmparser::ValType],
+    slots: &[u64],
+) -> Result<Option<Val>, Trapped> {
+    let super::call::FuncKind::Lifted { core, opts, inst } = f.kind else {
+        unreachable!("checked when lowered")
+    };
+    let ft = &f.sig.ty;
+    let wrong = || Trapped::new("a lowered call's core arguments do not match its type");
+    let n = ft.param_types().len();
+    if n > MAX_FLAT_PARAMS || types.len() != n || slots.len() < n {
+        return Err(wrong());
+    }
+    let mut args = [Val::I32(0); MAX_FLAT_PARAMS];
+    for ((a, t), (&ct, &bits)) in args
+        .iter_mut()
+        .zip(ft.param_types())
+        .zip(types.iter().zip(slots))
+    {
+        *a = super::call::pass_scalar(t, Val::from_raw(ct, bits)).ok_or_else(wrong)?;
+    }
+    let tid = {
+        let mut st = sh.get()?;
+        st.inst(caller)?.check_may_leave("canon lower")?;
+        st.enter(inst, Some(caller))?;
+        let tid = st.next_task_id();
+        let mut abi = ringos_abi::concurrency::Task::new(
+            tid as u32,
+            false,
+            false,
+            false,
+            ft.result.clone(),
+            opts.lift_options(),
+        );
+        abi.start()?;
+        st.add_task(super::state::RtTask {
+            inst,
+            func: f.clone(),
+            opts,
+            core,
+            caller: Some(caller),
+            abi,
+            step: Step::Running,
+            on_start: None,
+            on_resolve: None,
+        })
+    };
+    // At most one result (the lowering checked it): no allocation.
+    let result_type = ft.result_type().first();
+    let mut out = [Val::I32(0)];
+    let results = &mut out[..usize::from(result_type.is_some())];
+    as_task(store, sh, tid, |store| {
+        store.call_into(core, &args[..n], results)
+    })?;
+    let result =
+        match (result_type, &*results) {
+            (Some(t), &[v]) => Some(super::call::pass_scalar(t, v).ok_or_else(|| {
+                Trapped::new("a lifted function returned a value of the wrong type")
+            })?),
+            _ => None,
+        };
+    sh.get()?.task(tid)?.abi.return_()?;
+    post_return_and_finish(store, sh, tid, inst, &opts, results)?;
+    sh.get()?.leave(inst, Some(caller));
+    Ok(result)
+}
+
 fn run_core(
     store: &mut Store,
     sh: &Shared,
