@@ -318,12 +318,40 @@ fn instantiate_and_run(
         b.borrow_mut().paired(&mut d.reactor(), count)
     })));
     let (app, providers) = comps.split_last().ok_or("no component")?;
+    let started = crate::time::now_ns();
     let run = wasi::instantiate_command(&mut store, &KERNEL, imports, app, providers)?;
+    let ready = crate::time::now_ns();
+    // The slow part of a start under TCG (Cranelift runs on the emulated
+    // CPU too): said with -v, as the time it took.
+    log::info!(
+        "component: {} KiB (and {} provider(s)) validated, JIT-compiled and instantiated in {}",
+        app.len().div_ceil(1024),
+        providers.len(),
+        Ms(ready - started)
+    );
     let r = store.call(&run, &[]);
+    log::info!(
+        "component: wasi:cli/run ended after {}",
+        Ms(crate::time::now_ns() - ready)
+    );
     // The component may have ended (returned, trapped, exited) with
     // requests in flight into its memory: let them land before the store
     // and its memory go.
     disk.drain();
     let r = r.map_err(|e| format!("run: {e}"))?;
     Ok(matches!(r, Some(Value::Variant(0, _))))
+}
+
+/// A duration in ns, shown in ms to the µs.
+struct Ms(u64);
+
+impl core::fmt::Display for Ms {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{}.{:03} ms",
+            self.0 / 1_000_000,
+            (self.0 / 1_000) % 1_000
+        )
+    }
 }
