@@ -755,6 +755,26 @@ pub(crate) fn lower(
             return store.host_func_raw(&params, &results, Box::new(f));
         }
     }
+    // The same call on values without handles (strings, lists, records
+    // of them): lifted and lowered as the generic path does, without its
+    // subtask and closures.
+    if let FuncKind::Lifted {
+        opts: callee_opts, ..
+    } = &callee.kind
+    {
+        if !opts.async_
+            && !callee_opts.async_
+            && !callee.sig.ty.async_
+            && !lay.param_handles
+            && !lay.result_needs.handles
+        {
+            let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
+                let r = plain_sync_call(store, &sh, &callee, &sig, &opts, inst, args);
+                super::builtins::set_result(store, out, r)
+            };
+            return store.host_func(&params, &results, Box::new(f));
+        }
+    }
     let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
         let r = lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args);
         super::builtins::set_result(store, out, r)
@@ -1262,6 +1282,83 @@ fn end_lends(sh: &Shared, inst: InstId, lenders: Vec<u32>) -> Result<(), Trapped
     Ok(())
 }
 
+/// A synchronous call, lowered in `inst` with `opts`, of `callee`, another
+/// component's synchronous lifted function whose parameters and result
+/// hold no handles: the steps of [`lowered_call`], [`call`] and
+/// [`sched::start_task`] for it in order (lift the arguments in the
+/// caller, lower them into the callee, call, lift the result, return it
+/// into the caller, post-return), without a subtask (a synchronous call's
+/// has nothing to do: no borrows to end, nothing to cancel).
+fn plain_sync_call(
+    store: &mut Store,
+    sh: &Shared,
+    callee: &Rc<Func>,
+    sig: &FuncSig,
+    opts: &Opts,
+    inst: InstId,
+    args: &[Val],
+) -> Result<Option<Val>, Trapped> {
+    let FuncKind::Lifted {
+        core,
+        opts: callee_opts,
+        inst: callee_inst,
+    } = callee.kind
+    else {
+        unreachable!("checked when lowered")
+    };
+    let tid = sched::start_sync_task(sh, callee, inst)?;
+    let mut flat = FlatArgs {
+        vals: args.iter().map(to_core).collect(),
+        pos: 0,
+    };
+    let params = guest_cx(store, opts, false, &mut NoHandles, |cx| {
+        lift_flat_values(cx, MAX_FLAT_PARAMS, &mut flat, sig.ty.param_types())
+    })?;
+    let ft = &callee.sig.ty;
+    let mut n = needs_of(ft.param_types());
+    // Spilled parameters are stored in memory the callee's `realloc` gives.
+    n.realloc |= ringos_abi::layout::flat_len(ft.param_types()) > MAX_FLAT_PARAMS;
+    let lower =
+        |cx: &mut Cx<'_>| lower_flat_values(cx, MAX_FLAT_PARAMS, &params, ft.param_types(), None);
+    let flat_params = with_lower_cx(store, sh, callee_inst, &callee_opts, Some(tid), n, lower)?;
+    drop(params);
+    // At most MAX_FLAT_PARAMS core arguments (more are spilled) and
+    // MAX_FLAT_RESULTS (one) core result: no allocation for either.
+    let mut core_args = [Val::I32(0); MAX_FLAT_PARAMS];
+    if flat_params.len() > core_args.len() {
+        return Err(Trapped::new("more core arguments than the flat maximum"));
+    }
+    for (a, v) in core_args.iter_mut().zip(&flat_params) {
+        *a = from_core(*v);
+    }
+    let core_args = &core_args[..flat_params.len()];
+    let mut out = [Val::I32(0)];
+    let n_results = usize::from(ringos_abi::layout::flat_len(ft.result_type()) > 0);
+    let results = &mut out[..n_results];
+    sched::as_task(store, sh, tid, |store| {
+        store.call_into(core, core_args, results)
+    })?;
+    let flat_results = results.first().map(|v| [to_core(v)]);
+    let result = guest_cx(store, &callee_opts, false, &mut NoHandles, |cx| {
+        let mut vi = ringos_abi::CoreValueIter::new(flat_results.as_ref().map_or(&[], |r| &r[..]));
+        lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
+    })?;
+    sh.get()?.task(tid)?.abi.return_()?;
+    // The result goes into the caller (its `realloc` for strings and
+    // lists; the out-pointer, a spilled result's, is the last argument).
+    let rt = sig.ty.result_type();
+    let lower =
+        |cx: &mut Cx<'_>| lower_flat_values(cx, MAX_FLAT_RESULTS, &result, rt, Some(&mut flat));
+    let out = with_lower_cx(store, sh, inst, opts, None, needs_of(rt), lower)?;
+    sched::post_return_and_finish(store, sh, tid, callee_inst, &callee_opts, results)?;
+    sh.get()?.leave(callee_inst, Some(inst));
+    // At most one flat result (MAX_FLAT_RESULTS); more are spilled.
+    Ok(out.first().copied().map(from_core))
+}
+
+/// A lowered call in general (async, or with handles, or of a host
+/// function the raw paths of [`lower`] do not take): the spec's subtask,
+/// with `on_start` / `on_resolve` closures the callee's task runs.
 #[allow(clippy::too_many_arguments)]
 fn lowered_call(
     store: &mut Store,

@@ -167,7 +167,7 @@ fn run_task(
 /// A synchronous lift's end, once its result went to the caller: the
 /// `post-return` function (the instance may not leave meanwhile), then
 /// the task exits.
-fn post_return_and_finish(
+pub(crate) fn post_return_and_finish(
     store: &mut Store,
     sh: &Shared,
     tid: TaskId,
@@ -184,13 +184,51 @@ fn post_return_and_finish(
 }
 
 /// A synchronous call, lowered in `caller`, of `f`, a synchronous lifted
+/// function, up to its core call: the caller may leave, the callee may be
+/// entered, and a task for the call starts ([`call`](super::call::call)
+/// and [`start_task`] for such a call, where nothing can wait or block).
+/// The caller then runs the core function as the task's
+/// ([`as_task`]), returns its result, and ends with
+/// [`post_return_and_finish`] and `leave`.
+pub(crate) fn start_sync_task(
+    sh: &Shared,
+    f: &alloc::rc::Rc<super::call::Func>,
+    caller: InstId,
+) -> Result<TaskId, Trapped> {
+    let super::call::FuncKind::Lifted { core, opts, inst } = f.kind else {
+        unreachable!("checked when lowered")
+    };
+    let mut st = sh.get()?;
+    st.inst(caller)?.check_may_leave("canon lower")?;
+    st.enter(inst, Some(caller))?;
+    let tid = st.next_task_id();
+    let mut abi = ringos_abi::concurrency::Task::new(
+        tid as u32,
+        false,
+        false,
+        false,
+        f.sig.ty.result.clone(),
+        opts.lift_options(),
+    );
+    abi.start()?;
+    Ok(st.add_task(super::state::RtTask {
+        inst,
+        func: f.clone(),
+        opts,
+        core,
+        caller: Some(caller),
+        abi,
+        step: Step::Running,
+        on_start: None,
+        on_resolve: None,
+    }))
+}
+
+/// A synchronous call, lowered in `caller`, of `f`, a synchronous lifted
 /// function whose parameters and result are bools or integers; `slots`
-/// holds the caller's core arguments (of core types `types`). The steps
-/// of [`call`](super::call::call) and [`start_task`] for such a call (the
-/// caller may leave, the callee may be entered, a task runs the core
-/// function, its result is returned, post-return, exit), with each value
-/// passed as a core value: lifting and lowering one of these types only
-/// narrows it. The result, if any, as the caller's core value.
+/// holds the caller's core arguments (of core types `types`). Each value
+/// is passed as a core value: lifting and lowering one of these types
+/// only narrows it. The result, if any, as the caller's core value.
 pub(crate) fn call_scalar_sync(
     store: &mut Store,
     sh: &Shared,
@@ -216,32 +254,7 @@ pub(crate) fn call_scalar_sync(
     {
         *a = super::call::pass_scalar(t, Val::from_raw(ct, bits)).ok_or_else(wrong)?;
     }
-    let tid = {
-        let mut st = sh.get()?;
-        st.inst(caller)?.check_may_leave("canon lower")?;
-        st.enter(inst, Some(caller))?;
-        let tid = st.next_task_id();
-        let mut abi = ringos_abi::concurrency::Task::new(
-            tid as u32,
-            false,
-            false,
-            false,
-            ft.result.clone(),
-            opts.lift_options(),
-        );
-        abi.start()?;
-        st.add_task(super::state::RtTask {
-            inst,
-            func: f.clone(),
-            opts,
-            core,
-            caller: Some(caller),
-            abi,
-            step: Step::Running,
-            on_start: None,
-            on_resolve: None,
-        })
-    };
+    let tid = start_sync_task(sh, f, caller)?;
     // At most one result (the lowering checked it): no allocation.
     let result_type = ft.result_type().first();
     let mut out = [Val::I32(0)];
@@ -273,7 +286,7 @@ fn run_core(
 }
 
 /// Runs `call` (a core call) as task `tid`'s: the current task meanwhile.
-fn as_task<R>(
+pub(crate) fn as_task<R>(
     store: &mut Store,
     sh: &Shared,
     tid: TaskId,
