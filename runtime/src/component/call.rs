@@ -731,17 +731,18 @@ pub(crate) fn lower(
         return store.host_func_raw(&params, &results, Box::new(f));
     }
     // A synchronous call of another component's synchronous export on
-    // bools and integers only: the spec's task without component values,
-    // closures or a subtask (a synchronous call's subtask is never seen:
-    // no borrows to end, nothing to cancel).
-    if let FuncKind::Lifted {
-        opts: callee_opts, ..
-    } = &callee.kind
+    // values without handles: no subtask (a synchronous call's is never
+    // seen: no borrows to end, nothing to cancel) and no closures. On
+    // bools and integers only, not even component values: core values
+    // straight through.
+    let sync_lifted = matches!(&callee.kind, FuncKind::Lifted { opts: o, .. } if !o.async_);
+    if !opts.async_
+        && sync_lifted
+        && !callee.sig.ty.async_
+        && !lay.param_handles
+        && !lay.result_needs.handles
     {
-        if !opts.async_
-            && !callee_opts.async_
-            && !callee.sig.ty.async_
-            && matches!(lay.results, ResultShape::None | ResultShape::Scalar)
+        if matches!(lay.results, ResultShape::None | ResultShape::Scalar)
             && lay.scalar_params
             && integers(&params)
             && integers(&results)
@@ -754,26 +755,11 @@ pub(crate) fn lower(
             };
             return store.host_func_raw(&params, &results, Box::new(f));
         }
-    }
-    // The same call on values without handles (strings, lists, records
-    // of them): lifted and lowered as the generic path does, without its
-    // subtask and closures.
-    if let FuncKind::Lifted {
-        opts: callee_opts, ..
-    } = &callee.kind
-    {
-        if !opts.async_
-            && !callee_opts.async_
-            && !callee.sig.ty.async_
-            && !lay.param_handles
-            && !lay.result_needs.handles
-        {
-            let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
-                let r = plain_sync_call(store, &sh, &callee, &sig, &opts, inst, args);
-                super::builtins::set_result(store, out, r)
-            };
-            return store.host_func(&params, &results, Box::new(f));
-        }
+        let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
+            let r = plain_sync_call(store, &sh, &callee, &sig, &opts, inst, args);
+            super::builtins::set_result(store, out, r)
+        };
+        return store.host_func(&params, &results, Box::new(f));
     }
     let f = move |store: &mut Store, args: &[Val], out: &mut [Val]| -> Result<(), Trap> {
         let r = lowered_call(store, &sh, &callee, &sig, &lay, &opts, inst, args);
