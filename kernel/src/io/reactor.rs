@@ -75,8 +75,11 @@ pub struct Reactor {
 impl Reactor {
     pub fn new(devs: Devices, requested: IoMode) -> Self {
         // Without a routed interrupt, halting could sleep through a
-        // completion: fall back to polling.
-        let mode = if devs.interrupts {
+        // completion: fall back to polling. With no device at all there
+        // is nothing to sleep through (the timer and the console have
+        // their own interrupts): halt, rather than spin through a wait.
+        let no_devices = devs.blk.is_none() && devs.net.is_none();
+        let mode = if devs.interrupts || no_devices {
             requested
         } else {
             IoMode::Poll

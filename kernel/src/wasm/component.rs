@@ -225,6 +225,16 @@ pub fn run(
         s.dma_bytes,
         s.copied_bytes
     );
+    // How the loop waited: an idle component should have halted the CPU,
+    // not spun it (the host sees a spin as a busy core).
+    let r = env.disk.reactor();
+    log::info!(
+        "loop: {} turns, {} halts (io={})",
+        r.stats.turns,
+        r.stats.halts,
+        r.mode().name()
+    );
+    drop(r);
     status
 }
 
