@@ -83,12 +83,18 @@ fn ms(ns: u64) -> String {
 async fn demo() -> Result<(), ()> {
     print("ringos demo: a WASI 0.3 component, JIT-compiled in the guest kernel\n".into()).await;
 
-    let t0 = monotonic_clock::now();
-    monotonic_clock::wait_for(50_000_000).await;
-    let waited = monotonic_clock::now() - t0;
+    // Twice: under TCG the first wait also pays for QEMU translating the
+    // loop's code on its first run (README), the second shows the timer.
+    let mut waited = [0; 2];
+    for w in &mut waited {
+        let t0 = monotonic_clock::now();
+        monotonic_clock::wait_for(50_000_000).await;
+        *w = monotonic_clock::now() - t0;
+    }
     print(format!(
-        "timer: asked for 50 ms, woke after {} ms\n",
-        ms(waited)
+        "timer: asked for 50 ms, woke after {} ms; again: {} ms\n",
+        ms(waited[0]),
+        ms(waited[1])
     ))
     .await;
 
