@@ -163,7 +163,6 @@ fn run_task(
     callback_code(sh, tid, packed)
 }
 
-/// Calls core code on behalf of task `tid` (the current task meanwhile).
 /// A synchronous lift's end, once its result went to the caller: the
 /// `post-return` function (the instance may not leave meanwhile), then
 /// the task exits.
@@ -275,6 +274,7 @@ pub(crate) fn call_scalar_sync(
     Ok(result)
 }
 
+/// Calls core code on behalf of task `tid` (the current task meanwhile).
 fn run_core(
     store: &mut Store,
     sh: &Shared,
