@@ -20,6 +20,10 @@ pub struct Output {
     /// The status the component exits with: 0 for `ok`, 1 for `err`, or
     /// what it gave `wasi:cli/exit`.
     pub status: u8,
+    /// How long validating, compiling and instantiating took.
+    pub start_time: std::time::Duration,
+    /// How long `wasi:cli/run` took.
+    pub run_time: std::time::Duration,
 }
 
 /// Where output goes: captured, or also echoed to this process's own.
@@ -333,8 +337,11 @@ pub fn run_with_disk(
             }
         });
     }
+    let started = std::time::Instant::now();
     let run = wasi::instantiate_command(&mut store, &HOSTED, imports, app, &deps);
+    let start_time = started.elapsed();
     let r = run.as_ref().map(|run| store.call(run, &[]));
+    let run_time = started.elapsed() - start_time;
     *alive.lock().unwrap_or_else(|p| p.into_inner()) = false;
     let r = r.map_err(|e| e.clone())?.map_err(|e| e.to_string());
     let status = match r {
@@ -348,5 +355,7 @@ pub fn run_with_disk(
         stderr,
         ok: status == 0,
         status,
+        start_time,
+        run_time,
     })
 }

@@ -318,7 +318,7 @@ struct RunArgs {
     hosted: bool,
     #[command(flatten)]
     devices: DeviceArgs,
-    /// Show kernel logs and the QEMU command line
+    /// Show kernel logs (with the start's and the run's times) and the QEMU command line; with --hosted, the times
     #[arg(short, long)]
     verbose: bool,
     /// The component's wasi:cli/stdin is empty, not this process's stdin

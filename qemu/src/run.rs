@@ -244,7 +244,19 @@ pub fn run(cfg: &RunConfig) -> Result<i32> {
                 crate::Stdin::Bytes(b) => Some(Box::new(ringos_runtime::wasi::Bytes::new(b))),
             },
         ) {
-            Ok(o) => Ok(i32::from(o.status)),
+            Ok(o) => {
+                if cfg.verbose {
+                    // After the component's own output, not inside it.
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                    eprintln!(
+                        "ringos: hosted: validated, JIT-compiled and instantiated in {:.3} ms; \
+                         wasi:cli/run ended after {:.3} ms",
+                        o.start_time.as_secs_f64() * 1e3,
+                        o.run_time.as_secs_f64() * 1e3
+                    );
+                }
+                Ok(i32::from(o.status))
+            }
             Err(e) => {
                 eprintln!("ringos: {e}");
                 Ok(1)
