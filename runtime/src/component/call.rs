@@ -1284,15 +1284,8 @@ fn plain_sync_call(
     inst: InstId,
     args: &[Val],
 ) -> Result<Option<Val>, Trapped> {
-    let FuncKind::Lifted {
-        core,
-        opts: callee_opts,
-        inst: callee_inst,
-    } = callee.kind
-    else {
-        unreachable!("checked when lowered")
-    };
-    let tid = sched::start_sync_task(sh, callee, inst)?;
+    let task = sched::start_sync_task(sh, callee, inst)?;
+    let (tid, callee_inst, callee_opts) = (task.tid, task.inst, task.opts);
     let mut flat = FlatArgs {
         vals: args.iter().map(to_core).collect(),
         pos: 0,
@@ -1322,22 +1315,21 @@ fn plain_sync_call(
     let n_results = usize::from(ringos_abi::layout::flat_len(ft.result_type()) > 0);
     let results = &mut out[..n_results];
     sched::as_task(store, sh, tid, |store| {
-        store.call_into(core, core_args, results)
+        store.call_into(task.core, core_args, results)
     })?;
     let flat_results = results.first().map(|v| [to_core(v)]);
     let result = guest_cx(store, &callee_opts, false, &mut NoHandles, |cx| {
         let mut vi = ringos_abi::CoreValueIter::new(flat_results.as_ref().map_or(&[], |r| &r[..]));
         lift_flat_values(cx, MAX_FLAT_RESULTS, &mut vi, ft.result_type())
     })?;
-    sh.get()?.task(tid)?.abi.return_()?;
+    task.returned(sh)?;
     // The result goes into the caller (its `realloc` for strings and
     // lists; the out-pointer, a spilled result's, is the last argument).
     let rt = sig.ty.result_type();
     let lower =
         |cx: &mut Cx<'_>| lower_flat_values(cx, MAX_FLAT_RESULTS, &result, rt, Some(&mut flat));
     let out = with_lower_cx(store, sh, inst, opts, None, needs_of(rt), lower)?;
-    sched::post_return_and_finish(store, sh, tid, callee_inst, &callee_opts, results)?;
-    sh.get()?.leave(callee_inst, Some(inst));
+    task.end(store, sh, results)?;
     // At most one flat result (MAX_FLAT_RESULTS); more are spilled.
     Ok(out.first().copied().map(from_core))
 }

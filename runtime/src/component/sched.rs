@@ -166,7 +166,7 @@ fn run_task(
 /// A synchronous lift's end, once its result went to the caller: the
 /// `post-return` function (the instance may not leave meanwhile), then
 /// the task exits.
-pub(crate) fn post_return_and_finish(
+fn post_return_and_finish(
     store: &mut Store,
     sh: &Shared,
     tid: TaskId,
@@ -182,18 +182,28 @@ pub(crate) fn post_return_and_finish(
     finish(sh, tid)
 }
 
-/// A synchronous call, lowered in `caller`, of `f`, a synchronous lifted
-/// function, up to its core call: the caller may leave, the callee may be
-/// entered, and a task for the call starts ([`call`](super::call::call)
-/// and [`start_task`] for such a call, where nothing can wait or block).
-/// The caller then runs the core function as the task's
-/// ([`as_task`]), returns its result, and ends with
-/// [`post_return_and_finish`] and `leave`.
+/// A synchronous call, lowered in `caller`, of a synchronous lifted
+/// function, from [`start_sync_task`] to [`SyncTask::end`]: the
+/// steps of [`call`](super::call::call) and [`start_task`] for such a
+/// call, where nothing can wait or block. In between, the caller lowers
+/// the arguments into the callee and runs `core` as the task's
+/// ([`as_task`]).
+pub(crate) struct SyncTask {
+    pub tid: TaskId,
+    pub core: crate::FuncId,
+    /// The callee's instance and options.
+    pub inst: InstId,
+    pub opts: super::call::Opts,
+    caller: InstId,
+}
+
+/// The caller may leave, the callee may be entered, and a task for the
+/// call starts.
 pub(crate) fn start_sync_task(
     sh: &Shared,
     f: &alloc::rc::Rc<super::call::Func>,
     caller: InstId,
-) -> Result<TaskId, Trapped> {
+) -> Result<SyncTask, Trapped> {
     let super::call::FuncKind::Lifted { core, opts, inst } = f.kind else {
         unreachable!("checked when lowered")
     };
@@ -210,7 +220,7 @@ pub(crate) fn start_sync_task(
         opts.lift_options(),
     );
     abi.start()?;
-    Ok(st.add_task(super::state::RtTask {
+    let tid = st.add_task(super::state::RtTask {
         inst,
         func: f.clone(),
         opts,
@@ -220,7 +230,35 @@ pub(crate) fn start_sync_task(
         step: Step::Running,
         on_start: None,
         on_resolve: None,
-    }))
+    });
+    Ok(SyncTask {
+        tid,
+        core,
+        inst,
+        opts,
+        caller,
+    })
+}
+
+impl SyncTask {
+    /// `Task.return_`: the core function returned and its result was
+    /// lifted; it goes to the caller next.
+    pub(crate) fn returned(&self, sh: &Shared) -> Result<(), Trapped> {
+        Ok(sh.get()?.task(self.tid)?.abi.return_()?)
+    }
+
+    /// The result is the caller's (`results`: the core function's, for
+    /// post-return): post-return, exit, leave.
+    pub(crate) fn end(
+        self,
+        store: &mut Store,
+        sh: &Shared,
+        results: &[Val],
+    ) -> Result<(), Trapped> {
+        post_return_and_finish(store, sh, self.tid, self.inst, &self.opts, results)?;
+        sh.get()?.leave(self.inst, Some(self.caller));
+        Ok(())
+    }
 }
 
 /// A synchronous call, lowered in `caller`, of `f`, a synchronous lifted
@@ -236,9 +274,6 @@ pub(crate) fn call_scalar_sync(
     types: &[wasmparser::ValType],
     slots: &[u64],
 ) -> Result<Option<Val>, Trapped> {
-    let super::call::FuncKind::Lifted { core, opts, inst } = f.kind else {
-        unreachable!("checked when lowered")
-    };
     let ft = &f.sig.ty;
     let wrong = || Trapped::new("a lowered call's core arguments do not match its type");
     let n = ft.param_types().len();
@@ -253,13 +288,13 @@ pub(crate) fn call_scalar_sync(
     {
         *a = super::call::pass_scalar(t, Val::from_raw(ct, bits)).ok_or_else(wrong)?;
     }
-    let tid = start_sync_task(sh, f, caller)?;
+    let task = start_sync_task(sh, f, caller)?;
     // At most one result (the lowering checked it): no allocation.
     let result_type = ft.result_type().first();
     let mut out = [Val::I32(0)];
     let results = &mut out[..usize::from(result_type.is_some())];
-    as_task(store, sh, tid, |store| {
-        store.call_into(core, &args[..n], results)
+    as_task(store, sh, task.tid, |store| {
+        store.call_into(task.core, &args[..n], results)
     })?;
     let result =
         match (result_type, &*results) {
@@ -268,9 +303,8 @@ pub(crate) fn call_scalar_sync(
             })?),
             _ => None,
         };
-    sh.get()?.task(tid)?.abi.return_()?;
-    post_return_and_finish(store, sh, tid, inst, &opts, results)?;
-    sh.get()?.leave(inst, Some(caller));
+    task.returned(sh)?;
+    task.end(store, sh, results)?;
     Ok(result)
 }
 
